@@ -1,0 +1,1 @@
+"""Subcommands of the ``vibe-rt`` CLI, one module each (see :mod:`vibe_rt.cli`)."""

@@ -1,0 +1,62 @@
+"""The ``vibe-rt`` command: argument parsing only; each subcommand lives in ``vibe_rt._commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import VibeError
+
+# One module per subcommand; each exposes ``add_parser(subparsers)`` and imports heavy libraries lazily.
+_COMMANDS = ("info", "stream", "data", "train", "eval", "engines", "experiment", "compare", "calibrate", "bench")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors read as plain sentences with the usage line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"vibe-rt: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand registered."""
+    parser = _Parser(
+        prog="vibe-rt",
+        description="Real-time visual-to-M/EEG simulation (ViBE) streamed over Lab Streaming Layer.",
+    )
+    parser.add_argument("--version", action="version", version=f"vibe-rt {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"vibe_rt._commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"vibe_rt._commands.{name}":
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except VibeError as err:
+        print(f"vibe-rt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vibe-rt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
