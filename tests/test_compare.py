@@ -1,0 +1,238 @@
+"""Comparator, metrics, channel matching and calibration on ground-truth recordings (offline, no LSL)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vibe_rt.compare import (
+    Comparator,
+    DictSynth,
+    apply_calibration,
+    compare_offline,
+    fit_calibration,
+    load_calibration,
+    match_channels,
+    parse_marker,
+    read_report,
+    save_calibration,
+    write_report,
+)
+from vibe_rt.compare import metrics as M
+from vibe_rt.compare.groundtruth import make_ground_truth, template_erps
+from vibe_rt.errors import ConfigError
+from vibe_rt.montage import get_montage
+
+LATENCY = 0.024
+
+
+@pytest.fixture(scope="module")
+def montage():
+    return get_montage("things-eeg2").with_window(100.0, -0.1, 50)
+
+
+@pytest.fixture(scope="module")
+def truth(montage):
+    return make_ground_truth(montage, n_images=6, n_reps=8, latency_s=LATENCY, gain=(0.7, 1.4), noise=3e-6,
+                             sfreq=500.0, isi=0.45, seed=1)
+
+
+@pytest.fixture(scope="module")
+def session(truth, montage, tmp_path_factory):
+    path = tmp_path_factory.mktemp("gt") / "gt_raw.fif"
+    truth.raw.save(path, verbose="error")
+    return compare_offline(path, montage, DictSynth(truth.synth))
+
+
+def test_metrics_basics(montage):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 40))
+    assert M.pearson_r(a, 2 * a + 1) == pytest.approx(np.ones(3))
+    assert np.isnan(M.pearson_r(np.ones(5), np.arange(5.0), axis=None))
+    assert M.spearman_brown(0.5) == pytest.approx(2 / 3)
+    assert M.rmse(a, a + 0.5) == pytest.approx(0.5)
+    # latency: known fractional shift recovered to well under a sample
+    erps = template_erps(montage, 4, seed=3)
+    shifted = M.shift_signal(erps, 2.4)
+    lat = M.estimate_latency(shifted, erps, montage.sfreq)
+    assert lat["latency_samples"] == pytest.approx(2.4, abs=0.25)
+    assert M.estimate_latency(erps, shifted, montage.sfreq)["latency_samples"] == pytest.approx(-2.4, abs=0.25)
+    g = np.linspace(0.5, 2, montage.n_channels)
+    assert M.fit_gain(erps * g[:, None], erps) == pytest.approx(g)
+
+
+def test_recovers_latency_gain_and_r(session, truth, montage):
+    comp = session.comparator
+    s = comp.summary()
+    assert s["n_events"] == 48 and s["n_lost"] == 0 and s["n_keys"] == 6
+    # latency within +-1 sample at the model rate
+    assert abs(s["latency_s"] - LATENCY) < 1.0 / montage.sfreq
+    gain = np.asarray(s["gain_per_channel"])
+    assert np.max(np.abs(gain / truth.gain - 1)) < 0.10
+    # running ERP r approaches the noise-free value (noise only lowers it a little with 8 reps)
+    assert truth.expected_r - 0.08 < s["erp_r"] < truth.expected_r + 0.02
+    assert 0.8 < s["noise_ceiling"] <= 1.0
+    assert s["erp_r_aligned"] > s["erp_r"] + 0.15
+    assert len(comp.history) == 48 and comp.history[-1]["erp_r"] == pytest.approx(s["erp_r"])
+
+
+def test_calibration_improves_and_roundtrips(session, truth, montage, tmp_path):
+    erps = session.comparator.erps()
+    prof = fit_calibration(erps, montage, channel_map=session.live.match.to_dict()["map"])
+    assert abs(prof["latency_s"] - LATENCY) < 1.0 / montage.sfreq
+    assert np.max(np.abs(np.asarray(prof["gain"]) / truth.gain - 1)) < 0.10
+    before, after = prof["metrics_before"], prof["metrics_after"]
+    assert after["erp_r"] > before["erp_r"] + 0.2
+    assert after["erp_rmse"] < 0.6 * before["erp_rmse"]
+    held = prof["metrics_heldout"]
+    assert held["after"]["erp_r"] > held["before"]["erp_r"] + 0.15
+    assert held["after"]["erp_rmse"] < held["before"]["erp_rmse"]
+    path = save_calibration(prof, tmp_path / "calibration" / "gt.json")
+    loaded = load_calibration(path)
+    assert loaded["format"] == "vibe-rt-calibration" and loaded["version"] == 1
+    # apply to a batch (B, C, T) float32: gain per channel and the latency shift at the model rate
+    x = np.stack([truth.synth[k] for k in sorted(truth.synth)]).astype(np.float32)
+    y = apply_calibration(x, montage, loaded)
+    assert y.shape == x.shape and y.dtype == np.float32
+    expect = M.shift_signal(x.astype(float), LATENCY * montage.sfreq) * truth.gain[:, None]
+    assert M.overall_r(y, expect) > 0.995
+    # a profile keyed by other-case labels in another order applies by label
+    p2 = dict(loaded, channels=[c.upper() for c in loaded["channels"]][::-1], gain=loaded["gain"][::-1])
+    assert np.allclose(apply_calibration(x, montage, p2), y, atol=1e-12)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ConfigError, match="not a vibe-rt calibration profile"):
+        load_calibration(bad)
+
+
+def test_report_roundtrip(session, montage, tmp_path):
+    path = write_report(tmp_path / "rep", session.comparator, info={"mode": "offline"})
+    report, erps, mont = read_report(path.parent)
+    assert mont.ch_names == montage.ch_names and len(erps.keys) == 6
+    for f in ("erp_overlay.png", "metrics_over_time.png", "per_channel.png", "erps.npz"):
+        assert (path.parent / f).stat().st_size > 1000
+    assert "erp_overlay.png" in (path.parent / "index.html").read_text()
+    assert report["summary"]["n_events"] == 48
+    prof = fit_calibration(erps, mont)  # calibration from a saved report gives the same fit
+    assert prof["latency_s"] == pytest.approx(session.comparator.summary()["latency_s"], abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["subset", "superset"])
+def test_mismatched_channels(truth, montage, kind):
+    """Live labels in another case; a subset is interpolated (spherical spline), a superset is ignored."""
+    names = [c.lower() if i % 2 else c.upper() for i, c in enumerate(montage.ch_names)]
+    drop = ["PO8", "P2", "Oz"]
+    raw = truth.raw.copy()
+    raw.rename_channels(dict(zip(montage.ch_names, names)))
+    if kind == "subset":
+        raw.drop_channels([n for n in names if n.lower() in {d.lower() for d in drop}])
+    else:
+        import mne
+
+        extra = mne.io.RawArray(np.random.default_rng(0).standard_normal((2, raw.n_times)) * 1e-5,
+                                mne.create_info(["FZ", "cz"], raw.info["sfreq"], "eeg"), verbose="error")
+        raw.add_channels([extra], force_update_info=True)
+    s = compare_offline(raw, montage, DictSynth(truth.synth))
+    match = s.live.match
+    if kind == "subset":
+        assert sorted(match.interpolated) == sorted(drop) and match.method == "spline"
+        assert match.matched["Pz"] == "PZ"
+    else:
+        assert not match.interpolated and sorted(match.ignored) == ["FZ", "cz"]
+    summ = s.comparator.summary()
+    assert abs(summ["latency_s"] - LATENCY) < 1.0 / montage.sfreq
+    assert summ["erp_r_aligned"] > 0.8
+    # interpolated channels still follow the synthesized ERP
+    idx = [montage.ch_names.index(c) for c in drop]
+    assert np.all(np.asarray(summ["erp_r_per_channel"])[idx] > 0.3)
+
+
+def test_match_channels_idw_and_errors(montage):
+    m = match_channels(montage, ["oz", "o1", "o2", "poz"], method="idw")
+    assert m.weights.shape == (17, 4) and np.allclose(m.weights.sum(axis=1), 1.0)
+    with pytest.raises(ConfigError, match="no live channel matches"):
+        match_channels(montage, ["Fp1", "Fp2"])
+    with pytest.raises(ConfigError, match="duplicated"):
+        match_channels(montage, ["Oz", "OZ"])
+
+
+def test_parse_marker():
+    assert parse_marker(['{"image": "a.png", "frame_id": 3, "source": "cam"}'])[0] == "a.png"
+    assert parse_marker("stim/b.jpg") == ("stim/b.jpg", {"description": "stim/b.jpg"})
+    assert parse_marker([0.0, -1.0], ["x", '{"image": "c"}'])[0] == "c"
+    assert parse_marker([7])[0] == "7"
+    assert parse_marker([0]) is None
+
+
+def test_comparator_rejects_bad_shape(montage):
+    c = Comparator(montage)
+    with pytest.raises(ConfigError, match="expected"):
+        c.update(np.zeros((3, 5)), np.zeros((3, 5)), "x")
+
+
+def test_cli_compare_and_calibrate(tmp_path, capsys):
+    """`vibe-rt compare --live-file ... --synth FILE` (a recording of the synthesized stream, epoched around the
+    same markers), then `vibe-rt calibrate --session REPORT`."""
+    from vibe_rt.cli import main
+
+    full = get_montage("things-eeg2")
+    kw = dict(n_images=4, n_reps=4, sfreq=250.0, isi=0.5, lead_s=1.0, seed=5)
+    live = make_ground_truth(full, latency_s=LATENCY, gain=(0.7, 1.4), noise=1e-6, **kw)
+    clean = make_ground_truth(full, latency_s=0.0, gain=(1.0, 1.0), noise=0.0, **kw)
+    assert np.allclose(live.onsets, clean.onsets)
+    live.raw.save(tmp_path / "live_raw.fif", verbose="error")
+    clean.raw.save(tmp_path / "synth_raw.fif", verbose="error")
+    rep = tmp_path / "report"
+    assert main(["compare", "--live-file", str(tmp_path / "live_raw.fif"), "--synth", str(tmp_path / "synth_raw.fif"),
+                 "--montage", "things-eeg2", "--report", str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert "events compared: 16 (4 images), lost: 0" in out
+    report = json.loads((rep / "report.json").read_text())
+    assert abs(report["summary"]["latency_s"] - LATENCY) < 1.0 / full.sfreq
+    prof_path = tmp_path / "calibration" / "gt.json"
+    assert main(["calibrate", "--session", str(rep), "--out", str(prof_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ERP r:    before" in out
+    prof = load_calibration(prof_path)
+    assert abs(prof["latency_s"] - LATENCY) < 1.0 / full.sfreq
+    assert np.max(np.abs(np.asarray(prof["gain"]) / live.gain - 1)) < 0.10
+    assert prof["metrics_after"]["erp_r"] > prof["metrics_before"]["erp_r"]
+    assert prof["metrics_after"]["erp_rmse"] < prof["metrics_before"]["erp_rmse"]
+    assert prof["channel_map"]["Pz"] == "Pz"
+    # a user error is one line, exit code 2
+    assert main(["compare", "--montage", "things-eeg2", "--synth", "x"]) == 2
+    assert "--live" in capsys.readouterr().err
+
+
+def test_recovers_latency_and_gain_on_simulator_erps(tmp_path):
+    """Same check on the physiological simulator's ground-truth ERPs (EvokedModel) at the full window."""
+    simulate = pytest.importorskip("vibe_rt.data.simulate")
+    full = get_montage("things-eeg2")
+    model = simulate.EvokedModel(full)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    images = []
+    for i in range(5):  # gratings of different orientation/frequency/contrast plus noise
+        th, f, c = rng.uniform(0, np.pi), rng.uniform(0.05, 0.3), rng.uniform(0.3, 1.0)
+        g = 0.5 + 0.5 * c * np.sin(2 * np.pi * f * (np.cos(th) * xx + np.sin(th) * yy))
+        img = np.clip(g[..., None] + 0.1 * rng.standard_normal((64, 64, 3)), 0, 1)
+        images.append((255 * img).astype(np.uint8))
+    erps = np.stack([model.evoked(im) for im in images])
+    scale = float(np.abs(erps).max())
+    gt = make_ground_truth(full, erps=erps, latency_s=LATENCY, gain=(0.7, 1.4), noise=0.05 * scale, n_reps=8,
+                           sfreq=250.0, isi=1.0, seed=7)
+    s = compare_offline(gt.raw, full, DictSynth(gt.synth)).comparator.summary()
+    assert s["n_events"] == 40 and s["n_lost"] == 0
+    assert abs(s["latency_s"] - LATENCY) < 1.0 / full.sfreq
+    assert np.max(np.abs(np.asarray(s["gain_per_channel"]) / gt.gain - 1)) < 0.10
+    assert s["erp_r_aligned"] > s["erp_r"]
+
+
+def test_per_channel_latency_profile(session, montage):
+    prof = fit_calibration(session.comparator.erps(), montage, per_channel_latency=True)
+    lat = np.asarray(prof["latency_s"])
+    assert lat.shape == (montage.n_channels,)
+    assert abs(np.median(lat) - LATENCY) < 1.0 / montage.sfreq
+    assert prof["metrics_after"]["erp_r"] > prof["metrics_before"]["erp_r"] + 0.2

@@ -1,0 +1,23 @@
+"""Closed-loop comparison of live recordings with synthesized M/EEG, and calibration profiles.
+
+Pure parts (:mod:`.metrics`, :class:`Comparator`, :class:`EpochExtractor`, :class:`Session`) are fed either by
+LSL inlets (:class:`LiveComparator`) or by files (:func:`compare_offline`) through the same code path.
+"""
+
+from __future__ import annotations
+
+from .calibrate import apply_calibration, fit_calibration, load_calibration, save_calibration
+from .channels import ChannelMatch, match_channels, unit_scale
+from .comparator import Comparator, ErpSet
+from .epocher import EpochExtractor, Marker, parse_marker
+from .live import LiveComparator
+from .offline import Recording, compare_offline, read_recording, read_stimulus_log
+from .report import read_report, write_report
+from .session import DictSynth, PredictorSynth, Session
+
+__all__ = [
+    "ChannelMatch", "Comparator", "DictSynth", "EpochExtractor", "ErpSet", "LiveComparator", "Marker",
+    "PredictorSynth", "Recording", "Session", "apply_calibration", "compare_offline", "fit_calibration",
+    "load_calibration", "match_channels", "parse_marker", "read_recording", "read_report", "read_stimulus_log",
+    "save_calibration", "unit_scale", "write_report",
+]

@@ -1,0 +1,254 @@
+"""Comparison metrics between live and synthesized epochs: pure functions of arrays.
+
+Conventions
+-----------
+* Arrays are ``(..., n_channels, n_times)`` in SI units (V or T); time is the last axis.
+* A positive latency means the **live** response arrives later than the synthesized one:
+  ``live(t) ~ gain * synth(t - latency)``.
+* Pearson r of constant inputs is ``nan`` (never a division warning).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "pearson_r",
+    "channel_r",
+    "overall_r",
+    "rmse",
+    "spearman_brown",
+    "split_half_reliability",
+    "lagged_r",
+    "estimate_latency",
+    "fit_gain",
+    "shift_signal",
+]
+
+
+def pearson_r(a: np.ndarray, b: np.ndarray, axis: int | tuple[int, ...] | None = -1) -> np.ndarray | float:
+    """Pearson correlation of ``a`` and ``b`` along ``axis`` (``None``: all elements).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Arrays of the same shape.
+    axis : int | tuple of int | None
+        Axis (or axes) over which to correlate.
+
+    Returns
+    -------
+    r : ndarray | float
+        Correlation, ``nan`` where either input is constant.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    am = a - a.mean(axis=axis, keepdims=True)
+    bm = b - b.mean(axis=axis, keepdims=True)
+    num = (am * bm).sum(axis=axis)
+    den = np.sqrt((am * am).sum(axis=axis) * (bm * bm).sum(axis=axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return float(r) if np.ndim(r) == 0 else r
+
+
+def channel_r(live: np.ndarray, synth: np.ndarray) -> np.ndarray:
+    """Per-channel Pearson r over time (and over leading axes, e.g. images), shape ``(n_channels,)``.
+
+    ``live`` and ``synth`` are ``(C, T)`` or ``(n, C, T)``; for the latter the images are concatenated
+    in time before correlating each channel.
+    """
+    live = np.asarray(live, dtype=np.float64)
+    synth = np.asarray(synth, dtype=np.float64)
+    if live.ndim == 3:
+        live = np.moveaxis(live, 1, 0).reshape(live.shape[1], -1)
+        synth = np.moveaxis(synth, 1, 0).reshape(synth.shape[1], -1)
+    return np.asarray(pearson_r(live, synth, axis=-1))
+
+
+def overall_r(live: np.ndarray, synth: np.ndarray) -> float:
+    """Pearson r over all channels and time points (and images) pooled."""
+    return float(pearson_r(np.ravel(live), np.ravel(synth), axis=None))
+
+
+def rmse(live: np.ndarray, synth: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray | float:
+    """Root-mean-square error (in the inputs' unit) over ``axis`` (``None``: all elements)."""
+    d = np.asarray(live, dtype=np.float64) - np.asarray(synth, dtype=np.float64)
+    out = np.sqrt(np.mean(d * d, axis=axis))
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def spearman_brown(r: np.ndarray | float, factor: float = 2.0) -> np.ndarray | float:
+    """Spearman-Brown prophecy: reliability of a measure ``factor`` times longer than one with reliability ``r``.
+
+    With ``factor=2`` it turns a split-half correlation into the reliability of the full average.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = factor * r / (1.0 + (factor - 1.0) * r)
+    return float(out) if out.ndim == 0 else out
+
+
+def split_half_reliability(odd: np.ndarray, even: np.ndarray) -> dict[str, object]:
+    """Split-half reliability and noise ceiling from odd- and even-repetition averages.
+
+    Parameters
+    ----------
+    odd, even : ndarray, shape (n_images, C, T)
+        Average of the odd and of the even repetitions of each image (images with at least two
+        repetitions only).
+
+    Returns
+    -------
+    result : dict
+        ``split_half_r`` (pooled r between halves), ``reliability`` (Spearman-Brown corrected, the
+        reliability of the all-repetition average), ``noise_ceiling`` (``sqrt(reliability)``: the highest
+        Pearson r that a noise-free prediction can reach against the all-repetition average), and the
+        same three per channel (lists).
+    """
+    odd = np.asarray(odd, dtype=np.float64)
+    even = np.asarray(even, dtype=np.float64)
+    r_all = overall_r(odd, even)
+    r_ch = channel_r(odd, even)
+    rel_all = spearman_brown(r_all)
+    rel_ch = spearman_brown(r_ch)
+    with np.errstate(invalid="ignore"):
+        ceil_all = float(np.sqrt(rel_all)) if rel_all == rel_all and rel_all >= 0 else float("nan")
+        ceil_ch = np.where(rel_ch >= 0, np.sqrt(np.clip(rel_ch, 0, None)), np.nan)
+    return {
+        "split_half_r": r_all,
+        "reliability": float(rel_all),
+        "noise_ceiling": ceil_all,
+        "split_half_r_per_channel": np.asarray(r_ch).tolist(),
+        "reliability_per_channel": np.asarray(rel_ch).tolist(),
+        "noise_ceiling_per_channel": np.asarray(ceil_ch).tolist(),
+    }
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x.reshape(-1, x.shape[-1])
+
+
+def lagged_r(live: np.ndarray, synth: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised cross-correlation at integer lags, pooled over all leading axes.
+
+    For each lag ``k`` in ``[-max_lag, max_lag]`` it correlates ``live[..., t + k]`` with ``synth[..., t]``
+    over the overlapping samples, each row (channel/image) demeaned over that overlap and scaled to unit
+    norm so that every row weighs the same whatever its amplitude or gain.
+
+    Returns
+    -------
+    lags : ndarray of int, shape (2 * max_lag + 1,)
+    r : ndarray, shape (2 * max_lag + 1,)
+        Mean over rows of the per-row correlation at each lag (``nan`` rows ignored).
+    """
+    a, b = _rows(live), _rows(synth)
+    n_t = a.shape[-1]
+    max_lag = int(min(max_lag, n_t - 3))
+    lags = np.arange(-max_lag, max_lag + 1)
+    out = np.full(lags.size, np.nan)
+    for i, k in enumerate(lags):
+        if k >= 0:
+            x, y = a[:, k:], b[:, : n_t - k]
+        else:
+            x, y = a[:, : n_t + k], b[:, -k:]
+        r = pearson_r(x, y, axis=-1)
+        if np.any(np.isfinite(r)):
+            out[i] = np.nanmean(r)
+    return lags, out
+
+
+def _parabolic_peak(y: np.ndarray, i: int) -> float:
+    """Sub-sample offset of a peak at index ``i`` by fitting a parabola through ``y[i-1:i+2]``."""
+    if i <= 0 or i >= y.size - 1 or not np.all(np.isfinite(y[i - 1 : i + 2])):
+        return 0.0
+    ym, y0, yp = y[i - 1], y[i], y[i + 1]
+    den = ym - 2.0 * y0 + yp
+    if den >= 0:  # not a maximum
+        return 0.0
+    return float(np.clip(0.5 * (ym - yp) / den, -0.5, 0.5))
+
+
+def estimate_latency(
+    live: np.ndarray, synth: np.ndarray, sfreq: float, *, max_lag_s: float = 0.1
+) -> dict[str, float]:
+    """Latency of ``live`` relative to ``synth`` by cross-correlation, sub-sample by parabolic interpolation.
+
+    Parameters
+    ----------
+    live, synth : ndarray, shape (..., T)
+        ERPs at the same rate ``sfreq`` (e.g. ``(C, T)`` or ``(n_images, C, T)``).
+    sfreq : float
+        Sampling rate in Hz.
+    max_lag_s : float
+        Largest lag searched, in seconds (both directions).
+
+    Returns
+    -------
+    result : dict
+        ``latency_s`` (positive: live later), ``latency_samples`` (at ``sfreq``), ``peak_r`` (correlation at
+        the best integer lag) and ``r_at_zero``. ``nan`` when no lag gives a finite correlation.
+    """
+    max_lag = max(1, int(np.ceil(max_lag_s * sfreq)))
+    lags, r = lagged_r(live, synth, max_lag)
+    if not np.any(np.isfinite(r)):
+        nan = float("nan")
+        return {"latency_s": nan, "latency_samples": nan, "peak_r": nan, "r_at_zero": nan}
+    i = int(np.nanargmax(r))
+    frac = _parabolic_peak(r, i)
+    lag = float(lags[i] + frac)
+    return {
+        "latency_s": lag / sfreq,
+        "latency_samples": lag,
+        "peak_r": float(r[i]),
+        "r_at_zero": float(r[lags.size // 2]),
+    }
+
+
+def shift_signal(x: np.ndarray, shift_samples: float | np.ndarray) -> np.ndarray:
+    """Delay ``x`` along its last axis by a (fractional) number of samples.
+
+    ``y[..., t] = x[..., t - shift]`` evaluated by cubic-spline interpolation; samples that come from
+    outside the window repeat the edge value. ``shift_samples`` may be a scalar or one value per row of
+    ``x`` (shape ``x.shape[:-1]`` or broadcastable, e.g. ``(C,)`` for ``(B, C, T)`` input).
+    """
+    x = np.asarray(x)
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+    shift = np.asarray(shift_samples, dtype=np.float64)
+    if shift.ndim == 0:
+        if shift == 0:
+            return x.astype(dtype, copy=True)
+        shifts = [0.0] * (x.ndim - 1) + [float(shift)]
+        return ndimage.shift(x.astype(np.float64), shifts, order=3, mode="nearest").astype(dtype)
+    shift = np.broadcast_to(shift, x.shape[:-1])
+    rows = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    out = np.empty_like(rows)
+    for i, (row, s) in enumerate(zip(rows, shift.reshape(-1))):
+        out[i] = row if s == 0 else ndimage.shift(row, float(s), order=3, mode="nearest")
+    return out.reshape(x.shape).astype(dtype)
+
+
+def fit_gain(live: np.ndarray, synth: np.ndarray) -> np.ndarray:
+    """Per-channel least-squares gain ``g`` minimising ``||live - g * synth||^2`` (no intercept).
+
+    Parameters
+    ----------
+    live, synth : ndarray, shape (C, T) or (n_images, C, T)
+        Baseline-corrected ERPs; images are pooled.
+
+    Returns
+    -------
+    gain : ndarray, shape (C,)
+        ``nan`` for channels where ``synth`` is all zero.
+    """
+    live = np.asarray(live, dtype=np.float64)
+    synth = np.asarray(synth, dtype=np.float64)
+    axes = (0, 2) if live.ndim == 3 else (1,)
+    num = (live * synth).sum(axis=axes)
+    den = (synth * synth).sum(axis=axes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)

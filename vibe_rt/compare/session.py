@@ -1,0 +1,203 @@
+"""Where the synthesized epoch comes from, and the one pairing path shared by live and offline modes.
+
+A :class:`Session` receives markers and chunks (from LSL inlets or from a file), epochs them with
+:class:`~vibe_rt.compare.epocher.EpochExtractor`, pairs each live epoch with its synthesized epoch (from a
+:class:`SynthSource` or from a second, synthesized stream epoched around the same markers) and feeds the
+:class:`~vibe_rt.compare.comparator.Comparator`. Pure: no threads, no clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from .._logs import logger
+from ..errors import ConfigError, DataError
+from ..montage import Montage
+from .comparator import Comparator
+from .epocher import EpochExtractor, Marker
+
+__all__ = ["SynthSource", "DictSynth", "PredictorSynth", "Session"]
+
+
+class SynthSource(Protocol):
+    """Gives the synthesized epoch ``(C, T)`` (SI, model channels) for an event, or None if unknown."""
+
+    def __call__(self, marker: Marker) -> np.ndarray | None: ...
+
+
+class DictSynth:
+    """Synthesized epochs looked up by marker key (e.g. precomputed predictions or ground truth)."""
+
+    def __init__(self, epochs: Mapping[str, np.ndarray]) -> None:
+        self.epochs = {str(k): np.asarray(v, dtype=np.float64) for k, v in epochs.items()}
+
+    def __call__(self, marker: Marker) -> np.ndarray | None:
+        return self.epochs.get(marker.key)
+
+
+class PredictorSynth:
+    """Predicts the synthesized epoch from the image named by the marker (cached per image).
+
+    Parameters
+    ----------
+    predictor : vibe_rt.runtime.Predictor
+        Anything with ``preprocess(frames uint8 (B,H,W,3)) -> pixels`` and ``predict(pixels) -> (epochs, t)``.
+    image_root : path | None
+        Folder against which relative image paths / ids in markers are resolved.
+    """
+
+    _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+    def __init__(self, predictor: Any, image_root: str | Path | None = None) -> None:
+        self.predictor = predictor
+        self.image_root = Path(image_root) if image_root else None
+        self._cache: dict[str, np.ndarray | None] = {}
+
+    def resolve(self, marker: Marker) -> Path | None:
+        """The image file for a marker (``payload['image']`` or the key), or None."""
+        name = str(marker.payload.get("image", marker.key))
+        cands = [Path(name)]
+        if self.image_root is not None:
+            cands.append(self.image_root / name)
+            cands += [self.image_root / (name + e) for e in self._EXTS]
+        for c in cands:
+            if c.is_file():
+                return c
+        return None
+
+    def __call__(self, marker: Marker) -> np.ndarray | None:
+        if marker.key in self._cache:
+            return self._cache[marker.key]
+        path = self.resolve(marker)
+        out = None
+        if path is None:
+            logger.warning("marker %r names no image file that exists (image root: %s)", marker.key, self.image_root)
+        else:
+            import cv2
+
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is None:
+                raise DataError(f"cannot read image {path}; give a PNG/JPEG file")
+            frames = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[None]
+            epochs, _ = self.predictor.predict(self.predictor.preprocess(frames))
+            out = np.asarray(epochs[0], dtype=np.float64)
+        self._cache[marker.key] = out
+        return out
+
+
+class Session:
+    """Pairs live epochs with synthesized ones and feeds a :class:`Comparator`.
+
+    Parameters
+    ----------
+    comparator : Comparator
+    live : EpochExtractor
+        Epochs the live stream.
+    synth : SynthSource | EpochExtractor
+        Either a source of synthesized epochs per event, or an extractor on a synthesized stream epoched
+        around the same markers.
+    on_event : callable | None
+        Called with each event record after :meth:`Comparator.update`.
+    """
+
+    def __init__(
+        self,
+        comparator: Comparator,
+        live: EpochExtractor,
+        synth: SynthSource | EpochExtractor,
+        *,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.comparator = comparator
+        self.live = live
+        self.synth = synth
+        self.on_event = on_event
+        self._seq = 0
+        self._live_ready: dict[int, tuple[Marker, np.ndarray]] = {}
+        self._synth_ready: dict[int, np.ndarray] = {}
+        self._dead: set[int] = set()
+        self.markers: list[Marker] = []
+
+    @property
+    def montage(self) -> Montage:
+        """The comparator's montage."""
+        return self.comparator.montage
+
+    def add_marker(self, time: float, key: str, payload: dict[str, Any] | None = None) -> Marker:
+        """Register an event at ``time`` (LSL seconds)."""
+        m = Marker(float(time), str(key), dict(payload or {}), self._seq)
+        self._seq += 1
+        self.markers.append(m)
+        self.live.add_marker(m)
+        if isinstance(self.synth, EpochExtractor):
+            self.synth.add_marker(m)
+        return m
+
+    def push_live(self, timestamps: np.ndarray, data: np.ndarray) -> None:
+        """Live chunk ``(N,)`` timestamps, ``(N, n_live)`` data in stream units."""
+        self.live.push(timestamps, data)
+
+    def push_synth(self, timestamps: np.ndarray, data: np.ndarray) -> None:
+        """Synthesized-stream chunk (only when ``synth`` is an extractor)."""
+        if not isinstance(self.synth, EpochExtractor):
+            raise ConfigError("this session takes synthesized epochs from a source, not from a stream")
+        self.synth.push(timestamps, data)
+
+    def _lose(self, m: Marker, reason: str, stream: str) -> None:
+        if m.seq in self._dead:
+            return
+        self._dead.add(m.seq)
+        self._live_ready.pop(m.seq, None)
+        self._synth_ready.pop(m.seq, None)
+        self.comparator.record_lost(m, reason, stream=stream)
+
+    def process(self) -> list[dict[str, Any]]:
+        """Epoch what is complete, compare pairs; returns the new event records."""
+        ready, lost = self.live.pop_ready()
+        for m, reason in lost:
+            self._lose(m, reason, "live")
+        for m, ep in ready:
+            if m.seq not in self._dead:
+                self._live_ready[m.seq] = (m, ep)
+        if isinstance(self.synth, EpochExtractor):
+            sready, slost = self.synth.pop_ready()
+            for m, reason in slost:
+                self._lose(m, reason, "synth")
+            for m, ep in sready:
+                if m.seq not in self._dead:
+                    self._synth_ready[m.seq] = ep
+        else:
+            for seq, (m, _) in list(self._live_ready.items()):
+                if seq not in self._synth_ready:
+                    ep = self.synth(m)
+                    if ep is None:
+                        self._lose(m, "no synthesized epoch", "synth")
+                    else:
+                        self._synth_ready[seq] = ep
+        records = []
+        for seq in sorted(set(self._live_ready) & set(self._synth_ready)):
+            m, a = self._live_ready.pop(seq)
+            b = self._synth_ready.pop(seq)
+            rec = self.comparator.update(a, b, m.key, time=m.time, meta={"seq": m.seq, **_small(m.payload)})
+            records.append(rec)
+            if self.on_event is not None:
+                self.on_event(rec)
+        return records
+
+    def finish(self) -> None:
+        """At the end: whatever is still pending is lost (``incomplete at stop``)."""
+        self.process()
+        for m, reason in self.live.flush():
+            self._lose(m, reason, "live")
+        if isinstance(self.synth, EpochExtractor):
+            for m, reason in self.synth.flush():
+                self._lose(m, reason, "synth")
+        for seq, (m, _) in list(self._live_ready.items()):
+            self._lose(m, "incomplete at stop", "synth")
+
+
+def _small(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if isinstance(v, (str, int, float, bool)) and k != "seq"}
