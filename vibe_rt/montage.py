@@ -108,6 +108,7 @@ class Montage:
         if eeg:
             info.set_montage(mne.channels.make_dig_montage(ch_pos=eeg, coord_frame="head"))
         with info._unlock():
+            info["dev_head_t"] = mne.transforms.Transform("meg", "head")  # sensor positions are in head coords
             for ch, pos in zip(info["chs"], self.positions):
                 if ch["kind"] == mne.io.constants.FIFF.FIFFV_MEG_CH:
                     ch["loc"][:3] = pos

@@ -1,0 +1,97 @@
+"""``vibe-rt data``: simulate datasets and summarise dataset folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``data`` with its ``simulate`` and ``info`` subcommands."""
+    parser = subparsers.add_parser("data", help="simulate datasets, summarise dataset folders",
+                                   description="Simulate THINGS-like datasets and inspect dataset folders.")
+    sub = parser.add_subparsers(dest="data_command", metavar="{simulate,info}")
+    sub.required = True
+    sim = sub.add_parser("simulate", help="simulate images + training/test epochs (THINGS layout)",
+                         description="Simulate stimulus images and M/EEG epochs from a physiological model "
+                                     "(see docs/simulator.md).")
+    sim.add_argument("--out", "-o", default="data/simulated", help="output folder (default: %(default)s)")
+    sim.add_argument("--montage", default="things-eeg2", help="montage preset (default: %(default)s)")
+    sim.add_argument("--n-train", type=int, default=None, help="training images (default per montage)")
+    sim.add_argument("--train-reps", type=int, default=None, help="repetitions per training image")
+    sim.add_argument("--n-test", type=int, default=None, help="test images (default per montage)")
+    sim.add_argument("--test-reps", type=int, default=None, help="repetitions per test image")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    sim.add_argument("--image-dir", default=None, help="use the images in this folder instead of procedural ones")
+    sim.add_argument("--noise-scale", type=float, default=None,
+                     help="background level relative to realistic (default 0.4)")
+    sim.add_argument("--variability", type=float, default=1.0, help="trial-to-trial jitter scale")
+    info = sub.add_parser("info", help="print a summary of a dataset folder",
+                          description="Summarise a dataset folder written by `vibe-rt data simulate` or "
+                                      "EpochsDataset.save.")
+    info.add_argument("dir", help="dataset folder (with train/ and test/, or one split)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``vibe-rt data <command>``."""
+    if args.data_command == "simulate":
+        from ..data.simulate import SimulationConfig, simulate_dataset
+
+        kw = {} if args.noise_scale is None else {"noise_scale": args.noise_scale}
+        cfg = SimulationConfig(montage=args.montage, n_train=args.n_train, train_reps=args.train_reps,
+                               n_test=args.n_test, test_reps=args.test_reps, seed=args.seed,
+                               image_dir=args.image_dir, variability=args.variability, **kw)
+        train, test = simulate_dataset(cfg, args.out)
+        nc = test.meta.get("noise_ceiling", {})
+        sys.stdout.write(f"{train}\n{test}\nnoise ceiling: lower {nc.get('lower_mean', float('nan')):.3f}, "
+                         f"upper {nc.get('upper_mean', float('nan')):.3f} (post-stimulus "
+                         f"{nc.get('lower_mean_post', float('nan')):.3f} / "
+                         f"{nc.get('upper_mean_post', float('nan')):.3f})\nwritten to {args.out}\n")
+        return 0
+    if args.data_command == "info":
+        summary = dataset_summary(args.dir)
+        if args.json:
+            sys.stdout.write(json.dumps(summary, indent=1) + "\n")
+        else:
+            for split, s in summary["splits"].items():
+                sys.stdout.write(
+                    f"{split}: {s['n_images']} images x {s['n_reps']} reps, {s['n_channels']} channels "
+                    f"x {s['n_times']} samples ({s['tmin']:.3f}..{s['tmax']:.3f} s at {s['sfreq']:g} Hz), "
+                    f"montage {s['montage']}, unit {s['unit']}, rms {s['rms']:.3g}, NaN {s['nan_fraction']:.1%}\n")
+                if "noise_ceiling" in s:
+                    nc = s["noise_ceiling"]
+                    sys.stdout.write(f"  noise ceiling: lower {nc['lower_mean']:.3f}, upper {nc['upper_mean']:.3f}\n")
+        return 0
+    raise SystemExit(f"unknown data command {args.data_command!r}")  # pragma: no cover (argparse prevents it)
+
+
+def dataset_summary(directory: str | Path) -> dict:
+    """Shapes, montage, unit, rms and noise ceiling of each split in ``directory``."""
+    from ..data.dataset import EpochsDataset
+    from ..errors import DataError
+
+    directory = Path(directory)
+    splits = {}
+    candidates = [directory / "train", directory / "test"] if (directory / "train").is_dir() or \
+        (directory / "test").is_dir() else [directory]
+    for d in candidates:
+        if not d.is_dir():
+            continue
+        ds = EpochsDataset.load(d)
+        sample = np.asarray(ds.epochs[: min(50, ds.n_images)], dtype=np.float64)
+        s = {"n_images": ds.n_images, "n_reps": ds.n_reps, "n_channels": ds.montage.n_channels,
+             "n_times": ds.montage.n_times, "sfreq": ds.montage.sfreq, "tmin": ds.montage.tmin,
+             "tmax": ds.montage.tmax, "montage": ds.montage.name, "unit": ds.unit,
+             "rms": float(np.sqrt(np.nanmean(sample**2))), "nan_fraction": float(np.isnan(sample).mean())}
+        if "noise_ceiling" in ds.meta:
+            s["noise_ceiling"] = ds.meta["noise_ceiling"]
+        splits[ds.split] = s
+    if not splits:
+        raise DataError(f"{directory} holds no dataset (expected train/ and test/ folders or dataset.json)")
+    return {"directory": str(directory), "splits": splits}

@@ -1,0 +1,29 @@
+"""Datasets: the simulator, THINGS-EEG2/THINGS-MEG loaders, recordings, background noise, noise ceiling."""
+
+from __future__ import annotations
+
+from .ceiling import encoding_correlation, noise_ceiling, pearson_map
+from .dataset import EpochsDataset
+from .noise import BackgroundNoise
+from .recordings import load_recording, read_recording, read_stimulus_log
+from .simulate import EvokedModel, SimulationConfig, image_features, load_simulated, simulate_dataset
+from .things import load_things_eeg2, load_things_meg, read_things_eeg2
+
+__all__ = [
+    "BackgroundNoise",
+    "EpochsDataset",
+    "EvokedModel",
+    "SimulationConfig",
+    "encoding_correlation",
+    "image_features",
+    "load_recording",
+    "load_simulated",
+    "load_things_eeg2",
+    "load_things_meg",
+    "noise_ceiling",
+    "pearson_map",
+    "read_recording",
+    "read_stimulus_log",
+    "read_things_eeg2",
+    "simulate_dataset",
+]

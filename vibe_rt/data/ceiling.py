@@ -1,0 +1,132 @@
+"""Split-half noise ceiling and encoding correlation, following the THINGS-EEG2 encoding protocol.
+
+Protocol (Gifford et al. 2022, ``gifale95/eeg_encoding`` ``correlation.py``, restated in REFERENCE.md): for
+each channel and time point, Pearson r across the test images; the repetitions are split at random into two
+halves, 100 times, and the correlations are averaged over splits.
+
+* noise ceiling, lower bound: r(mean of half A, mean of half B);
+* noise ceiling, upper bound: r(mean of all repetitions, mean of half B);
+* encoding accuracy of a prediction: r(prediction, mean of half A).
+
+Repetitions that are NaN (ragged recordings) are ignored in the means.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def pearson_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r across the first axis, for every remaining index.
+
+    Parameters
+    ----------
+    a, b : ndarray, shape (n_images, ...)
+        Same shape.
+
+    Returns
+    -------
+    r : ndarray, shape a.shape[1:]
+        Correlation; 0 where either input is constant.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise DataError(f"cannot correlate arrays of shapes {a.shape} and {b.shape}")
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a**2).sum(0) * (b**2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(0) / den
+    return np.where(den > 0, r, 0.0)
+
+
+def _check(test_epochs: np.ndarray) -> np.ndarray:
+    x = np.asarray(test_epochs)
+    if x.ndim != 4:
+        raise DataError(f"test epochs must have shape (n_images, n_reps, n_channels, n_times), got {x.shape}")
+    if x.shape[1] < 2:
+        raise DataError(f"a split-half noise ceiling needs at least 2 repetitions per image, got {x.shape[1]}")
+    if x.shape[0] < 3:
+        raise DataError(f"correlation across images needs at least 3 test images, got {x.shape[0]}")
+    return x
+
+
+def _half_means(x: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    half = x.shape[1] // 2
+    a, b = x[:, perm[:half]], x[:, perm[half: 2 * half]]
+    if np.isnan(x).any():
+        return np.nanmean(a, axis=1), np.nanmean(b, axis=1)
+    return a.mean(axis=1), b.mean(axis=1)
+
+
+def noise_ceiling(test_epochs: np.ndarray, n_splits: int = 100, seed: int | None = 0) -> dict:
+    """Split-half noise ceiling of test data.
+
+    Parameters
+    ----------
+    test_epochs : ndarray, shape (n_images, n_reps, n_channels, n_times)
+        Single-trial test responses (NaN for missing repetitions).
+    n_splits : int
+        Number of random splits of the repetitions into two halves.
+    seed : int | None
+        Seed of the splits.
+
+    Returns
+    -------
+    dict
+        ``lower`` and ``upper``: (n_channels, n_times) maps of Pearson r averaged over splits;
+        ``lower_mean`` and ``upper_mean``: their means (floats); ``n_splits``, ``n_reps``.
+    """
+    x = _check(test_epochs).astype(np.float32, copy=False)
+    rng = np.random.default_rng(seed)
+    full = np.nanmean(x, axis=1) if np.isnan(x).any() else x.mean(axis=1)
+    lower = np.zeros(x.shape[2:])
+    upper = np.zeros(x.shape[2:])
+    for _ in range(int(n_splits)):
+        a, b = _half_means(x, rng.permutation(x.shape[1]))
+        lower += pearson_map(a, b)
+        upper += pearson_map(full, b)
+    lower /= n_splits
+    upper /= n_splits
+    return {"lower": lower, "upper": upper, "lower_mean": float(lower.mean()), "upper_mean": float(upper.mean()),
+            "n_splits": int(n_splits), "n_reps": int(x.shape[1])}
+
+
+def encoding_correlation(prediction: np.ndarray, test_epochs: np.ndarray, n_splits: int = 100,
+                         seed: int | None = 0) -> dict:
+    """Correlation of predicted responses with measured ones averaged over random halves of the repetitions.
+
+    Parameters
+    ----------
+    prediction : ndarray, shape (n_images, n_channels, n_times)
+        Predicted responses, images in the order of ``test_epochs``.
+    test_epochs : ndarray, shape (n_images, n_reps, n_channels, n_times)
+        Single-trial test responses.
+    n_splits : int
+        Number of random halves.
+    seed : int | None
+        Seed of the splits (use the same seed as :func:`noise_ceiling` to pair them).
+
+    Returns
+    -------
+    dict
+        ``map``: (n_channels, n_times) r averaged over splits; ``mean``: its mean; ``per_image``: (n_images,)
+        r between prediction and the all-repetition average over channels x time, per image.
+    """
+    x = _check(test_epochs).astype(np.float32, copy=False)
+    pred = np.asarray(prediction, dtype=np.float64)
+    if pred.shape != (x.shape[0],) + x.shape[2:]:
+        raise DataError(f"prediction of shape {pred.shape} does not match test epochs {x.shape} "
+                        "(expected (n_images, n_channels, n_times))")
+    rng = np.random.default_rng(seed)
+    acc = np.zeros(x.shape[2:])
+    for _ in range(int(n_splits)):
+        a, _ = _half_means(x, rng.permutation(x.shape[1]))
+        acc += pearson_map(pred, a)
+    acc /= n_splits
+    full = np.nanmean(x, axis=1) if np.isnan(x).any() else x.mean(axis=1)
+    per_image = pearson_map(pred.reshape(len(pred), -1).T, full.reshape(len(full), -1).T)
+    return {"map": acc, "mean": float(acc.mean()), "per_image": per_image, "n_splits": int(n_splits)}
