@@ -1,0 +1,202 @@
+"""TSC-VAE: a variational auto-encoder of M/EEG epochs built from TSConvPlus blocks (ViBE stage 1).
+
+Encoder: ``(B, C, T)`` -> zero-pad ``T`` to a multiple of ``2 ** len(widths)`` -> TSConvPlus blocks, each halving
+time -> per time step, a linear map of all (feature, channel) pairs to ``hidden`` units -> a linear map of the
+flattened ``(hidden, T')`` to a Gaussian latent ``(B, latent_tokens, latent_dim)`` (``mu`` and ``logvar``).
+Decoder: the mirror image (linear maps, then per level a transposed convolution doubling time followed by a
+TSConvPlus block without pooling), a 1x1 convolution to one map, and cropping back to ``T`` samples.
+Channels are never pooled: every convolution keeps ``C`` and the dense maps at the bottleneck mix channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..montage import Montage
+from ._config import config_from_dict
+from .tsconv import TSConvPlus, check_kernels
+
+_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(widths=(16, 32, 32), temporal_kernel=7, spatial_kernel=3, latent_tokens=8, latent_dim=32,
+                 hidden=64),
+    "base": dict(widths=(32, 64, 96), temporal_kernel=9, spatial_kernel=5, latent_tokens=16, latent_dim=32,
+                 hidden=128),
+}
+
+
+@dataclass(frozen=True)
+class TSCVAEConfig:
+    """Shape and size of a :class:`TSCVAE`.
+
+    Parameters
+    ----------
+    n_channels, n_times : int
+        Epoch shape ``(C, T)``; any ``T`` works (padded internally to a multiple of ``2 ** len(widths)``).
+    widths : tuple of int
+        Feature maps of the successive TSConvPlus blocks; each block halves the time axis.
+    temporal_kernel, spatial_kernel : int
+        Odd kernel sizes (samples, channels); ``spatial_kernel < n_channels``.
+    latent_tokens, latent_dim : int
+        Latent shape per epoch: ``latent_tokens`` vectors of ``latent_dim`` values.
+    hidden : int
+        Units per time step at the bottleneck, between the convolutions and the latent.
+    """
+
+    n_channels: int
+    n_times: int
+    widths: tuple[int, ...] = _SIZES["tiny"]["widths"]
+    temporal_kernel: int = 7
+    spatial_kernel: int = 3
+    latent_tokens: int = 8
+    latent_dim: int = 32
+    hidden: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.n_channels < 1 or self.n_times < 1:
+            raise ConfigError(f"TSC-VAE needs n_channels, n_times >= 1 (got {self.n_channels}, {self.n_times})")
+        if not self.widths or min(self.widths) < 1:
+            raise ConfigError(f"TSC-VAE widths must be a non-empty tuple of positive ints (got {self.widths})")
+        if min(self.latent_tokens, self.latent_dim, self.hidden) < 1:
+            raise ConfigError("TSC-VAE latent_tokens, latent_dim and hidden must be positive")
+        check_kernels(self.n_channels, self.temporal_kernel, self.spatial_kernel)
+
+    @property
+    def time_factor(self) -> int:
+        """Total pooling over time; inputs are padded to a multiple of it."""
+        return 2 ** len(self.widths)
+
+    @property
+    def padded_times(self) -> int:
+        """``n_times`` rounded up to a multiple of :attr:`time_factor`."""
+        return -(-self.n_times // self.time_factor) * self.time_factor
+
+    @classmethod
+    def for_montage(cls, montage: Montage, size: str = "tiny") -> "TSCVAEConfig":
+        """The preset ``size`` (``"tiny"`` or ``"base"``) for a montage's channel count and epoch length.
+
+        The spatial kernel is reduced to the largest odd number below the channel count for small montages.
+        """
+        if size not in _SIZES:
+            raise ConfigError(f"unknown TSC-VAE size {size!r}; valid sizes: {', '.join(_SIZES)}")
+        params = dict(_SIZES[size])
+        c = montage.n_channels
+        if c < 2:
+            raise ConfigError(f"montage {montage.name!r} has {c} channel; the TSC-VAE needs at least 2")
+        params["spatial_kernel"] = min(params["spatial_kernel"], c - 1 if c % 2 == 0 else c - 2)
+        return cls(n_channels=c, n_times=montage.n_times, **params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TSCVAEConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        return config_from_dict(cls, data)
+
+
+class TSCEncoder(nn.Module):
+    """Encoder half: epochs ``(B, C, T)`` -> ``(mu, logvar)``, each ``(B, latent_tokens, latent_dim)``."""
+
+    def __init__(self, cfg: TSCVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, w = cfg.n_channels, cfg.widths
+        k = dict(temporal_kernel=cfg.temporal_kernel, spatial_kernel=cfg.spatial_kernel)
+        t_low = cfg.padded_times // cfg.time_factor
+        self.blocks = nn.Sequential(*(TSConvPlus(f_in, f_out, c, pool=2, **k)
+                                      for f_in, f_out in zip((1,) + w[:-1], w)))
+        self.to_hidden = nn.Sequential(nn.Conv1d(w[-1] * c, cfg.hidden, 1), nn.ELU())
+        self.to_latent = nn.Linear(cfg.hidden * t_low, 2 * cfg.latent_tokens * cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map epochs (normalised units) to the posterior's mean and log-variance."""
+        cfg = self.cfg
+        if x.dim() != 3 or x.shape[1:] != (cfg.n_channels, cfg.n_times):
+            raise ConfigError(f"TSC-VAE expects epochs of shape (B, {cfg.n_channels}, {cfg.n_times}); "
+                              f"got {tuple(x.shape)}")
+        x = F.pad(x, (0, cfg.padded_times - cfg.n_times)).unsqueeze(1)
+        h = self.blocks(x)  # (B, F, C, T')
+        h = self.to_hidden(h.flatten(1, 2)).flatten(1)
+        mu, logvar = self.to_latent(h).chunk(2, dim=1)
+        shape = (-1, cfg.latent_tokens, cfg.latent_dim)
+        return mu.reshape(shape), logvar.reshape(shape)
+
+
+class TSCDecoder(nn.Module):
+    """Decoder half: latents ``(B, latent_tokens, latent_dim)`` -> epochs ``(B, C, T)`` (normalised units)."""
+
+    def __init__(self, cfg: TSCVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, w = cfg.n_channels, cfg.widths
+        k = dict(temporal_kernel=cfg.temporal_kernel, spatial_kernel=cfg.spatial_kernel)
+        t_low = cfg.padded_times // cfg.time_factor
+        self.from_latent = nn.Sequential(nn.Linear(cfg.latent_tokens * cfg.latent_dim, cfg.hidden * t_low),
+                                         nn.ELU())
+        self.from_hidden = nn.Conv1d(cfg.hidden, w[-1] * c, 1)
+        outs = w[::-1][1:] + (w[0],)
+        self.blocks = nn.Sequential(*(
+            nn.Sequential(nn.ConvTranspose2d(f_in, f_in, (1, 2), stride=(1, 2)),
+                          TSConvPlus(f_in, f_out, c, pool=1, **k))
+            for f_in, f_out in zip(w[::-1], outs)
+        ))
+        self.out = nn.Conv2d(w[0], 1, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Map latents to epochs, cropping the padded time axis back to ``n_times``."""
+        cfg = self.cfg
+        h = self.from_latent(z.flatten(1)).unflatten(1, (cfg.hidden, -1))
+        h = self.from_hidden(h).unflatten(1, (cfg.widths[-1], cfg.n_channels))  # (B, F, C, T')
+        y = self.out(self.blocks(h)).squeeze(1)
+        return y[..., : cfg.n_times]
+
+
+class TSCVAE(nn.Module):
+    """The TSC-VAE: :class:`TSCEncoder` + Gaussian latent + :class:`TSCDecoder` (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : TSCVAEConfig
+        Shapes and sizes.
+    """
+
+    def __init__(self, cfg: TSCVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = TSCEncoder(cfg)
+        self.decoder = TSCDecoder(cfg)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map epochs ``(B, C, T)`` (normalised units) to ``(mu, logvar)``, each ``(B, latent_tokens, latent_dim)``."""
+        return self.encoder(x)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Sample ``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, 1)``."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Map latents ``(B, latent_tokens, latent_dim)`` to epochs ``(B, C, T)`` (normalised units)."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(reconstruction, mu, logvar)``; samples ``z`` in training mode, uses ``mu`` in eval mode."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        return self.decode(z), mu, logvar
+
+    @staticmethod
+    def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || N(0, I)) summed over latent values, averaged over the batch (scalar tensor)."""
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+        return kl.flatten(1).sum(1).mean()
