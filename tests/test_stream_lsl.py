@@ -1,0 +1,246 @@
+"""The streaming pipeline over real LSL on loopback: metadata, timing, marker alignment, late/NaN handling,
+worker failures and crash-safe recording. Each test streams for a few seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pylsl
+import pytest
+from _stream_helpers import PulsePredictor
+
+from vibe_rt.stream import DemoSource, FixedRate, StreamPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _inlet(source_id: str, timeout: float = 5.0) -> pylsl.StreamInlet:
+    infos = pylsl.resolve_byprop("source_id", source_id, timeout=timeout)
+    assert infos, f"stream {source_id} not found"
+    inlet = pylsl.StreamInlet(infos[0], max_buflen=30, recover=False)
+    inlet.open_stream(timeout=5)
+    return inlet
+
+
+def _pull(inlet: pylsl.StreamInlet, seconds: float, data: list, stamps: list) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        d, ts = inlet.pull_chunk(timeout=0.1)
+        if ts:
+            data.extend(d)
+            stamps.extend(ts)
+
+
+def _pull_markers(inlet: pylsl.StreamInlet) -> tuple[list, list]:
+    values, stamps = [], []
+    while True:
+        d, ts = inlet.pull_chunk(timeout=0.2)
+        if not ts:
+            return values, stamps
+        values.extend(v[0] for v in d)
+        stamps.extend(ts)
+
+
+def test_stream_metadata_and_regular_timestamps(source_id):
+    pred = PulsePredictor()
+    pipe = StreamPipeline(pred, srate=500, lookahead=0.1, name="meta-test", source_id=source_id, seed=0,
+                          extra_meta={"model_hash": "abc123"})
+    with pipe:
+        inlet = _inlet(source_id)
+        info = inlet.info(timeout=5)
+        data, stamps = [], []
+        _pull(inlet, 2.5, data, stamps)
+        status = pipe.status()
+        marker_infos = [pylsl.resolve_byprop("source_id", f"{source_id}-{k}", timeout=3) for k in ("markers", "codes")]
+    assert info.type() == "EEG" and info.channel_count() == 4 and info.nominal_srate() == 500
+    assert info.channel_format() == pylsl.cf_float32 and info.name() == "meta-test"
+    desc = info.desc()
+    ch = desc.child("channels").child("channel")
+    m = pred.montage
+    for i in range(m.n_channels):
+        assert ch.child_value("label") == m.ch_names[i]
+        assert ch.child_value("unit") == "microvolts" and ch.child_value("type") == "EEG"
+        loc = ch.child("location")
+        xyz = [float(loc.child_value(a)) for a in "XYZ"]
+        assert np.allclose(xyz, m.positions[i] * 1000, atol=1e-3)
+        ch = ch.next_sibling()
+    assert desc.child("cap").child_value("name") == m.name
+    assert desc.child("acquisition").child_value("manufacturer") == "vibe-rt"
+    assert float(desc.child("synchronization").child_value("output_delay")) == pytest.approx(0.1)
+    assert desc.child("vibe_rt").child_value("backend") == "test-pulse"
+    assert desc.child("vibe_rt").child_value("model_hash") == "abc123"
+    (smk,), (cmk,) = marker_infos
+    assert (smk.type(), smk.channel_format(), smk.nominal_srate()) == ("Markers", pylsl.cf_string, 0)
+    assert (cmk.type(), cmk.channel_format(), cmk.nominal_srate()) == ("Markers", pylsl.cf_int32, 0)
+
+    ts = np.array(stamps)
+    x = np.array(data)
+    assert len(ts) > 1000 and np.all(np.isfinite(x))
+    assert np.max(np.abs(np.diff(ts) - 1 / 500)) < 1e-6  # perfectly regular timestamps
+    assert 2 < x.std() < 100  # microvolts of background activity
+    assert status["effective_srate"] == pytest.approx(500, rel=0.005)
+    assert status["push_lag_ms"]["p50"] < 20
+
+
+def test_markers_line_up_with_evoked_peaks(source_id):
+    srate, latency = 1000, 0.1
+    pred = PulsePredictor(latency=latency)
+    pipe = StreamPipeline(pred, background=None, srate=srate, lookahead=0.2, source_id=source_id)
+    with pipe:
+        sig = _inlet(source_id)
+        mk = _inlet(f"{source_id}-markers")
+        codes = _inlet(f"{source_id}-codes")
+        data, stamps = [], []
+        t = pylsl.local_clock()
+        onsets = [t + 0.05 + 0.35 * k for k in range(4)]  # future flip times, like PsychoPy
+        for k, onset in enumerate(onsets):
+            assert pipe.submit_onset(np.full((16, 16, 3), 40 * k, np.uint8), onset, {"code": 10 + k}) == k + 1
+        _pull(sig, onsets[-1] - t + 1.3, data, stamps)
+        markers, m_ts = _pull_markers(mk)
+        code_vals, c_ts = _pull_markers(codes)
+        status = pipe.status()
+    assert status["late"] == 0 and status["responses"] == 4
+    x, ts = np.array(data)[:, 0], np.array(stamps)
+    assert len(markers) == 4 and code_vals == [10, 11, 12, 13]
+    assert np.allclose(c_ts, m_ts) and np.allclose(m_ts, onsets, atol=1e-9)
+    for raw, mt in zip(markers, m_ts):
+        marker = json.loads(raw)
+        assert marker["status"] == "ok" and marker["source"] == "external"
+        window = (ts >= mt) & (ts < mt + 0.3)
+        t_peak = ts[window][np.argmax(x[window])]
+        assert abs(t_peak - (mt + latency)) <= 1 / srate + 1e-9
+        assert x[window].max() == pytest.approx(10.0, rel=0.02)  # 10 uV
+    assert np.all(x[ts < onsets[0] - 1 / srate] == 0)  # nothing before the first onset (rounding: half a sample)
+
+
+def test_slow_predictor_gives_counted_late_events_not_gaps(source_id):
+    srate = 250
+    pred = PulsePredictor(delay=0.3)  # longer than the lookahead
+    pipe = StreamPipeline(pred, source=DemoSource(width=64, height=48), policy=FixedRate(3.0), srate=srate,
+                          lookahead=0.1, source_id=source_id, late_policy="clip", max_queue=2)
+    with pipe:
+        inlet = _inlet(source_id)
+        data, stamps = [], []
+        _pull(inlet, 3.0, data, stamps)
+        now = pylsl.local_clock()
+        status = pipe.status()
+        expected = pipe.sample_clock.n_due(now)
+    assert status["late"] >= 3 and status["late_clipped"] >= 3
+    assert status["events"] >= 6
+    # late/overloaded onsets are counted, and the stream itself never stalls
+    assert abs(status["samples_pushed"] - expected) <= 3 * pipe.chunk
+    ts = np.array(stamps)
+    assert np.max(np.abs(np.diff(ts) - 1 / srate)) < 1e-6
+    assert status["push_lag_ms"]["p99"] < 50
+
+
+def test_nan_predictions_are_dropped_and_counted(source_id):
+    pipe = StreamPipeline(PulsePredictor(nan=True), srate=250, lookahead=0.1, source_id=source_id, seed=1)
+    with pipe:
+        sig = _inlet(source_id)
+        mk = _inlet(f"{source_id}-markers")
+        codes = _inlet(f"{source_id}-codes")
+        data, stamps = [], []
+        for _ in range(3):
+            pipe.submit_onset(np.zeros((8, 8, 3), np.uint8))
+            _pull(sig, 0.3, data, stamps)
+        _pull(sig, 0.3, data, stamps)
+        markers, _ = _pull_markers(mk)
+        code_vals, _ = _pull_markers(codes)
+        status = pipe.status()
+    assert status["nonfinite_dropped"] == 3 and status["responses"] == 0
+    assert [json.loads(m)["status"] for m in markers] == ["nonfinite"] * 3
+    assert code_vals == []  # numeric markers only for responses that are in the signal
+    assert np.all(np.isfinite(np.array(data)))
+
+
+def test_worker_failure_is_shown_and_reraised(source_id):
+    class Broken(PulsePredictor):
+        def predict(self, pixels):
+            raise RuntimeError("engine exploded")
+
+    pipe = StreamPipeline(Broken(), srate=250, source_id=source_id).start()
+    pipe.submit_onset(np.zeros((8, 8, 3), np.uint8))
+    deadline = time.monotonic() + 3
+    while pipe.error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "engine exploded" in pipe.status()["error"]
+    with pytest.raises(RuntimeError, match="engine exploded"):
+        pipe.stop()
+
+
+def test_record_brainvision_matches_stream(source_id, tmp_path):
+    import mne
+
+    path = tmp_path / "rec.vhdr"
+    pipe = StreamPipeline(PulsePredictor(), srate=500, lookahead=0.1, source_id=source_id, record=path, seed=2)
+    with pipe:
+        inlet = _inlet(source_id)
+        data, stamps = [], []
+        onsets = [pylsl.local_clock() + 0.2 + 0.3 * k for k in range(3)]
+        for onset in onsets:
+            pipe.submit_onset(np.zeros((8, 8, 3), np.uint8), onset)
+        _pull(inlet, 1.8, data, stamps)
+        t0 = pipe.sample_clock.t0
+    raw = mne.io.read_raw_brainvision(path, preload=True, verbose="error")
+    assert raw.ch_names == list(pipe.montage.ch_names) and raw.info["sfreq"] == 500
+    rec = raw.get_data().T * 1e6  # volts -> microvolts, as streamed
+    idx = np.round((np.array(stamps) - t0) * 500).astype(int)
+    assert idx[-1] < len(rec)
+    assert np.allclose(rec[idx], np.array(data), atol=1e-4)
+    stim = [a for a in raw.annotations if a["description"].startswith("Stimulus")]
+    assert len(stim) == 3
+    assert np.allclose([a["onset"] for a in stim], np.array(onsets) - t0, atol=1 / 500)
+
+
+_KILL_SCRIPT = """
+import sys
+from _stream_helpers import PulsePredictor
+from vibe_rt.stream import StreamConfig, run_stream
+run_stream(StreamConfig(source="demo", record=sys.argv[1], duration=60, srate=250, events="rate", event_rate=4,
+                        source_id=sys.argv[2], lookahead=0.1), predictor=PulsePredictor())
+"""
+
+
+def test_record_survives_sigkill(source_id, tmp_path):
+    import mne
+
+    path = tmp_path / "killed.vhdr"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(path), source_id], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        eeg = path.with_suffix(".eeg")
+        while time.monotonic() < deadline:
+            if eeg.exists() and eeg.stat().st_size > 4 * 4 * 250 * 2 and path.with_suffix(".vmrk").read_text().count(
+                    "Stimulus") >= 3:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the recording did not grow")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    raw = mne.io.read_raw_brainvision(path, preload=True, verbose="error")
+    assert raw.n_times >= 500 and np.all(np.isfinite(raw.get_data()))
+    assert sum(d.startswith("Stimulus") for d in raw.annotations.description) >= 3
+    assert 1e-7 < raw.get_data().std() < 1e-3  # volts
+
+
+def test_cli_help_lists_every_option():
+    out = subprocess.run([sys.executable, "-m", "vibe_rt", "stream", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for opt in ("--camera", "--video", "--as-fast-as-possible", "--images", "--on", "--off", "--source", "--model",
+                "--backend", "--montage", "--srate", "--name", "--lookahead", "--events", "--event-rate",
+                "--threshold", "--late-policy", "--line-noise", "--record", "--duration", "--calibration"):
+        assert opt in out.stdout

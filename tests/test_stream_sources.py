@@ -1,0 +1,146 @@
+"""Frame sources with real files (OpenCV MJPG video, PNG images) and the pipeline driven by them over LSL."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pylsl
+import pytest
+from _stream_helpers import PulsePredictor
+
+from vibe_rt.errors import SourceError
+from vibe_rt.stream import (CameraSource, EveryFrame, ImageFolderSource, SceneChange, StreamPipeline,
+                            VideoSource)
+
+
+def _write_video(path: Path, scenes: list[int], frames_per_scene: int, fps: float = 30.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for value in scenes:
+        for _ in range(frames_per_scene):
+            img = np.clip(value + rng.normal(0, 2, (48, 64, 3)), 0, 255).astype(np.uint8)
+            writer.write(img)
+    writer.release()
+    return path
+
+
+def _drain(source, timeout: float = 5.0) -> list:
+    frames = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        f = source.get(timeout=0.05)
+        if f is not None:
+            frames.append(f)
+        elif source.finished.is_set() and source._queue.empty():
+            break
+    return frames
+
+
+def test_video_source_realtime_and_fast(tmp_path):
+    path = _write_video(tmp_path / "clip.avi", [30, 120, 220], 10)
+    with VideoSource(path, realtime=True) as src:
+        frames = _drain(src)
+    assert len(frames) == 30 and [f.frame_id for f in frames] == list(range(30))
+    t = np.array([f.t_capture for f in frames])
+    assert np.allclose(np.diff(t), 1 / 30, atol=1e-9)  # stamped on the file's frame grid
+    assert abs(t[0] - pylsl.local_clock()) < 10 and frames[0].image.shape == (48, 64, 3)
+    start = time.monotonic()
+    with VideoSource(path, realtime=False) as src:
+        frames = _drain(src)
+    assert len(frames) == 30 and time.monotonic() - start < 0.9  # faster than real time (1 s)
+    with pytest.raises(SourceError, match="does not exist"):
+        VideoSource(tmp_path / "missing.avi").start()
+
+
+def test_video_pipeline_produces_expected_events(source_id, tmp_path):
+    import mne
+
+    path = _write_video(tmp_path / "scenes.avi", [30, 120, 220], 10)  # 3 scenes of 1/3 s
+    rec = tmp_path / "rec.vhdr"
+    pipe = StreamPipeline(PulsePredictor(), source=VideoSource(path), policy=SceneChange(max_interval=None),
+                          srate=250, lookahead=0.1, source_id=source_id, record=rec)
+    with pipe:
+        deadline = time.monotonic() + 10
+        while not (pipe.source_finished and pipe.idle) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = pipe.status()
+    assert status["frames"] == 30 and status["events"] == 3 and status["responses"] == 3
+    raw = mne.io.read_raw_brainvision(rec, verbose="error")
+    onsets = [a["onset"] for a in raw.annotations if a["description"].startswith("Stimulus")]
+    assert len(onsets) == 3 and np.allclose(np.diff(onsets), 10 / 30, atol=1 / 250)
+    # the whole response of the last event was emitted before the pipeline reported idle
+    assert raw.times[-1] >= onsets[-1] + pipe.model_montage.tmax - 0.05
+
+
+def test_image_folder_slideshow(tmp_path):
+    for i, value in enumerate([10, 100, 200]):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((20, 30, 3), value, np.uint8))
+    (tmp_path / "notes.txt").write_text("ignored")
+    with ImageFolderSource(tmp_path, on_s=0.1, off_s=0.05) as src:
+        frames = _drain(src)
+    assert [f.meta["image"] for f in frames] == ["img0.png", "img1.png", "img2.png"]
+    assert [f.meta["code"] for f in frames] == [1, 2, 3]
+    assert np.allclose(np.diff([f.t_capture for f in frames]), 0.15, atol=1e-9)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no images"):
+        ImageFolderSource(empty).start()
+
+
+def test_missing_camera_raises_one_clear_error():
+    with pytest.raises(SourceError) as err:
+        CameraSource(97).start()
+    msg = str(err.value)
+    assert "no camera at index 97" in msg and "--source demo" in msg and "\n" not in msg
+
+
+def test_camera_loss_reconnects_and_the_stream_continues(source_id, tmp_path):
+    """A 'camera' that delivers 30 frames then fails (a real VideoCapture on a file), then is unplugged for two
+    attempts (a capture that cannot open), then comes back."""
+    path = _write_video(tmp_path / "cam.avi", [50, 150], 15)  # 1 s at 30 fps
+    calls = []
+
+    class Paced:
+        """A real VideoCapture whose grab() waits for the next frame time, as a camera's does (30 fps)."""
+
+        def __init__(self, target: str) -> None:
+            self.cap, self.next = cv2.VideoCapture(target), time.monotonic()
+
+        def grab(self) -> bool:
+            self.next += 1 / 30
+            time.sleep(max(0.0, self.next - time.monotonic()))
+            return self.cap.grab()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    def factory():
+        calls.append(time.monotonic())
+        if len(calls) in (2, 3):
+            return Paced(str(tmp_path / "unplugged.avi"))  # isOpened() is False
+        return Paced(str(path))
+
+    cam = CameraSource(0, capture_factory=factory, max_backoff=0.2)
+    pipe = StreamPipeline(PulsePredictor(), source=cam, policy=EveryFrame(), srate=250, lookahead=0.1,
+                          source_id=source_id, max_queue=4)
+    with pipe:
+        inlet = pylsl.StreamInlet(pylsl.resolve_byprop("source_id", source_id, timeout=5)[0])
+        inlet.open_stream(timeout=5)
+        stamps = []
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            _, ts = inlet.pull_chunk(timeout=0.1)
+            stamps.extend(ts)
+        now = pylsl.local_clock()
+        status = pipe.status()
+        expected = pipe.sample_clock.n_due(now)
+    assert status["source_drops"] >= 1 and status["source_reconnects"] >= 1
+    assert len(calls) >= 4  # initial open, two failed attempts, a successful one
+    assert status["frames"] > 35  # frames came again after the reconnection
+    assert abs(status["samples_pushed"] - expected) <= 3 * pipe.chunk
+    assert np.max(np.abs(np.diff(stamps) - 1 / 250)) < 1e-6
+    assert cam.empty_frames == 0

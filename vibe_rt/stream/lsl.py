@@ -1,0 +1,135 @@
+"""LSL outlets: the signal stream and two marker streams (JSON strings and int32 codes).
+
+Stream layout
+-------------
+Signal: name ``<name>``, type ``EEG`` (all-EEG montages) or ``MEG``, ``channel_count`` = montage channels,
+``nominal_srate`` = ``--srate``, ``float32``, ``source_id`` ``vibe-rt-<name>-<montage>`` (stable across
+restarts so recorders reconnect; overridable). XDF meta-data (``desc``):
+
+- ``channels/channel``: ``label``, ``unit`` (``microvolts`` for EEG, ``tesla`` / ``tesla/meter`` for MEG),
+  ``type`` (``EEG``, ``MAG``, ``GRAD``: MNE-LSL lower-cases it to MNE types), ``location/X,Y,Z`` in mm (head
+  coordinates, X right, Y front, Z up);
+- ``cap``: ``name`` (montage), ``labelscheme``; ``acquisition``: ``manufacturer`` ``vibe-rt``, ``model``
+  (checkpoint name), ``precision`` 32, ``compensated_lag`` 0;
+- ``synchronization``: ``offset_mean`` 0 (timestamps are the true times of the samples), ``output_delay`` =
+  lookahead (s): the constant time between a sample's timestamp and its push, ``chunk_size``;
+- ``vibe_rt``: ``version``, ``model_hash``, ``backend``, ``montage``, ``model_sfreq``, ``epoch_tmin``,
+  ``late_policy``, ``event_policy``, ``source``.
+
+Markers: ``<name>-markers`` (type ``Markers``, 1 channel, irregular rate, ``string``, source_id ``<sid>-markers``):
+one JSON object per onset, timestamped at the onset; and ``<name>-codes`` (type ``Markers``, int32,
+``<sid>-codes``): the numeric code, only for onsets whose response is in the signal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..montage import Montage
+
+_LSL_TYPES = {"eeg": "EEG", "mag": "MAG", "grad": "GRAD"}
+
+
+def default_source_id(name: str, montage: Montage) -> str:
+    """``vibe-rt-<name>-<montage>``."""
+    return f"vibe-rt-{name}-{montage.name}"
+
+
+def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, units: Sequence[str],
+                lookahead: float, chunk_size: int, extra: dict[str, Any] | None = None) -> Any:
+    """A ``pylsl.StreamInfo`` for the signal stream with the meta-data described in the module docstring."""
+    import pylsl
+
+    info = pylsl.StreamInfo(name, montage.modality, montage.n_channels, float(srate), pylsl.cf_float32, source_id)
+    desc = info.desc()
+    chans = desc.append_child("channels")
+    for label, typ, unit, pos in zip(montage.ch_names, montage.ch_types, units, montage.positions):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", unit)
+        ch.append_child_value("type", _LSL_TYPES[typ])
+        loc = ch.append_child("location")
+        for axis, v in zip("XYZ", np.asarray(pos, float) * 1000.0):
+            loc.append_child_value(axis, f"{v:.3f}")
+    cap = desc.append_child("cap")
+    cap.append_child_value("name", montage.name)
+    cap.append_child_value("labelscheme", "10-20" if montage.modality == "EEG" else "CTF")
+    acq = desc.append_child("acquisition")
+    acq.append_child_value("manufacturer", "vibe-rt")
+    acq.append_child_value("model", str((extra or {}).get("model", "ViBE")))
+    acq.append_child_value("precision", "32")
+    acq.append_child_value("compensated_lag", "0")
+    sync = desc.append_child("synchronization")
+    sync.append_child_value("offset_mean", "0")
+    sync.append_child_value("output_delay", f"{lookahead:.6f}")
+    sync.append_child_value("chunk_size", str(chunk_size))
+    meta = desc.append_child("vibe_rt")
+    meta.append_child_value("version", __version__)
+    meta.append_child_value("montage", montage.name)
+    meta.append_child_value("model_sfreq", f"{montage.sfreq:g}")
+    meta.append_child_value("epoch_tmin", f"{montage.tmin:g}")
+    for key, value in (extra or {}).items():
+        meta.append_child_value(str(key), str(value))
+    return info
+
+
+class LslOutlets:
+    """The three outlets of a vibe-rt stream.
+
+    Parameters
+    ----------
+    montage : Montage
+        Channels to stream.
+    srate : float
+        Nominal rate.
+    units : list of str
+        Unit words per channel.
+    name : str
+        Stream name.
+    source_id : str | None
+        Default :func:`default_source_id`.
+    lookahead : float
+        Output delay declared in ``desc/synchronization``.
+    chunk_size : int
+        Samples per push (LSL transmission chunk hint).
+    extra : dict | None
+        Entries for ``desc/vibe_rt`` (model hash, backend ...).
+    """
+
+    def __init__(self, montage: Montage, srate: float, units: Sequence[str], *, name: str = "vibe-rt",
+                 source_id: str | None = None, lookahead: float = 0.25, chunk_size: int = 5,
+                 extra: dict[str, Any] | None = None) -> None:
+        import pylsl
+
+        self.name = name
+        self.source_id = source_id or default_source_id(name, montage)
+        info = signal_info(montage, srate, name=name, source_id=self.source_id, units=units, lookahead=lookahead,
+                           chunk_size=chunk_size, extra=extra)
+        self.signal = pylsl.StreamOutlet(info, chunk_size=chunk_size, max_buffered=360)
+        minfo = pylsl.StreamInfo(f"{name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string,
+                                 f"{self.source_id}-markers")
+        minfo.desc().append_child_value("format", "json")
+        minfo.desc().append_child_value("signal_source_id", self.source_id)
+        self.markers = pylsl.StreamOutlet(minfo)
+        cinfo = pylsl.StreamInfo(f"{name}-codes", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_int32,
+                                 f"{self.source_id}-codes")
+        cinfo.desc().append_child_value("signal_source_id", self.source_id)
+        self.codes = pylsl.StreamOutlet(cinfo)
+
+    def push_signal(self, chunk: np.ndarray, timestamps: list[float]) -> None:
+        """Push (n, C) float32 samples with one timestamp per sample."""
+        self.signal.push_chunk(np.ascontiguousarray(chunk, dtype=np.float32), timestamps)
+
+    def push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None) -> None:
+        """Push a JSON marker, and the numeric code when not None, both at ``timestamp``."""
+        self.markers.push_sample([json.dumps(marker, separators=(",", ":"))], timestamp)
+        if code is not None:
+            self.codes.push_sample([int(code)], timestamp)
+
+    def close(self) -> None:
+        """Drop the outlets (consumers see the streams disappear)."""
+        self.signal = self.markers = self.codes = None  # type: ignore[assignment]

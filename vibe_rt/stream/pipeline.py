@@ -1,0 +1,428 @@
+"""The streaming pipeline: source -> event policy -> inference worker -> synthesizer -> LSL outlets.
+
+Threads (only at the edges, joined by bounded queues)::
+
+    capture thread (source)  --Frame-->  dispatch thread (event policy)  --Stimulus-->  inference thread
+        (Predictor.preprocess/predict, batching)  --epochs-->  Synthesizer (pure, under a lock)  <--render--
+        outlet thread (paced on absolute LSL-clock targets, pushes chunks, appends the recording)
+
+The stimulus queue holds at most ``max_queue`` onsets; when inference cannot keep up the *oldest* waiting onset
+is dropped (``overload_dropped``; its JSON marker says ``"status": "overload"``), so the newest stimuli stay
+current. Several waiting onsets are predicted as one batch (up to ``max_batch``).
+
+A failure in any worker thread is stored, shown in :meth:`StreamPipeline.status`, and re-raised by
+:meth:`StreamPipeline.stop`.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from .._logs import logger
+from ..errors import ConfigError, StreamError
+from ..montage import Montage
+from ..compare.calibrate import apply_calibration
+from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
+from .events import EventPolicy, Stimulus, StimulusFactory
+from .lsl import LslOutlets
+from .record import BrainVisionWriter
+from .sources import Frame, FrameSource, as_rgb_uint8
+from .stats import PipelineStats
+from .synth import Background, Synthesizer, make_background
+
+_IN_SIGNAL = ("ok", "clipped")
+
+
+class Predictor(Protocol):
+    """What the pipeline needs from :mod:`vibe_rt.runtime.predictor` (see CONTRACTS.md)."""
+
+    montage: Montage
+    image_size: int
+    backend_name: str
+
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, 3) RGB -> float32 (B, 3, S, S)."""
+
+    def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """float32 (B, 3, S, S) -> (epochs (B, C, T) SI units, per-stage timings in seconds)."""
+
+
+class StreamPipeline:
+    """Runs a frame source and a predictor into LSL outlets in real time.
+
+    Parameters
+    ----------
+    predictor : Predictor | None
+        Image -> epoch model; None streams background only (no events).
+    source : FrameSource | None
+        Frames; None when onsets come only from :meth:`submit_onset` (PsychoPy) or there are none.
+    policy : EventPolicy | None
+        Which frames are onsets (default: every frame).
+    montage : Montage | None
+        Needed only without a predictor (default: ``predictor.montage``).
+    channels : sequence of str | None
+        Subset of the montage channels to stream (default: all).
+    background : Background | "auto" | None
+        ``generate(n) -> (n, C)`` SI units; ``"auto"`` builds :func:`~vibe_rt.stream.synth.make_background`;
+        None streams the evoked responses on silence.
+    srate : float
+        Output sampling rate (Hz).
+    lookahead : float
+        Output delay (s): a sample stamped ``t`` is pushed at ``t + lookahead``.
+    name, source_id : str, str | None
+        LSL stream name and source id (default ``vibe-rt-<name>-<montage>``).
+    late_policy : {"clip", "drop"}
+        See :class:`~vibe_rt.stream.synth.Synthesizer`.
+    line_noise : {0, 50, 60}
+        Power-line frequency (0: none).
+    record : path-like | None
+        BrainVision ``.vhdr`` file to append the streamed signal and markers to.
+    calibration : dict | None
+        A profile from :func:`vibe_rt.compare.calibrate.load_calibration`: per-channel gain and latency applied
+        to the predicted epochs.
+    chunk_s : float
+        Target push interval (s).
+    max_queue, max_batch : int
+        Stimulus queue size and largest inference batch.
+    clock : callable | None
+        Time source (default ``pylsl.local_clock``).
+    extra_meta : dict | None
+        Entries for the signal stream's ``desc/vibe_rt`` (model hash, backend ...).
+    seed : int | None
+        Seed of the background and line noise.
+    synth_kwargs : dict | None
+        More :class:`~vibe_rt.stream.synth.Synthesizer` options.
+    """
+
+    def __init__(self, predictor: Predictor | None = None, *, source: FrameSource | None = None,
+                 policy: EventPolicy | None = None, montage: Montage | None = None,
+                 channels: Sequence[str] | None = None, background: Background | str | None = "auto",
+                 srate: float = 1000.0, lookahead: float = 0.25, name: str = "vibe-rt", source_id: str | None = None,
+                 late_policy: str = "clip", line_noise: float = 0, record: str | Path | None = None,
+                 calibration: dict | None = None, chunk_s: float = 0.005, max_queue: int = 8,
+                 max_batch: int = 4, clock: Clock | None = None, extra_meta: dict[str, Any] | None = None,
+                 seed: int | None = None, synth_kwargs: dict[str, Any] | None = None) -> None:
+        from .events import EveryFrame
+
+        if predictor is None and montage is None:
+            raise ConfigError("StreamPipeline needs a predictor or, for a background-only stream, a montage")
+        if lookahead < 0:
+            raise ConfigError(f"--lookahead must be >= 0 s, got {lookahead}")
+        if max_queue < 1 or max_batch < 1:
+            raise ConfigError("max_queue and max_batch must be at least 1")
+        self.predictor = predictor
+        self.model_montage = predictor.montage if predictor is not None else montage
+        assert self.model_montage is not None
+        self.montage = self.model_montage.pick(list(channels)) if channels else self.model_montage
+        self._ch_idx = np.array([self.model_montage.ch_names.index(c) for c in self.montage.ch_names])
+        self.source, self.policy = source, policy or EveryFrame()
+        self.srate, self.lookahead = float(srate), float(lookahead)
+        self.name, self.source_id = name, source_id
+        self.clock = clock or lsl_clock
+        if isinstance(background, str):
+            if background != "auto":
+                raise ConfigError(f"background must be 'auto', None or a generator, got {background!r}")
+            background = make_background(self.montage, self.srate, seed=seed)
+        self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
+                                 line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
+        self.calibration = calibration
+        self.record_path = Path(record) if record else None
+        self.chunk = chunk_samples(self.srate, chunk_s)
+        self.max_queue, self.max_batch = int(max_queue), int(max_batch)
+        self.extra_meta = dict(extra_meta or {})
+        if predictor is not None:
+            self.extra_meta.setdefault("backend", getattr(predictor, "backend_name", "unknown"))
+        self.extra_meta.setdefault("late_policy", late_policy)
+        self.extra_meta.setdefault("event_policy", getattr(self.policy, "name", type(self.policy).__name__))
+        self.extra_meta.setdefault("source", source.name if source is not None else "external")
+        self.stats = PipelineStats(self.clock)
+        self.sample_clock: SampleClock | None = None
+        self.outlets: LslOutlets | None = None
+        self.writer: BrainVisionWriter | None = None
+        self._factory = StimulusFactory()
+        self._ext_ids = itertools.count()
+        self._queue: collections.deque[tuple[Stimulus, float]] = collections.deque()
+        self._cond = threading.Condition()
+        self._synth_lock = threading.Lock()
+        self._marker_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self._busy = 0
+        self._started = False
+        self._started_source = True
+
+    # lifecycle ----------------------------------------------------------------------------------------------
+    def start(self) -> "StreamPipeline":
+        """Create the outlets (and recording), start the threads, then open the source.
+
+        Sample 0 is stamped when the outlets exist, before the source opens, so that a source's first frame is
+        never older than the stream; when the source cannot be opened (e.g. no camera) everything is stopped
+        again and its :class:`~vibe_rt.errors.SourceError` raised.
+        """
+        if self._started:
+            return self
+        units = self.synth.units
+        self.outlets = LslOutlets(self.montage, self.srate, units, name=self.name, source_id=self.source_id,
+                                  lookahead=self.lookahead, chunk_size=self.chunk, extra=self.extra_meta)
+        t0 = self.clock()
+        self.synth.t0 = t0
+        self.sample_clock = SampleClock(self.srate, t0, self.lookahead)
+        if self.record_path is not None:
+            try:
+                self.writer = BrainVisionWriter(self.record_path, list(self.montage.ch_names), units, self.srate, t0)
+            except BaseException:
+                self.outlets.close()
+                raise
+        self._stop.clear()
+        self._started = True
+        self._spawn("outlet", self._outlet_loop)
+        if self.predictor is not None:
+            self._spawn("inference", self._inference_loop)
+        if self.source is not None:
+            try:
+                self.source.start()
+            except BaseException:
+                self._started_source = False
+                self.stop()
+                raise
+            self._spawn("dispatch", self._dispatch_loop)
+        logger.info("streaming %s (%d ch, %g Hz, lookahead %.3f s) as LSL %r", self.montage.modality,
+                    self.montage.n_channels, self.srate, self.lookahead, self.outlets.source_id)
+        return self
+
+    def _spawn(self, label: str, fn: Any) -> None:
+        th = threading.Thread(target=self._guard, args=(label, fn), name=f"vibe-rt-{label}", daemon=True)
+        th.start()
+        self._threads.append(th)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop all threads, close outlets and the recording; re-raise the first worker error."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for th in self._threads:
+            th.join(timeout)
+        self._threads = []
+        if self.source is not None and self._started and self._started_source:
+            try:
+                self.source.stop()
+            except BaseException as err:
+                self._errors.append(err)
+        if self.writer is not None:
+            self.writer.close()
+        if self.outlets is not None:
+            self.outlets.close()
+        self._started = False
+        if self._errors:
+            err = self._errors[0]
+            self._errors = []
+            raise err
+
+    def __enter__(self) -> "StreamPipeline":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The first error of a worker thread or the source, if any."""
+        if self._errors:
+            return self._errors[0]
+        return self.source.error if self.source is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._started and not self._stop.is_set()
+
+    @property
+    def source_finished(self) -> bool:
+        """True when the source has delivered its last frame (end of a video or image folder)."""
+        return self.source is not None and self.source.finished.is_set() and self.source._queue.empty()
+
+    @property
+    def idle(self) -> bool:
+        """No onset waiting or being predicted, and every response emitted."""
+        with self._cond:
+            waiting = bool(self._queue) or self._busy > 0
+        with self._synth_lock:
+            return not waiting and self.synth.idle
+
+    def status(self) -> dict[str, Any]:
+        """Counters, timings (ms percentiles) and rates; ``"error"`` names a worker failure."""
+        st = self.stats
+        with self._synth_lock:
+            for key, value in self.synth.counters.items():
+                st.set_counter(key, value)
+        if self.source is not None:
+            st.set_counter("source_drops", self.source.drops)
+            st.set_counter("source_reconnects", self.source.reconnects)
+            st.set_counter("source_dropped_frames", self.source.dropped_frames)
+        with self._cond:
+            st.queue_depth = len(self._queue)
+        st.error = self.error
+        return st.snapshot()
+
+    # external onsets ----------------------------------------------------------------------------------------
+    def submit_onset(self, image: np.ndarray, onset_time: float | None = None, meta: dict | None = None) -> int:
+        """Submit a stimulus shown by an external program (e.g. a PsychoPy flip) and return its event id.
+
+        Parameters
+        ----------
+        image : ndarray, (H, W, 3) uint8 RGB (grey, RGBA and float 0-1 images are converted)
+            What was shown.
+        onset_time : float | None
+            Onset on the LSL clock (``pylsl.local_clock()``; with PsychoPy, the flip time); default now. It may
+            lie in the future (up to a minute), e.g. the time of the next scheduled flip.
+        meta : dict | None
+            Copied into the JSON marker (str/int/float/bool values); ``meta["code"]`` (int) is the numeric
+            marker code (default 1).
+        """
+        if not self.running:
+            raise StreamError("the pipeline is not running; call start() (or use it as a context manager) first")
+        if self.predictor is None:
+            raise StreamError("this pipeline has no predictor, so it cannot turn onsets into responses")
+        t = self.clock() if onset_time is None else float(onset_time)
+        meta = dict(meta or {})
+        frame = Frame(as_rgb_uint8(image), t, next(self._ext_ids), "external", meta)
+        stim = self._factory(frame, t, meta)
+        self.stats.incr("events")
+        self._enqueue(stim)
+        return stim.event_id
+
+    # threads ------------------------------------------------------------------------------------------------
+    def _guard(self, label: str, fn: Any) -> None:
+        try:
+            fn()
+        except BaseException as err:
+            logger.error("the %s thread failed: %r", label, err)
+            self._errors.append(err)
+            self.stats.error = err
+
+    def _enqueue(self, stim: Stimulus) -> None:
+        dropped = None
+        with self._cond:
+            if len(self._queue) >= self.max_queue:
+                dropped = self._queue.popleft()[0]
+            self._queue.append((stim, self.clock()))
+            self.stats.queue_depth = len(self._queue)
+            self._cond.notify()
+        if dropped is not None:
+            self.stats.incr("overload_dropped")
+            self._marker(dropped, "overload")
+
+    def _dispatch_loop(self) -> None:
+        assert self.source is not None
+        while not self._stop.is_set():
+            frame = self.source.get(timeout=0.05)
+            if frame is None:
+                if self.source.error is not None:
+                    raise self.source.error
+                continue
+            self.stats.incr("frames")
+            if frame.t_capture < self.synth.t0:  # captured before the stream's first sample: not an onset
+                continue
+            if self.predictor is not None and self.policy(frame):
+                self.stats.incr("events")
+                self._enqueue(self._factory(frame))
+
+    def _take_batch(self) -> list[tuple[Stimulus, float]]:
+        with self._cond:
+            while not self._queue and not self._stop.is_set():
+                self._cond.wait(0.1)
+            batch = []
+            while self._queue and len(batch) < self.max_batch:
+                batch.append(self._queue.popleft())
+            self._busy = len(batch)
+            self.stats.queue_depth = len(self._queue)
+        return batch
+
+    def _inference_loop(self) -> None:
+        assert self.predictor is not None
+        clock, st = self.clock, self.stats
+        while not self._stop.is_set():
+            batch = self._take_batch()
+            if not batch:
+                continue
+            try:
+                t_deq = clock()
+                for stim, t_enq in batch:
+                    st.time("queue_wait", t_deq - t_enq)
+                    if stim.frame.t_capture <= t_deq:
+                        st.time("capture_to_dequeue", t_deq - stim.frame.t_capture)
+                pixels = self._preprocess([s.frame.image for s, _ in batch])
+                t_pre = clock()
+                st.time("preprocess", t_pre - t_deq)
+                epochs, timings = self.predictor.predict(pixels)
+                t_inf = clock()
+                st.time("inference", t_inf - t_pre)
+                for key, value in (timings or {}).items():
+                    st.time(key, value)
+                st.incr("batches")
+                epochs = np.asarray(epochs)[:, self._ch_idx]
+                if self.calibration is not None:
+                    with np.errstate(all="ignore"):
+                        epochs = apply_calibration(epochs, self.montage, self.calibration)
+                onsets = [s.onset for s, _ in batch]
+                with self._synth_lock:
+                    statuses = self.synth.add_batch(epochs, onsets)
+                t_add = clock()
+                st.time("synth_add", t_add - t_inf)
+                for (stim, _), status in zip(batch, statuses):
+                    st.time("onset_to_ready", t_add - stim.onset)
+                    self._marker(stim, status)
+            finally:
+                with self._cond:
+                    self._busy = 0
+
+    def _preprocess(self, images: list[np.ndarray]) -> np.ndarray:
+        assert self.predictor is not None
+        shapes = {im.shape for im in images}
+        if len(shapes) == 1:
+            return np.asarray(self.predictor.preprocess(np.stack(images)))
+        return np.concatenate([np.asarray(self.predictor.preprocess(im[None])) for im in images])
+
+    def _marker(self, stim: Stimulus, status: str) -> None:
+        in_signal = status in _IN_SIGNAL
+        with self._marker_lock:
+            if self.outlets is not None and self.outlets.markers is not None:
+                self.outlets.push_marker(stim.marker(status), stim.onset, stim.code if in_signal else None)
+            if self.writer is not None:
+                if in_signal:
+                    self.writer.marker(stim.onset, f"S{stim.code:3d}", "Stimulus")
+                else:
+                    self.writer.marker(stim.onset, f"dropped-{status}", "Comment")
+        self.stats.incr("markers_pushed")
+
+    def _outlet_loop(self) -> None:
+        assert self.sample_clock is not None and self.outlets is not None
+        sc, st, clock = self.sample_clock, self.stats, self.clock
+        pacer = Pacer(sc, self.chunk, clock)
+        cpu0 = time.thread_time()
+        stop = self._stop.is_set
+        while not stop():
+            start, n = pacer.due()
+            if n:
+                with self._synth_lock:
+                    data = self.synth.render(start, n)
+                stamps = sc.timestamps(start, n)
+                t_push = clock()
+                self.outlets.push_signal(data, stamps)
+                t_done = clock()
+                pacer.advance(n)
+                st.time("push", t_done - t_push)
+                st.time("push_lag", t_push - sc.emit_time(start + n - 1))
+                st.pushed(t_done, pacer.n_emitted)
+                if self.writer is not None:
+                    self.writer.write(data)
+                st.outlet_cpu_s = time.thread_time() - cpu0
+            pacer.wait(stop)

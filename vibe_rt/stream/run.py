@@ -1,0 +1,213 @@
+"""``run_stream``: build a source, a predictor and a pipeline from a :class:`StreamConfig` and run it.
+
+This is what ``vibe-rt stream`` calls; Python users can call it too::
+
+    from vibe_rt.stream import StreamConfig, run_stream
+    summary = run_stream(StreamConfig(source="demo", srate=500, duration=60))
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .._logs import logger
+from ..errors import ConfigError
+from ..compare.calibrate import load_calibration
+from .clock import lsl_clock
+from .events import make_policy
+from .pipeline import Predictor, StreamPipeline
+from .synth import make_background
+from .sources import CameraSource, DemoSource, FrameSource, ImageFolderSource, VideoSource
+
+SOURCES = ("camera", "video", "images", "demo", "none")
+
+
+@dataclass
+class StreamConfig:
+    """All options of a stream (the CLI options of ``vibe-rt stream``; see ``vibe-rt stream --help``).
+
+    ``source`` is ``"camera"``, ``"video"``, ``"images"``, ``"demo"`` or ``"none"`` (background only, or
+    onsets from :meth:`StreamPipeline.submit_onset`). ``events="auto"`` means ``every`` for image folders and
+    ``scene`` otherwise. ``montage`` optionally names the channels to stream: a preset montage name or a
+    comma-separated channel list, a subset of the model's channels.
+    """
+
+    source: str = "demo"
+    camera: int = 0
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    video: Path | None = None
+    as_fast_as_possible: bool = False
+    loop: bool = False
+    images: Path | None = None
+    on_s: float = 0.5
+    off_s: float = 0.5
+    model: Path | None = None
+    backend: str = "auto"
+    montage: str | None = None
+    srate: float = 1000.0
+    name: str = "vibe-rt"
+    source_id: str | None = None
+    lookahead: float = 0.25
+    events: str = "auto"
+    event_rate: float = 3.5
+    threshold: float = 12.0
+    refractory: float = 0.25
+    max_interval: float | None = 1.0
+    late_policy: str = "clip"
+    line_noise: float = 0
+    noise_scale: float = 1.0
+    record: Path | None = None
+    duration: float | None = None
+    calibration: Path | None = None
+    max_batch: int = 4
+    max_queue: int = 8
+    chunk_ms: float = 5.0
+    seed: int | None = None
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid option."""
+        if self.source not in SOURCES:
+            raise ConfigError(f"unknown source {self.source!r}; use one of {', '.join(SOURCES)}")
+        if self.srate not in (250, 500, 1000) and not self.srate > 0:
+            raise ConfigError(f"--srate must be positive (250, 500 or 1000 Hz are typical), got {self.srate}")
+        if self.source == "video" and self.video is None:
+            raise ConfigError("the video source needs a file: --video FILE")
+        if self.source == "images" and self.images is None:
+            raise ConfigError("the image source needs a folder: --images DIR")
+        if self.duration is not None and self.duration <= 0:
+            raise ConfigError(f"--duration must be positive, got {self.duration}")
+        if not 0 < self.chunk_ms <= 100:
+            raise ConfigError(f"--chunk-ms must be in (0, 100], got {self.chunk_ms}")
+
+
+def build_source(cfg: StreamConfig) -> FrameSource | None:
+    """The frame source described by ``cfg`` (not started)."""
+    if cfg.source == "camera":
+        return CameraSource(cfg.camera, cfg.width, cfg.height, cfg.fps)
+    if cfg.source == "video":
+        return VideoSource(cfg.video, realtime=not cfg.as_fast_as_possible, loop=cfg.loop)  # type: ignore[arg-type]
+    if cfg.source == "images":
+        return ImageFolderSource(cfg.images, cfg.on_s, cfg.off_s, loop=cfg.loop)  # type: ignore[arg-type]
+    if cfg.source == "demo":
+        return DemoSource(seed=cfg.seed)
+    return None
+
+
+def load_predictor(model: str | Path | None = None, backend: str = "auto") -> tuple[Predictor, dict[str, Any]]:
+    """A predictor for a checkpoint (None: the embedded default) and the stream meta-data describing it."""
+    try:
+        from ..runtime.predictor import create_predictor
+    except ImportError as err:
+        raise ConfigError(f"the inference runtime is not available ({err}); reinstall vibe-rt") from err
+    from .. import checkpoint
+
+    mdl = checkpoint.load_checkpoint(model) if model is not None else None
+    predictor = create_predictor(mdl, backend=backend)
+    meta: dict[str, Any] = {"backend": getattr(predictor, "backend_name", backend),
+                            "model": Path(model).stem if model is not None else "vibe-default"}
+    try:
+        meta["model_hash"] = checkpoint.model_hash(mdl if mdl is not None else checkpoint.default_checkpoint_path())
+    except Exception as err:  # the hash is informative only
+        logger.debug("no model hash: %r", err)
+    return predictor, meta
+
+
+def _channels(spec: str | None, predictor: Predictor) -> list[str] | None:
+    if not spec:
+        return None
+    from ..montage import get_montage, list_montages
+
+    if spec in list_montages():
+        names = list(get_montage(spec).ch_names)
+    else:
+        names = [c.strip() for c in spec.split(",") if c.strip()]
+    missing = [c for c in names if c not in predictor.montage.ch_names]
+    if missing:
+        raise ConfigError(f"--montage {spec!r}: channels {missing[:10]} are not produced by the model "
+                          f"(montage {predictor.montage.name!r}); use a subset of its channels")
+    return names
+
+
+def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
+                   extra_meta: dict[str, Any] | None = None) -> StreamPipeline:
+    """A (not started) :class:`StreamPipeline` for ``cfg``; loads the model when ``predictor`` is None."""
+    cfg.validate()
+    meta = dict(extra_meta or {})
+    source = build_source(cfg)
+    if source is not None:
+        source.probe()  # a missing camera or file is reported before the model loads
+    if predictor is None:
+        predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
+        meta = {**loaded_meta, **meta}
+    events = cfg.events
+    if events == "auto":
+        events = "every" if cfg.source == "images" else "scene"
+    policy = make_policy(events, rate=cfg.event_rate, threshold=cfg.threshold, refractory=cfg.refractory,
+                         max_interval=cfg.max_interval)
+    calibration = load_calibration(cfg.calibration) if cfg.calibration is not None else None
+    channels = _channels(cfg.montage, predictor)
+    montage = predictor.montage.pick(channels) if channels else predictor.montage
+    background = make_background(montage, cfg.srate, seed=cfg.seed, scale=cfg.noise_scale)
+    return StreamPipeline(
+        predictor, source=source, policy=policy, channels=channels, background=background,
+        srate=cfg.srate, lookahead=cfg.lookahead, name=cfg.name, source_id=cfg.source_id,
+        late_policy=cfg.late_policy, line_noise=cfg.line_noise, record=cfg.record, calibration=calibration,
+        chunk_s=cfg.chunk_ms / 1000.0, max_queue=cfg.max_queue, max_batch=cfg.max_batch, extra_meta=meta,
+        seed=cfg.seed)
+
+
+def run_stream(config: StreamConfig, *, predictor: Predictor | None = None,
+               on_status: Callable[[dict[str, Any]], None] | None = None, status_interval: float = 1.0,
+               stop_event: threading.Event | None = None) -> dict[str, Any]:
+    """Stream until ``config.duration`` elapses, ``stop_event`` is set, the source ends (and every response was
+    emitted), or a worker fails (re-raised).
+
+    Parameters
+    ----------
+    config : StreamConfig
+        The options.
+    predictor : Predictor | None
+        Use this predictor instead of loading ``config.model``.
+    on_status : callable | None
+        Called with :meth:`StreamPipeline.status` every ``status_interval`` seconds (the CLI prints it).
+    stop_event : threading.Event | None
+        Set it (e.g. from a signal handler) to stop.
+
+    Returns
+    -------
+    dict
+        The final status (counters, timings, rates).
+    """
+    pipeline = build_pipeline(config, predictor)
+    stop_event = stop_event or threading.Event()
+    pipeline.start()
+    t_start = lsl_clock()
+    summary: dict[str, Any] = {}
+    try:
+        next_status = t_start + status_interval
+        while not stop_event.is_set():
+            now = lsl_clock()
+            if config.duration is not None and now - t_start >= config.duration:
+                break
+            if pipeline.error is not None:
+                break
+            if pipeline.source is not None and pipeline.source_finished and pipeline.idle:
+                logger.info("the source ended and every response was emitted; stopping")
+                break
+            if now >= next_status:
+                next_status += status_interval
+                if on_status is not None:
+                    on_status(pipeline.status())
+            wait = min(next_status - now, 0.05)
+            if config.duration is not None:
+                wait = min(wait, t_start + config.duration - now)
+            stop_event.wait(max(wait, 0.0))
+    finally:
+        summary = pipeline.status()
+        pipeline.stop()
+    return summary

@@ -1,0 +1,161 @@
+"""Pipeline counters and per-stage timings (rolling percentiles), and the one-line live status.
+
+Thread-safe: the capture, inference and outlet threads record here; the CLI reads :meth:`PipelineStats.snapshot`
+about once per second.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+
+#: Timing names (seconds) recorded by the pipeline, in pipeline order.
+STAGES = ("capture_to_dequeue", "queue_wait", "preprocess", "encoder", "qformer", "decoder", "inference",
+          "synth_add", "onset_to_ready", "push", "push_lag")
+
+
+class RollingWindow:
+    """The last ``size`` values of a quantity, with percentiles."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        """Record one value."""
+        self._values.append(float(value))
+        self.count += 1
+
+    def percentiles(self, qs: tuple[float, ...] = (50, 99)) -> tuple[float, ...]:
+        """Percentiles of the window (NaN when empty)."""
+        if not self._values:
+            return tuple(float("nan") for _ in qs)
+        return tuple(float(v) for v in np.percentile(np.fromiter(self._values, float), qs))
+
+    def max(self) -> float:
+        """Largest value in the window (NaN when empty)."""
+        return max(self._values) if self._values else float("nan")
+
+
+class RateMeter:
+    """Events per second over a sliding time window (by event timestamps)."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def add(self, t: float, n: int = 1) -> None:
+        """Record ``n`` events at time ``t``."""
+        for _ in range(n):
+            self._times.append(t)
+
+    def rate(self, now: float) -> float:
+        """Events per second in the last ``window_s`` seconds."""
+        while self._times and self._times[0] < now - self.window_s:
+            self._times.popleft()
+        return len(self._times) / self.window_s
+
+
+class PipelineStats:
+    """Counters, rolling timings and rates of a running pipeline.
+
+    Parameters
+    ----------
+    clock : callable
+        Time source (LSL clock seconds).
+    window : int
+        Values kept per timing.
+    """
+
+    COUNTERS = ("frames", "events", "responses", "late", "late_dropped", "late_clipped", "overload_dropped",
+                "nonfinite_dropped", "nonfinite_samples", "source_drops", "source_reconnects", "samples_pushed",
+                "markers_pushed", "batches")
+
+    def __init__(self, clock: Callable[[], float], window: int = 1000) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.counters: dict[str, int] = {k: 0 for k in self.COUNTERS}
+        self.timings: dict[str, RollingWindow] = {k: RollingWindow(window) for k in STAGES}
+        self._events = RateMeter()
+        self._push_first: tuple[float, int] | None = None
+        self._push_last: tuple[float, int] | None = None
+        self.outlet_cpu_s = 0.0
+        self.queue_depth = 0
+        self.started = clock()
+        self.error: BaseException | None = None
+
+    def incr(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a counter."""
+        with self._lock:
+            self.counters[name] = self.counters.get(name, 0) + n
+            if name == "events":
+                self._events.add(self.clock(), n)
+
+    def set_counter(self, name: str, value: int) -> None:
+        """Set a counter (used for counts owned by another object, e.g. source reconnects)."""
+        with self._lock:
+            self.counters[name] = int(value)
+
+    def time(self, name: str, seconds: float) -> None:
+        """Record one timing in seconds."""
+        with self._lock:
+            if name not in self.timings:
+                self.timings[name] = RollingWindow()
+            self.timings[name].add(seconds)
+
+    def pushed(self, now: float, n_total: int) -> None:
+        """Record that ``n_total`` samples have been pushed by wall time ``now``."""
+        with self._lock:
+            if self._push_first is None:
+                self._push_first = (now, n_total)
+            self._push_last = (now, n_total)
+            self.counters["samples_pushed"] = n_total
+
+    def effective_srate(self) -> float:
+        """Samples pushed per second of wall time since the first push (NaN before two pushes)."""
+        with self._lock:
+            if self._push_first is None or self._push_last is None:
+                return float("nan")
+            (t1, n1), (t2, n2) = self._push_first, self._push_last
+        return (n2 - n1) / (t2 - t1) if t2 > t1 else float("nan")
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain dict of all counters, timing percentiles (ms) and rates."""
+        now = self.clock()
+        with self._lock:
+            snap: dict[str, Any] = dict(self.counters)
+            snap["events_per_s"] = self._events.rate(now)
+            for k, w in self.timings.items():
+                p50, p99 = w.percentiles()
+                snap[f"{k}_ms"] = {"p50": p50 * 1e3, "p99": p99 * 1e3, "max": w.max() * 1e3, "n": w.count}
+            snap["queue_depth"] = self.queue_depth
+            snap["outlet_cpu_s"] = self.outlet_cpu_s
+            snap["uptime_s"] = now - self.started
+            snap["error"] = repr(self.error) if self.error is not None else None
+        snap["effective_srate"] = self.effective_srate()
+        return snap
+
+
+def format_status(snap: dict[str, Any]) -> str:
+    """One status line, e.g. for the CLI: events/s, inference p50/p99, late events, queue depth, rate."""
+    inf = snap.get("inference_ms", {})
+    lag = snap.get("push_lag_ms", {})
+    parts = [
+        f"t={snap.get('uptime_s', 0):7.1f}s",
+        f"ev/s={snap.get('events_per_s', 0):4.1f}",
+        f"events={snap.get('events', 0)}",
+        f"infer p50/p99={inf.get('p50', float('nan')):.1f}/{inf.get('p99', float('nan')):.1f}ms",
+        f"late={snap.get('late', 0)}",
+        f"dropped={snap.get('overload_dropped', 0) + snap.get('nonfinite_dropped', 0)}",
+        f"queue={snap.get('queue_depth', 0)}",
+        f"rate={snap.get('effective_srate', float('nan')):.2f}Hz",
+        f"push lag p99={lag.get('p99', float('nan')):.2f}ms",
+    ]
+    if snap.get("source_reconnects"):
+        parts.append(f"reconnects={snap['source_reconnects']}")
+    if snap.get("error"):
+        parts.append(f"ERROR {snap['error']}")
+    return " | ".join(parts)
