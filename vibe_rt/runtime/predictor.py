@@ -1,0 +1,229 @@
+"""The predictor: frames -> preprocessed pixels -> encoder -> Q-Former -> decoder -> epochs, on one backend.
+
+``create_predictor`` picks the backend (``"auto"``: TensorRT with a GPU, else ONNX Runtime, else torch),
+finds or builds its engines in the engine cache, and returns a :class:`Predictor`. The three stages run as
+separate graphs by default (per-stage timings for the latency budget); ``fused=True`` runs the single fused
+chain graph instead (one graph, no host round trips between stages).
+
+Default: staged. Measured on CPU with ONNX Runtime (batch 1, 1 thread, shared 2-core AMD EPYC, variants
+interleaved round-robin; ``benchmarks/results/inference_latency-cpu-amd-epyc-2c.json``), over three runs the
+fused tiny chain was 0.24-0.32 ms faster at the minimum (2.69-2.76 ms vs 2.99-3.01 ms, 8-11 %); medians
+disagreed between runs (fused 2.94 vs 3.52 ms in one, 4.91 vs 4.82 ms in another: machine load). ViT-B-32:
+fused 233 vs 238 ms (min). Staged stays the default because per-stage timings are part of the predictor's
+contract (latency budget, status line); latency-critical callers (the stream pipeline) should pass
+``fused=True`` and get ``timings = {"chain", "total"}``. On a GPU, where each stage boundary is a host round
+trip, the gap should be larger: measure with ``benchmarks/inference_latency.py --device cuda``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._logs import logger
+from ..errors import ConfigError, EngineError
+from .backends import Backend, OnnxRuntimeBackend, TorchBackend, default_device, select_backend
+from .export import STAGE_IO, stage_example_inputs, stage_modules
+from .manifest import CHAIN, STAGES
+
+
+class Predictor:
+    """One ViBE chain on one backend.
+
+    Parameters
+    ----------
+    model : ViBE
+        The model (its montage, image encoder preprocessing and torch modules).
+    runners : dict of str to Backend
+        ``{"encoder", "qformer", "decoder"}`` (staged) or ``{"chain"}`` (fused).
+    backend_name : str
+        ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``.
+
+    Attributes
+    ----------
+    montage : Montage
+        Channels, rate and epoch window of the predicted epochs.
+    image_size : int
+        Side S of the encoder's square input.
+    fused : bool
+        True when the chain runs as one graph.
+    device, precision : str
+        Where and in which precision the graphs run.
+    """
+
+    def __init__(self, model, runners: dict[str, Backend], *, backend_name: str) -> None:
+        if set(runners) not in (set(STAGES), {CHAIN}):
+            raise ConfigError(f"runners must be {STAGES} or ('chain',), got {sorted(runners)}")
+        self.model = model
+        self.runners = runners
+        self.backend_name = backend_name
+        self.fused = CHAIN in runners
+        first = next(iter(runners.values()))
+        self.device = first.device
+        self.precision = first.precision
+        self.montage = model.montage
+        self.image_size = int(model.encoder.image_size)
+        self._order = (CHAIN,) if self.fused else STAGES
+        self._shapes = {k: tuple(v.shape[1:]) for k, v in stage_example_inputs(model, batch=1).items()}
+
+    def __repr__(self) -> str:
+        return (f"Predictor(backend={self.backend_name!r}, device={self.device!r}, precision={self.precision!r}, "
+                f"fused={self.fused}, montage={self.montage.name!r})")
+
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB frames (B,H,W,3) (or one (H,W,3)) -> float32 normalised pixels (B,3,S,S)."""
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ConfigError(f"frames must be uint8 (B,H,W,3) RGB, got shape {frames.shape}")
+        return np.asarray(self.model.encoder.preprocess_frames(frames), dtype=np.float32)
+
+    def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Predict epochs from preprocessed pixels.
+
+        Parameters
+        ----------
+        pixels : ndarray, shape (B, 3, S, S)
+            Output of :meth:`preprocess`.
+
+        Returns
+        -------
+        epochs : ndarray, shape (B, C, T), float32
+            Predicted responses in SI units (V for EEG, T or T/m for MEG).
+        timings : dict of str to float
+            Wall seconds per stage (``"encoder"``, ``"qformer"``, ``"decoder"``; ``"chain"`` when fused)
+            and ``"total"``. Every backend returns host arrays, so each time includes device synchronisation.
+        """
+        x = np.ascontiguousarray(pixels, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (3, self.image_size, self.image_size):
+            raise ConfigError(f"pixels must be (B, 3, {self.image_size}, {self.image_size}) float32, got {x.shape}")
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        for name in self._order:
+            runner = self.runners[name]
+            t0 = time.perf_counter()
+            x = runner.run({runner.input_name: x})[runner.output_name]
+            timings[name] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - start
+        return np.ascontiguousarray(x, dtype=np.float32), timings
+
+    def predict_frames(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """:meth:`preprocess` then :meth:`predict`; ``timings["preprocess"]`` is added."""
+        t0 = time.perf_counter()
+        pixels = self.preprocess(frames)
+        t_pre = time.perf_counter() - t0
+        epochs, timings = self.predict(pixels)
+        timings["preprocess"] = t_pre
+        return epochs, timings
+
+    def warmup(self, batch: int = 1, n: int = 3) -> None:
+        """Run every graph ``n`` times at ``batch`` (allocations, autotuning, CUDA graph capture)."""
+        for name in self._order:
+            self.runners[name].warmup(batch=batch, n=n, shape=self._shapes[name])
+
+
+def _load_default_model():
+    from ..checkpoint import load_default_model
+
+    return load_default_model()
+
+
+def create_predictor(
+    model=None,
+    backend: str = "auto",
+    *,
+    engines_dir: str | Path | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    fused: bool = False,
+    intra_op_threads: int | None = None,
+    torch_compile: bool = False,
+    cuda_graph: bool = False,
+    build: bool = True,
+    warmup: bool = True,
+) -> Predictor:
+    """Create a :class:`Predictor` for ``model`` (None: the embedded default model) on a backend.
+
+    Parameters
+    ----------
+    model : ViBE | None
+        The model; None loads the embedded default checkpoint.
+    backend : str
+        ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"`` (see :func:`select_backend`).
+    engines_dir : str | Path | None
+        Engine cache (default :func:`~vibe_rt.runtime.manifest.default_engines_dir`).
+    precision : str | None
+        ``"fp32"``, ``"fp16"`` (torch on CUDA, TensorRT) or ``"int8"`` (TensorRT). Default: fp16 for TensorRT,
+        fp32 otherwise.
+    device : str | None
+        ``"cpu"`` or ``"cuda"``; default: CUDA where the backend can use it.
+    fused : bool
+        Run the fused chain graph instead of three stage graphs.
+    intra_op_threads : int | None
+        ONNX Runtime threads per operator (default: physical cores minus one, at least one).
+    torch_compile, cuda_graph : bool
+        Torch backend options (CUDA graphs also for TensorRT; both need static batch size, captured at warm-up).
+    build : bool
+        Export/build engines that are absent (ONNX on the fly; TensorRT plans take longer). Engines that exist
+        but do not match or are corrupt are refused with EngineError either way.
+    warmup : bool
+        Run a batch-1 warm-up before returning.
+    """
+    name = select_backend(backend)  # first: a missing dependency is reported before any model is loaded
+    if model is None:
+        model = _load_default_model()
+    model.eval()
+    device = device or default_device(name)
+    if precision is None:
+        precision = "fp16" if name == "tensorrt" else "fp32"
+    names = (CHAIN,) if fused else STAGES
+    runners: dict[str, Any] = {}
+    if name == "torch":
+        modules = stage_modules(model, fused=fused)
+        for stage in names:
+            in_name, out_name = STAGE_IO[stage]
+            runners[stage] = TorchBackend(modules[stage], input_name=in_name, output_name=out_name, device=device,
+                                          precision=precision, compile=torch_compile, cuda_graph=cuda_graph)
+    elif name == "onnxruntime":
+        from .cache import ensure_onnx_set, load_onnx_set
+        from .export import resolve_model_hash
+
+        if build:
+            folder, manifest = ensure_onnx_set(model, engines_dir, fused=fused)
+        else:
+            folder, manifest = load_onnx_set(engines_dir, resolve_model_hash(model), fused=fused)
+        for stage in names:
+            runners[stage] = OnnxRuntimeBackend(folder / manifest.stages[stage].file, device=device,
+                                                precision=precision, intra_op_threads=intra_op_threads,
+                                                validate=False)  # checksums + onnx.checker done by the cache
+    elif name == "tensorrt":
+        from .cache import build_tensorrt_set, load_tensorrt_set
+        from .export import resolve_model_hash
+        from .manifest import tensorrt_dir
+        from .tensorrt import TensorRTBackend
+
+        mhash = resolve_model_hash(model)
+        if build and not (tensorrt_dir(engines_dir or _default_dir(), mhash, precision) / "manifest.json").is_file():
+            logger.info("building TensorRT %s engines for model %s (once; cached afterwards)", precision, mhash)
+            build_tensorrt_set(model, engines_dir, precision=precision, fused=True)
+        folder, manifest = load_tensorrt_set(engines_dir, mhash, precision, fused=fused)
+        for stage in names:
+            runners[stage] = TensorRTBackend(folder / manifest.stages[stage].file, device=device,
+                                             precision=precision, cuda_graph=cuda_graph)
+    else:  # pragma: no cover - select_backend only returns the three names
+        raise EngineError(f"unknown backend {name!r}")
+    predictor = Predictor(model, runners, backend_name=name)
+    logger.info("predictor: %s on %s, %s, %s", name, device, precision, "fused" if fused else "staged")
+    if warmup:
+        predictor.warmup(batch=1)
+    return predictor
+
+
+def _default_dir() -> Path:
+    from .manifest import default_engines_dir
+
+    return default_engines_dir()
