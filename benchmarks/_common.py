@@ -8,7 +8,6 @@ sit side by side and each says where it came from.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -19,8 +18,6 @@ from typing import Any, Iterable
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_LIBRARIES = ("vibe-rt", "torch", "open_clip_torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu",
-              "tensorrt", "pylsl", "mne", "opencv-python-headless")
 
 
 def _slug(text: str) -> str:
@@ -55,60 +52,59 @@ def cpu_counts() -> dict[str, int | None]:
 
 
 def gpu_info() -> list[dict[str, Any]]:
-    """CUDA GPUs visible to torch: name, compute capability, memory (empty without CUDA)."""
-    try:
-        import torch
-    except ImportError:
-        return []
-    if not torch.cuda.is_available():
-        return []
-    out = []
-    for i in range(torch.cuda.device_count()):
-        p = torch.cuda.get_device_properties(i)
-        out.append({"name": p.name, "compute_capability": f"{p.major}.{p.minor}",
-                    "memory_gib": round(p.total_memory / 2**30, 1)})
-    return out
+    """CUDA GPUs visible to torch: name, compute capability, memory (empty without CUDA); from
+    :func:`vibe_rt.system.compute_devices`."""
+    from vibe_rt.system import compute_devices
+
+    return list(compute_devices()["cuda"])
 
 
 def machine_name() -> str:
     """Short file-name-safe machine name: ``$VIBE_RT_MACHINE`` if set, else the GPU (``nvidia-h100-80gb-hbm3``)
     or the CPU with its usable core count (``cpu-amd-epyc-2c``)."""
+    return _machine_name(gpu_info())
+
+
+def _machine_name(gpus: list[dict[str, Any]]) -> str:
     env = os.environ.get("VIBE_RT_MACHINE")
     if env:
         return _slug(env)
-    gpus = gpu_info()
     if gpus:
         return _slug(gpus[0]["name"])
     return f"cpu-{_slug(cpu_model())}-{cpu_counts()['usable']}c"
 
 
 def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries that matter for performance (None where absent)."""
-    versions: dict[str, str | None] = {}
-    for dist in _LIBRARIES:
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
+    """Installed versions of vibe-rt and the libraries it uses (None where absent), from
+    :func:`vibe_rt.system.library_versions`."""
+    from vibe_rt import __version__
+    from vibe_rt.system import library_versions as _versions
+
+    return {"vibe-rt": __version__, **_versions()}
 
 
 def machine_info() -> dict[str, Any]:
-    """Where a benchmark ran: machine name, CPU model and cores, GPUs, OS, Python, library versions, threads."""
+    """Where a benchmark ran: machine name, CPU model and cores, GPUs, OS, Python, library versions, available
+    backends, threads (OS, Python, versions, GPUs and backends from :func:`vibe_rt.system.system_info`)."""
+    from vibe_rt.system import system_info
+
+    info = system_info()
     try:
         import torch
 
         torch_threads = torch.get_num_threads()
     except ImportError:
         torch_threads = None
+    gpus = list(info["devices"]["cuda"])
     return {
-        "machine": machine_name(),
+        "machine": _machine_name(gpus),
         "cpu": cpu_model(),
         "cores": cpu_counts(),
-        "gpus": gpu_info(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": library_versions(),
+        "gpus": gpus,
+        "platform": info["platform"],
+        "python": info["python"],
+        "versions": {"vibe-rt": info["vibe_rt"], **info["libraries"]},
+        "backends": info["backends"],
         "torch_threads": torch_threads,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }

@@ -254,6 +254,38 @@ def test_marker_outlets_alone(source_id: str) -> None:
         outlets.close()
 
 
+def test_key_press_goes_through_the_pipeline_lock_and_recording(source_id: str, tmp_path: Path) -> None:
+    """OnsetReporter.response on a StreamPipeline: the key press is on the LSL marker streams and in --record."""
+    import mne
+    import pylsl
+
+    from vibe_rt.experiment import ClockOffset, OnsetReporter
+    from vibe_rt.montage import get_montage
+    from vibe_rt.stream import StreamPipeline
+
+    path = tmp_path / "keys.vhdr"
+    pipe = StreamPipeline(montage=get_montage("things-eeg2"), background=None, srate=200, lookahead=0.05,
+                          source_id=source_id, record=path)
+    with pipe:
+        inlets = {}
+        for kind in ("markers", "codes"):
+            (info,) = pylsl.resolve_byprop("source_id", f"{source_id}-{kind}", timeout=5.0)
+            inlets[kind] = pylsl.StreamInlet(info)
+            inlets[kind].open_stream(timeout=5.0)
+        rep = OnsetReporter(None, pipe, clock_offset=ClockOffset(100.0, 0.0))  # LSL = PsychoPy + 100 s
+        t_key = rep.response("space", pipe.sample_clock.t0 + 0.2 - 100.0, {"trial": 3})
+        time.sleep(0.5)
+        (marker,), (m_ts,) = inlets["markers"].pull_chunk(timeout=2.0)
+        (code,), (c_ts,) = inlets["codes"].pull_chunk(timeout=2.0)
+        t0 = pipe.sample_clock.t0
+    assert t_key == pytest.approx(t0 + 0.2) and m_ts == pytest.approx(t_key) and c_ts == pytest.approx(t_key)
+    m = json.loads(marker[0])
+    assert (m["key"], m["kind"], m["status"], m["trial"], code[0]) == ("space", "response", "response", 3, 99999)
+    raw = mne.io.read_raw_brainvision(path, verbose="error")
+    (ann,) = [a for a in raw.annotations if a["description"].startswith("Response")]
+    assert ann["description"] == "Response/R99999" and ann["onset"] == pytest.approx(0.2, abs=1 / 200)
+
+
 # CLI and optional dependency ----------------------------------------------------------------------------------
 def test_cli_help_and_targets(tmp_path: Path) -> None:
     from vibe_rt._commands.experiment import resolve_targets

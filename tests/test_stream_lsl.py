@@ -16,6 +16,7 @@ import pylsl
 import pytest
 from _stream_helpers import PulsePredictor
 
+from vibe_rt.errors import StreamError
 from vibe_rt.stream import DemoSource, FixedRate, StreamPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,36 @@ def test_record_brainvision_matches_stream(source_id, tmp_path):
     stim = [a for a in raw.annotations if a["description"].startswith("Stimulus")]
     assert len(stim) == 3
     assert np.allclose([a["onset"] for a in stim], np.array(onsets) - t0, atol=1 / 500)
+
+
+def test_push_marker_goes_to_lsl_and_recording(source_id, tmp_path):
+    """StreamPipeline.push_marker (key presses): on the Markers/codes streams and in the .vmrk, at its time."""
+    import mne
+
+    path = tmp_path / "keys.vhdr"
+    pipe = StreamPipeline(montage=PulsePredictor().montage, background=None, srate=250, lookahead=0.05,
+                          source_id=source_id, record=path)
+    with pytest.raises(StreamError, match="not running"):
+        pipe.push_marker({"kind": "response"}, 0.0, 7)
+    with pipe:
+        mk = _inlet(f"{source_id}-markers")
+        codes = _inlet(f"{source_id}-codes")
+        t0 = pipe.sample_clock.t0
+        t_key, t_note = t0 + 0.3, t0 + 0.5
+        pipe.push_marker({"key": "space", "kind": "response", "status": "response"}, t_key, 99999)
+        pipe.push_marker({"note": "block 2", "status": "pause"}, t_note)
+        time.sleep(0.8)  # the recording must hold samples past the markers
+        markers, m_ts = _pull_markers(mk)
+        code_vals, c_ts = _pull_markers(codes)
+    assert [json.loads(m)["kind"] for m in markers[:1]] == ["response"] and json.loads(markers[1])["note"] == "block 2"
+    np.testing.assert_allclose(m_ts, [t_key, t_note], atol=1e-6)
+    assert code_vals == [99999] and c_ts == pytest.approx([t_key], abs=1e-6)
+    assert pipe.status()["markers_pushed"] == 2
+    raw = mne.io.read_raw_brainvision(path, verbose="error")
+    ann = {a["description"]: a["onset"] for a in raw.annotations if not a["description"].startswith("New Segment")}
+    assert set(ann) == {"Response/R99999", "Comment/pause"}
+    assert ann["Response/R99999"] == pytest.approx(t_key - t0, abs=1 / 250)
+    assert ann["Comment/pause"] == pytest.approx(t_note - t0, abs=1 / 250)
 
 
 _KILL_SCRIPT = """

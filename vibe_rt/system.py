@@ -9,7 +9,8 @@ from typing import Any
 from . import __version__
 
 _LIBRARIES = ("torch", "open_clip_torch", "numpy", "scipy", "mne", "pylsl", "onnx", "onnxruntime",
-              "safetensors", "opencv-python-headless", "tensorrt", "psychopy-lib", "psychopy", "mne-lsl")
+              "onnxruntime-gpu", "safetensors", "opencv-python-headless", "tensorrt", "psychopy-lib", "psychopy",
+              "mne-lsl")
 
 
 def library_versions() -> dict[str, str | None]:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._options import add_model_options
+
 _EPILOG = """\
 synthesized epochs come from (one of):
   --synth NAME    a running `vibe-rt stream` signal stream, epoched around the same markers (simplest, robust);
@@ -61,10 +63,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                    "(e.g. uV, V, fT)")
     s = parser.add_argument_group("synthesized")
     s.add_argument("--synth", metavar="NAME|FILE", help="synthesized signal stream (or recording), see below")
-    s.add_argument("--model", type=Path, metavar="CKPT", help="checkpoint to predict from the marker images "
-                   "(default: the embedded model)")
-    s.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), default="auto",
-                   help="inference backend for --model (default: auto)")
+    add_model_options(s, model_help="checkpoint to predict from the marker images (default: the embedded model)",
+                      backend_help="inference backend for --model (default: auto)")
     s.add_argument("--images", type=Path, metavar="DIR", help="folder that relative image names in markers are "
                    "resolved against")
     c = parser.add_argument_group("comparison")
@@ -84,14 +84,9 @@ def build_synth(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.synth:
         return get_montage(args.montage or "things-eeg2"), args.synth
     from ..compare.session import PredictorSynth
-    from ..runtime.predictor import create_predictor
+    from ..stream.run import load_predictor
 
-    model = None
-    if args.model is not None:
-        from ..checkpoint import load_checkpoint
-
-        model = load_checkpoint(args.model)
-    predictor = create_predictor(model, args.backend)
+    predictor, _ = load_predictor(args.model, args.backend)
     montage = predictor.montage
     if args.montage and args.montage != montage.name:
         from ..errors import ConfigError

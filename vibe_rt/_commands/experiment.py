@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ._options import add_model_options, add_stream_output_options, parse_size
+
 _EPILOG = """\
 timing: durations are whole frames of the measured refresh rate (e.g. 0.1 s = 6 frames at 60 Hz). Each onset
 is the flip time (PsychoPy clock) converted to the LSL clock; its marker is stamped with that time and the
@@ -72,31 +74,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("stream")
     s.add_argument("--no-synth", action="store_true",
                    help="markers only (no synthesized signal), for sessions with a real amplifier")
-    s.add_argument("--model", type=Path, metavar="CKPT", help="checkpoint; default: the embedded default model")
-    s.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), default="auto",
-                   help="inference backend (default: auto)")
-    s.add_argument("--srate", type=float, default=1000.0, help="output sampling rate, Hz (default: 1000)")
-    s.add_argument("--lookahead", type=float, default=0.25, metavar="S",
-                   help="output delay of the signal stream, seconds (default: 0.25)")
-    s.add_argument("--name", default="vibe-rt", help="LSL stream name (default: vibe-rt)")
-    s.add_argument("--source-id", default=None, help="LSL source_id prefix (default: derived from the name)")
+    add_model_options(s)
+    add_stream_output_options(s, source_id_help="LSL source_id prefix (default: vibe-rt-<name>-<montage>, with "
+                              "--no-synth vibe-rt-<name>-experiment)")
     s.add_argument("--log", type=Path, default=None, metavar="FILE",
                    help="experiment log TSV (default: rsvp-<date-time>.tsv in the current folder)")
     s.add_argument("--summary", type=Path, default=None, metavar="FILE", help="also write the run summary as JSON")
     p.set_defaults(func=run)
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
-
-
-def _size(text: str) -> tuple[int, int]:
-    from ..errors import ConfigError
-
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise ConfigError(f"--size must look like 1024x768, got {text!r}") from err
-    if w < 16 or h < 16:
-        raise ConfigError(f"--size must be at least 16x16, got {text!r}")
-    return w, h
 
 
 def resolve_targets(spec: str | None, images: list[Path], target_prob: float,
@@ -133,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     import datetime as _dt
 
     from .._logs import logger
-    from ..experiment.markers import MarkerOutlets
+    from ..stream.lsl import MarkerOutlets
     from ..experiment.psychopy_rsvp import import_psychopy, run_rsvp
     from ..experiment.rsvp import RsvpConfig, list_images
 
@@ -143,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     config = RsvpConfig(on_s=args.on, off_s=args.off, repetitions=args.repetitions,
                         sequence_length=args.sequence_length, target_prob=target_prob, seed=args.seed,
                         pause_s=args.pause, response_key=args.response_key, self_paced=args.self_paced)
-    size = _size(args.size)
+    size = parse_size(args.size, "--size", "1024x768", minimum=16)
     log_path = args.log or Path(f"rsvp-{_dt.datetime.now():%Y%m%d-%H%M%S}.tsv")
     header = {"images": str(args.images), "targets": args.targets, "synth": not args.no_synth,
               "stream_name": args.name}

@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ._options import add_model_options, add_stream_output_options, parse_size
+
 _EPILOG = """\
 streams (LSL):
   <name>          type EEG (microvolts) or MEG (tesla), float32, --srate Hz, source_id vibe-rt-<name>-<montage>;
@@ -49,21 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "(default: 640x480)")
     g.add_argument("--fps", type=float, default=30.0, help="--camera: requested frame rate (default: 30)")
     m = parser.add_argument_group("model")
-    m.add_argument("--model", type=Path, metavar="CKPT", help="checkpoint (.safetensors/.json stem); default: the "
-                   "embedded default model")
-    m.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), default="auto",
-                   help="inference backend (default: auto = TensorRT with a GPU, else ONNX Runtime, else torch)")
+    add_model_options(m)
     m.add_argument("--calibration", type=Path, metavar="PROFILE", help="JSON calibration profile with per-channel "
                    "gain and latency_s applied to the predicted responses")
     o = parser.add_argument_group("output")
     o.add_argument("--montage", metavar="NAME|CH,CH,...", help="stream only these channels of the model: a preset "
                    "montage name or a comma-separated channel list (default: all model channels)")
-    o.add_argument("--srate", type=float, default=1000.0, help="output sampling rate in Hz, e.g. 250, 500, 1000 "
-                   "(default: 1000)")
-    o.add_argument("--name", default="vibe-rt", help="LSL stream name (default: vibe-rt)")
-    o.add_argument("--source-id", metavar="ID", help="LSL source_id (default: vibe-rt-<name>-<montage>)")
-    o.add_argument("--lookahead", type=float, default=0.25, metavar="S", help="output delay in seconds: the time "
-                   "budget for computing a response (default: 0.25)")
+    add_stream_output_options(o, source_id_help="LSL source_id (default: vibe-rt-<name>-<montage>)")
     o.add_argument("--late-policy", choices=("clip", "drop"), default="clip", help="a response later than the "
                    "lookahead: 'clip' adds its remaining part, 'drop' discards it (default: clip)")
     o.add_argument("--line-noise", type=int, choices=(0, 50, 60), default=0, help="add power-line noise at 50 or "
@@ -99,7 +93,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace):  # -> StreamConfig
     """The :class:`~vibe_rt.stream.StreamConfig` described by parsed arguments."""
-    from ..errors import ConfigError
     from ..stream import StreamConfig
 
     if args.camera is not None:
@@ -110,10 +103,7 @@ def config_from_args(args: argparse.Namespace):  # -> StreamConfig
         source = "images"
     else:
         source = args.source or "demo"
-    try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size must look like 640x480, got {args.size!r}") from None
+    width, height = parse_size(args.size, "--size", "640x480")
     return StreamConfig(
         source=source, camera=args.camera or 0, width=width, height=height, fps=args.fps, video=args.video,
         as_fast_as_possible=args.as_fast_as_possible, loop=args.loop, images=args.images, on_s=args.on,

@@ -11,13 +11,13 @@ from .channels import ChannelMatch, match_channels, unit_scale
 from .comparator import Comparator, ErpSet
 from .epocher import EpochExtractor, Marker, parse_marker
 from .live import LiveComparator
-from .offline import Recording, compare_offline, read_recording, read_stimulus_log
+from .offline import Recording, compare_offline, log_markers, read_recording, read_stimulus_log, recording_markers
 from .report import read_report, write_report
 from .session import DictSynth, PredictorSynth, Session
 
 __all__ = [
     "ChannelMatch", "Comparator", "DictSynth", "EpochExtractor", "ErpSet", "LiveComparator", "Marker",
     "PredictorSynth", "Recording", "Session", "apply_calibration", "compare_offline", "fit_calibration",
-    "load_calibration", "match_channels", "parse_marker", "read_recording", "read_report", "read_stimulus_log",
-    "save_calibration", "unit_scale", "write_report",
+    "load_calibration", "log_markers", "match_channels", "parse_marker", "read_recording", "read_report",
+    "read_stimulus_log", "recording_markers", "save_calibration", "unit_scale", "write_report",
 ]

@@ -1,4 +1,5 @@
-"""Channel matching (live device channels -> model montage channels) and unit parsing.
+"""Channel matching (live device channels -> model montage channels); unit parsing is re-exported from
+:mod:`vibe_rt.data.recordings` (:func:`unit_scale`).
 
 Live channels are matched to the montage by label, case-insensitively. Montage channels that the live
 device lacks are interpolated from the live channels through sensor positions:
@@ -14,44 +15,17 @@ Live channels that the montage lacks are ignored. The result is one matrix ``W``
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from .._logs import logger
+from ..data.recordings import unit_scale
 from ..errors import ConfigError
 from ..montage import Montage
 
 __all__ = ["ChannelMatch", "match_channels", "unit_scale"]
-
-_UNIT_WORDS = {
-    "v": 1.0, "volt": 1.0, "volts": 1.0,
-    "mv": 1e-3, "millivolt": 1e-3, "millivolts": 1e-3,
-    "uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "microvolt": 1e-6, "microvolts": 1e-6,
-    "nv": 1e-9, "nanovolt": 1e-9, "nanovolts": 1e-9,
-    "t": 1.0, "tesla": 1.0, "pt": 1e-12, "picotesla": 1e-12, "ft": 1e-15, "femtotesla": 1e-15,
-    "t/m": 1.0, "ft/cm": 1e-13, "ft/m": 1e-15,
-}  # fmt: skip
-
-
-def unit_scale(unit: str | None, ch_type: str = "eeg") -> float:
-    """Factor that converts a value in ``unit`` to SI (V, T or T/m).
-
-    Understands unit words and symbols (``microvolts``, ``uV``, ``µV``, ``V``, ``fT`` ...) and MNE-LSL's
-    power-of-ten integers (``"0"`` = SI, ``"-6"`` = micro). Unknown or missing units are taken as the LSL
-    convention for the type: microvolts for EEG, tesla for MEG (with a warning).
-    """
-    if unit is not None:
-        u = str(unit).strip().lower()
-        if re.fullmatch(r"[+-]?\d+", u):
-            return float(10.0 ** int(u))
-        if u in _UNIT_WORDS:
-            return _UNIT_WORDS[u]
-    default = 1e-6 if ch_type == "eeg" else 1.0
-    logger.warning("unknown channel unit %r; assuming %s", unit, "microvolts" if ch_type == "eeg" else "SI")
-    return default
 
 
 @dataclass

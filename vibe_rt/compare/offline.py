@@ -1,192 +1,51 @@
 """Offline comparison on recordings (FIF, BrainVision, EDF/BDF, XDF) through the same code path as live mode.
 
-The file's samples are fed in chunks, with its markers, into the same :class:`~vibe_rt.compare.session.Session`
+Files are read by :func:`vibe_rt.data.recordings.read_recording` (the reader of the training-data loader). The
+file's samples are fed in chunks, with its markers, into the same :class:`~vibe_rt.compare.session.Session`
 (epoch extractor + comparator) that live mode feeds from LSL inlets, so both modes agree on the same data.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .._logs import logger
+from ..data.recordings import DATA_TYPES, Recording, read_recording, read_stimulus_log, unit_scale
 from ..errors import DataError
 from ..montage import Montage
-from .channels import match_channels, unit_scale
+from .channels import match_channels
 from .comparator import Comparator
 from .epocher import EpochExtractor, parse_marker
 from .session import Session, SynthSource
 
-__all__ = ["Recording", "read_recording", "recording_from_raw", "read_stimulus_log", "compare_offline",
-           "make_extractor"]
+__all__ = ["Recording", "read_recording", "read_stimulus_log", "compare_offline", "make_extractor",
+           "recording_markers", "log_markers"]
 
-_MNE_EXTS = {".fif": "fif", ".gz": "fif", ".vhdr": "brainvision", ".edf": "edf", ".bdf": "bdf"}
-
-
-@dataclass
-class Recording:
-    """A continuous recording, as the comparator sees a stream.
-
-    Attributes
-    ----------
-    data : ndarray, shape (n_samples, n_channels)
-        Samples in ``units`` (per channel).
-    times : ndarray, shape (n_samples,)
-        Sample times in seconds (file time or LSL time for XDF).
-    sfreq : float
-    ch_names, ch_types, units : list of str
-    positions : ndarray, shape (n_channels, 3)
-        Metres, ``nan`` where unknown.
-    markers : list of (float, str, dict)
-        ``(time, key, payload)`` on the same timeline as ``times``.
-    name : str
-    """
-
-    data: np.ndarray
-    times: np.ndarray
-    sfreq: float
-    ch_names: list[str]
-    ch_types: list[str]
-    units: list[str]
-    positions: np.ndarray
-    markers: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
-    name: str = ""
-
-    @property
-    def scale(self) -> np.ndarray:
-        """Per-channel factor to SI units."""
-        return np.array([unit_scale(u, t) for u, t in zip(self.units, self.ch_types)])
+ParsedMarker = tuple[float, str, dict[str, Any]]
 
 
-def _read_mne(path: Path) -> Recording:
-    import mne
-
-    return recording_from_raw(mne.io.read_raw(path, preload=True, verbose="error"), name=path.name)
-
-
-def recording_from_raw(raw: Any, name: str = "") -> Recording:
-    """A :class:`Recording` from an MNE Raw: M/EEG channels in SI units, annotations as markers."""
-    import mne
-
-    picks = mne.pick_types(raw.info, meg=True, eeg=True, ref_meg=False, exclude=())
-    names = [raw.ch_names[i] for i in picks]
-    types = [raw.get_channel_types()[i] for i in picks]
-    pos = np.array([raw.info["chs"][i]["loc"][:3] for i in picks], dtype=float)
-    pos[~np.isfinite(pos).all(axis=1) | (np.abs(pos).sum(axis=1) == 0)] = np.nan
-    data = raw.get_data(picks=picks).T  # SI
-    ann = raw.annotations
-    offset = raw.first_time if ann.orig_time is not None else 0.0
-    markers = []
-    for onset, desc in zip(ann.onset - offset, ann.description):
-        parsed = parse_marker(str(desc))
+def recording_markers(rec: Recording) -> list[ParsedMarker]:
+    """The recording's markers decoded by :func:`~vibe_rt.compare.epocher.parse_marker`: ``(time, key, payload)``
+    on the timeline of ``rec.times``; samples that are not events are left out."""
+    out = []
+    for t, value in rec.markers:
+        parsed = parse_marker(value, rec.marker_channels)
         if parsed is not None:
-            markers.append((float(onset), parsed[0], parsed[1]))
-    units = ["T/m" if t == "grad" else "T" if t == "mag" else "V" for t in types]
-    return Recording(data, raw.times.copy(), float(raw.info["sfreq"]), names, types, units, pos, markers,
-                     name=name or str(raw.filenames[0] if raw.filenames and raw.filenames[0] else "raw"))
-
-
-def _xdf_channels(stream: dict[str, Any]) -> tuple[list[str], list[str], list[str], np.ndarray]:
-    n = int(stream["info"]["channel_count"][0])
-    names, types, units, pos = [f"ch{i}" for i in range(n)], ["eeg"] * n, [None] * n, np.full((n, 3), np.nan)
-    try:
-        chans = stream["info"]["desc"][0]["channels"][0]["channel"]
-    except (KeyError, IndexError, TypeError):
-        chans = []
-    for i, ch in enumerate(chans[:n]):
-        names[i] = (ch.get("label") or [names[i]])[0]
-        t = (ch.get("type") or ["eeg"])[0].lower()
-        types[i] = t if t in ("eeg", "mag", "grad") else "eeg"
-        units[i] = (ch.get("unit") or [None])[0]
-        try:
-            loc = ch["location"][0]
-            pos[i] = [float(loc[a][0]) / 1000.0 for a in ("X", "Y", "Z")]
-        except (KeyError, IndexError, TypeError, ValueError):
-            pass
-    return names, types, units, pos
-
-
-def _pick_xdf(streams: list[dict[str, Any]], name: str | None, signal: bool) -> dict[str, Any] | None:
-    for s in streams:
-        info = s["info"]
-        rate = float(info["nominal_srate"][0])
-        if (rate > 0) != signal:
-            continue
-        if name is None or name.lower() in (info["name"][0].lower(), info["type"][0].lower(),
-                                            (info.get("source_id") or [""])[0].lower()):
-            return s
-    return None
-
-
-def _read_xdf(path: Path, stream: str | None, markers: str | None) -> Recording:
-    import pyxdf
-
-    streams, _ = pyxdf.load_xdf(str(path))
-    sig = _pick_xdf(streams, stream, True)
-    if sig is None:
-        raise DataError(f"{path}: no signal stream {stream or ''!s} found; streams: "
-                        f"{[s['info']['name'][0] for s in streams]}")
-    names, types, units, pos = _xdf_channels(sig)
-    mk = _pick_xdf(streams, markers, False)
-    out = []
-    if mk is not None:
-        mnames = None
-        try:
-            mnames = [c["label"][0] for c in mk["info"]["desc"][0]["channels"][0]["channel"]]
-        except (KeyError, IndexError, TypeError):
-            pass
-        for t, v in zip(mk["time_stamps"], mk["time_series"]):
-            parsed = parse_marker(list(v), mnames)
-            if parsed is not None:
-                out.append((float(t), parsed[0], parsed[1]))
-    return Recording(np.asarray(sig["time_series"], dtype=np.float64), np.asarray(sig["time_stamps"], dtype=float),
-                     float(sig["info"]["nominal_srate"][0]), names, types, units, pos, out,
-                     name=sig["info"]["name"][0])
-
-
-def read_recording(path: str | Path, *, stream: str | None = None, markers: str | None = None) -> Recording:
-    """Read a recording with its markers.
-
-    Parameters
-    ----------
-    path : path
-        ``.fif`` (also ``.fif.gz``), ``.vhdr`` (BrainVision), ``.edf``, ``.bdf`` (annotations as markers) or
-        ``.xdf`` (a signal stream and a marker stream).
-    stream, markers : str | None
-        XDF only: name, type or source_id of the signal and marker streams (default: first of each kind).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"recording {path} does not exist; give a FIF/BrainVision/EDF/BDF/XDF file")
-    ext = path.suffix.lower()
-    if ext == ".xdf":
-        return _read_xdf(path, stream, markers)
-    if ext in _MNE_EXTS:
-        return _read_mne(path)
-    raise DataError(f"unsupported recording format {ext!r} ({path}); use .fif, .vhdr, .edf, .bdf or .xdf")
-
-
-def read_stimulus_log(path: str | Path) -> list[tuple[float, str, dict[str, Any]]]:
-    """Markers from a CSV with a header: ``onset`` (or ``time``, seconds on the recording's timeline) and
-    ``image`` (or ``key``/``image_id``); other columns go into the payload."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"stimulus log {path} does not exist")
-    out = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = {c.lower(): c for c in reader.fieldnames or []}
-        tcol = fields.get("onset") or fields.get("time")
-        kcol = fields.get("image") or fields.get("key") or fields.get("image_id")
-        if tcol is None or kcol is None:
-            raise DataError(f"{path}: needs columns 'onset' and 'image' (found {reader.fieldnames})")
-        for row in reader:
-            out.append((float(row[tcol]), str(row[kcol]), dict(row)))
+            out.append((float(t), parsed[0], parsed[1]))
     return out
+
+
+def log_markers(path: str | Path) -> list[ParsedMarker]:
+    """Markers from a stimulus log (see :func:`vibe_rt.data.recordings.read_stimulus_log`) with an ``onset``
+    (or ``time``, seconds on the recording's timeline) and ``image`` (or ``key``/``image_id``) column; every
+    column goes into the payload."""
+    rows = read_stimulus_log(path)
+    if any(r["onset"] is None for r in rows):
+        raise DataError(f"{path}: needs columns 'onset' and 'image', with an onset on every row")
+    return [(r["onset"], r["image"], r["columns"]) for r in rows]
 
 
 def make_extractor(
@@ -210,8 +69,9 @@ def make_extractor(
     return EpochExtractor(montage, sfreq, match, scale, buffer_s=buffer_s)
 
 
-def _feed(session: Session, rec: Recording, synth_rec: Recording | None, chunk_s: float) -> None:
-    markers = sorted(rec.markers, key=lambda m: m[0])
+def _feed(session: Session, rec: Recording, markers: list[ParsedMarker], synth_rec: Recording | None,
+          chunk_s: float) -> None:
+    markers = sorted(markers, key=lambda m: m[0])
     n = rec.times.size
     step = max(1, int(round(chunk_s * rec.sfreq)))
     mi = 0
@@ -258,16 +118,16 @@ def compare_offline(
     Parameters
     ----------
     live : path | Recording | mne.io.BaseRaw
-        The recording (see :func:`read_recording`).
+        The recording (see :func:`vibe_rt.data.recordings.read_recording`); its M/EEG channels are used.
     montage : Montage
         Model montage (channels, rate, epoch window).
     synth : SynthSource | path | Recording
         Synthesized epochs per event, or a recording of the synthesized stream (same timeline and markers;
         e.g. the same XDF file with ``synth_stream`` naming the stream).
     stimulus_log : path | None
-        CSV of markers (see :func:`read_stimulus_log`) used instead of the file's own markers.
+        CSV/TSV of markers (see :func:`log_markers`) used instead of the file's own markers.
     live_stream, markers_stream, synth_stream : str | None
-        XDF stream selection.
+        XDF stream selection (name, type or source_id).
     comparator : Comparator | None
         Comparator to feed (default: a new one with ``comparator_kw``).
     interpolation : str
@@ -285,25 +145,26 @@ def compare_offline(
     if isinstance(live, Recording):
         rec = live
     elif isinstance(live, (str, Path)):
-        rec = read_recording(live, stream=live_stream, markers=markers_stream)
+        rec = read_recording(live, signal_stream=live_stream, marker_stream=markers_stream)
     else:  # an MNE Raw
-        rec = recording_from_raw(live)
-    if stimulus_log is not None:
-        rec.markers = read_stimulus_log(stimulus_log)
-    if not rec.markers:
+        rec = Recording.from_raw(live)
+    rec = rec.pick_types(DATA_TYPES)
+    markers = log_markers(stimulus_log) if stimulus_log is not None else recording_markers(rec)
+    if not markers:
         raise DataError(f"recording {rec.name!r} has no markers; add annotations or give --stimulus-log")
     ext = make_extractor(montage, rec.sfreq, rec.ch_names, rec.ch_types, rec.units, rec.positions,
                          interpolation=interpolation, unit_override=unit_override,
                          buffer_s=max(30.0, 4 * chunk_s))
     synth_rec = None
     if isinstance(synth, (str, Path, Recording)):
-        synth_rec = synth if isinstance(synth, Recording) else read_recording(synth, stream=synth_stream)
+        synth_rec = synth if isinstance(synth, Recording) else read_recording(synth, signal_stream=synth_stream)
+        synth_rec = synth_rec.pick_types(DATA_TYPES)
         src: Any = make_extractor(montage, synth_rec.sfreq, synth_rec.ch_names, synth_rec.ch_types, synth_rec.units,
                                   synth_rec.positions)
     else:
         src = synth
     comp = comparator or Comparator(montage, **comparator_kw)
     session = Session(comp, ext, src)
-    _feed(session, rec, synth_rec, chunk_s)
+    _feed(session, rec, markers, synth_rec, chunk_s)
     logger.info("offline comparison of %s: %d events, %d lost", rec.name, comp.n_events, len(comp.lost))
     return session

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .ceiling import encoding_correlation, noise_ceiling, pearson_map
 from .dataset import EpochsDataset
 from .noise import BackgroundNoise
-from .recordings import load_recording, read_recording, read_stimulus_log
+from .recordings import Recording, load_recording, read_recording, read_stimulus_log
 from .simulate import EvokedModel, SimulationConfig, image_features, load_simulated, simulate_dataset
 from .things import load_things_eeg2, load_things_meg, read_things_eeg2
 
@@ -13,6 +13,7 @@ __all__ = [
     "BackgroundNoise",
     "EpochsDataset",
     "EvokedModel",
+    "Recording",
     "SimulationConfig",
     "encoding_correlation",
     "image_features",

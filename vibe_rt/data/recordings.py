@@ -1,4 +1,8 @@
-"""Epochs grouped by image from your own recordings: any MNE-readable raw file or an XDF file.
+"""Your own recordings (any MNE-readable raw file or an XDF file): one reader, and epochs grouped by image.
+
+:func:`read_recording` returns a :class:`Recording` (continuous data, timestamps, channel names/types/units/
+positions and marker events); :func:`read_stimulus_log` reads a CSV/TSV log of what was shown. Both serve
+:func:`load_recording` (training data, below) and the offline comparator (:mod:`vibe_rt.compare.offline`).
 
 Supported inputs:
 
@@ -30,7 +34,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,9 +46,17 @@ from ..montage import Montage, get_montage
 from .dataset import EpochsDataset
 
 _CODE_RE = re.compile(r"^(?:[A-Za-z ]+/)?[A-Za-z]?\s*(\d+)(?:\.0+)?$")
-_UNIT_SCALE = {"microvolts": 1e-6, "microvolt": 1e-6, "uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "millivolts": 1e-3,
-               "mv": 1e-3, "volts": 1.0, "volt": 1.0, "v": 1.0, "nanovolts": 1e-9, "nv": 1e-9,
-               "femtotesla": 1e-15, "ft": 1e-15, "picotesla": 1e-12, "pt": 1e-12, "tesla": 1.0, "t": 1.0}
+_UNIT_WORDS = {
+    "v": 1.0, "volt": 1.0, "volts": 1.0,
+    "mv": 1e-3, "millivolt": 1e-3, "millivolts": 1e-3,
+    "uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "microvolt": 1e-6, "microvolts": 1e-6,
+    "nv": 1e-9, "nanovolt": 1e-9, "nanovolts": 1e-9,
+    "t": 1.0, "tesla": 1.0, "pt": 1e-12, "picotesla": 1e-12, "ft": 1e-15, "femtotesla": 1e-15,
+    "t/m": 1.0, "ft/cm": 1e-13, "ft/m": 1e-15,
+}  # fmt: skip
+_SI_UNITS = {"eeg": "V", "mag": "T", "grad": "T/m"}
+DATA_TYPES = ("eeg", "mag", "grad")
+"""Channel types that carry M/EEG data (what the comparator and the epoch loader use)."""
 
 
 def normalise_code(code: Any) -> str:
@@ -55,48 +66,248 @@ def normalise_code(code: Any) -> str:
     return str(int(m.group(1))) if m else s
 
 
-@dataclass
-class Recording:
-    """A continuous recording with its events.
+def parse_unit(unit: str | None) -> float | None:
+    """Factor from ``unit`` to SI (V, T or T/m), or None when the unit is missing or unknown.
 
-    Attributes
+    Understands unit words and symbols (``microvolts``, ``uV``, ``µV``, ``V``, ``fT`` ...) and MNE-LSL's
+    power-of-ten integers (``"0"`` = SI, ``"-6"`` = micro).
+    """
+    if unit is None:
+        return None
+    u = str(unit).strip().lower()
+    if re.fullmatch(r"[+-]?\d+", u):
+        return float(10.0 ** int(u))
+    return _UNIT_WORDS.get(u)
+
+
+def unit_scale(unit: str | None, ch_type: str = "eeg", default: float | None = None) -> float:
+    """Factor that converts a value in ``unit`` to SI (V, T or T/m), see :func:`parse_unit`.
+
+    Unknown or missing units are taken as ``default`` (None: the LSL convention for the type, microvolts for
+    EEG and tesla for MEG), with a warning.
+    """
+    scale = parse_unit(unit)
+    if scale is not None:
+        return scale
+    if default is None:
+        default = 1e-6 if ch_type == "eeg" else 1.0
+    logger.warning("unknown channel unit %r; assuming %g x SI", unit, default)
+    return default
+
+
+class Recording:
+    """A continuous recording: samples, timestamps, channels and marker events.
+
+    Read with :func:`read_recording` (files) or :meth:`Recording.from_raw` (an MNE Raw). The epoch loader
+    (:func:`load_recording`) uses :attr:`raw`, :attr:`onsets` and :attr:`codes`; the comparator
+    (:func:`vibe_rt.compare.compare_offline`) feeds :attr:`data`, :attr:`times` and :attr:`markers` chunk by
+    chunk, as an LSL inlet would.
+
+    Parameters
     ----------
-    raw : mne.io.BaseRaw
-        Preloaded data (SI units).
-    onsets : ndarray, shape (n_events,)
-        Event times in seconds from the first sample.
-    codes : list of str
-        Normalised event codes (:func:`normalise_code`).
-    t0 : float
-        Time of the first sample on the recording's own clock (LSL timestamp for XDF, else 0).
-    path : Path
+    data : ndarray, shape (n_samples, n_channels) | None
+        Samples in ``units`` (per channel); None when ``raw`` is given (read from it when first used).
+    times : ndarray, shape (n_samples,)
+        Sample times in seconds on the recording's own clock: from the first sample for files that MNE reads,
+        LSL timestamps for XDF.
+    sfreq : float
+        Nominal sampling rate (Hz).
+    ch_names, ch_types : list of str
+        Channel names and MNE channel types (``eeg``, ``mag``, ``grad``, ``stim`` ...).
+    units : list of (str | None)
+        Unit of each channel (``"V"``, ``"microvolts"``, ...; None when the file does not say).
+    positions : ndarray, shape (n_channels, 3) | None
+        Metres (head coordinates), ``nan`` where unknown.
+    markers : list of (float, object)
+        ``(time, value)`` on the timeline of ``times``: annotation descriptions (str) or marker-stream samples
+        (list of the stream's channel values).
+    marker_channels : list of str | None
+        Channel labels of the marker stream (MNE-LSL's one-hot annotation streams).
+    name : str
+        Name for messages (file name or stream name).
+    path : Path | None
+        The file.
+    raw : mne.io.BaseRaw | None
+        Preloaded MNE Raw (SI units) the data came from.
+    stim_channel : str | None
+        Trigger channel for :attr:`onsets` / :attr:`codes` (default: MNE's stim channels, else the markers).
+    effective_sfreq : float | None
+        Measured rate (XDF), used for :attr:`raw`.
+    marker_source : {"annotations", "stream"}
+        Where :attr:`markers` come from (annotations of ``BAD``/``EDGE``/``New Segment`` are not events).
+    streams : list of str
+        XDF: names of all streams in the file (for messages).
     """
 
-    raw: Any
-    onsets: np.ndarray
-    codes: list[str]
-    t0: float
-    path: Path
+    def __init__(self, data: np.ndarray | None, times: np.ndarray, sfreq: float, ch_names: Sequence[str],
+                 ch_types: Sequence[str], units: Sequence[str | None], positions: np.ndarray | None = None,
+                 markers: Sequence[tuple[float, Any]] = (), *, marker_channels: Sequence[str] | None = None,
+                 name: str = "", path: str | os.PathLike | None = None, raw: Any = None,
+                 stim_channel: str | None = None, effective_sfreq: float | None = None,
+                 marker_source: str = "stream", streams: Sequence[str] = ()) -> None:
+        if data is None and raw is None:
+            raise DataError("a Recording needs data or an MNE Raw")
+        self._data = data
+        self.times = np.asarray(times, dtype=float)
+        self.sfreq = float(sfreq)
+        self.ch_names, self.ch_types, self.units = list(ch_names), list(ch_types), list(units)
+        n = len(self.ch_names)
+        self.positions = (np.full((n, 3), np.nan) if positions is None
+                          else np.asarray(positions, dtype=float).reshape(n, 3))
+        self.markers = list(markers)
+        self.marker_channels = list(marker_channels) if marker_channels is not None else None
+        self.path = Path(path) if path is not None else None
+        self.name = name or (self.path.name if self.path is not None else "")
+        self.stim_channel = stim_channel
+        self.effective_sfreq = effective_sfreq
+        self.marker_source = marker_source
+        self.streams = list(streams)
+        self._raw = raw
+        self._events: tuple[np.ndarray, list[str]] | None = None
+
+    # ------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_raw(cls, raw: Any, name: str = "", path: str | os.PathLike | None = None,
+                 stim_channel: str | None = None) -> "Recording":
+        """A recording from a preloaded MNE Raw: all channels (SI units), annotations as markers."""
+        types = raw.get_channel_types()
+        pos = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=float).reshape(-1, 3)
+        pos[~np.isfinite(pos).all(axis=1) | (np.abs(pos).sum(axis=1) == 0)] = np.nan
+        ann = raw.annotations
+        offset = raw.first_time if ann.orig_time is not None else 0.0
+        markers = [(float(onset), str(desc)) for onset, desc in zip(ann.onset - offset, ann.description)]
+        if not name:
+            name = Path(path).name if path is not None else str(raw.filenames[0] if raw.filenames and
+                                                                raw.filenames[0] else "raw")
+        return cls(None, raw.times.copy(), float(raw.info["sfreq"]), raw.ch_names, types,
+                   [_SI_UNITS.get(t) for t in types], pos, markers, name=name, path=path, raw=raw,
+                   stim_channel=stim_channel, marker_source="annotations")
+
+    # ------------------------------------------------------------------------------------------ access
+    @property
+    def data(self) -> np.ndarray:
+        """(n_samples, n_channels) samples in :attr:`units`."""
+        if self._data is None:
+            self._data = self._raw.get_data().T
+        return self._data
+
+    @property
+    def t0(self) -> float:
+        """Time of the first sample on the recording's own clock (LSL timestamp for XDF, else 0)."""
+        return float(self.times[0]) if self.times.size else 0.0
+
+    @property
+    def scale(self) -> np.ndarray:
+        """Per-channel factor to SI units (:func:`unit_scale`)."""
+        return np.array([unit_scale(u, t) for u, t in zip(self.units, self.ch_types)])
+
+    def pick_types(self, types: Sequence[str] = DATA_TYPES) -> "Recording":
+        """The channels of the given types only (default: the M/EEG data channels)."""
+        idx = [i for i, t in enumerate(self.ch_types) if t in types]
+        if self._data is None:
+            data = self._raw.get_data(picks=idx).T if idx else np.zeros((self.times.size, 0))
+        else:
+            data = self.data[:, idx]
+        return Recording(data, self.times, self.sfreq, [self.ch_names[i] for i in idx],
+                         [self.ch_types[i] for i in idx], [self.units[i] for i in idx], self.positions[idx],
+                         self.markers, marker_channels=self.marker_channels, name=self.name, path=self.path,
+                         stim_channel=self.stim_channel, effective_sfreq=self.effective_sfreq,
+                         marker_source=self.marker_source, streams=self.streams)
+
+    @property
+    def raw(self) -> Any:
+        """The data as a preloaded MNE Raw in SI units (built from the stream for XDF, at its measured rate)."""
+        if self._raw is None:
+            self._raw = self._to_raw()
+        return self._raw
+
+    def _to_raw(self) -> Any:
+        import mne
+
+        data = np.array(self.data, dtype=np.float64).T  # (n_channels, n_samples), a copy scaled below
+        for i, (lab, unit, typ) in enumerate(zip(self.ch_names, self.units, self.ch_types)):
+            if typ not in DATA_TYPES:
+                continue
+            default = 1e-6 if typ == "eeg" else 1e-15
+            key = (unit or "").strip()
+            scale = parse_unit(key) if key else default
+            if scale is None:
+                logger.warning("%s: unknown unit %r of channel %s; assuming %g", self.path or self.name, unit, lab,
+                               default)
+                scale = default
+            data[i] *= scale
+        info = mne.create_info(self.ch_names, self.effective_sfreq or self.sfreq, self.ch_types)
+        for ch, pos in zip(info["chs"], self.positions):
+            if np.all(np.isfinite(pos)):
+                ch["loc"][:3] = pos
+        return mne.io.RawArray(data, info, verbose="error")
+
+    # ------------------------------------------------------------------------------------------ events
+    @property
+    def onsets(self) -> np.ndarray:
+        """Event times in seconds from the first sample (trigger channel, else the markers)."""
+        return self._get_events()[0]
+
+    @property
+    def codes(self) -> list[str]:
+        """Normalised event codes (:func:`normalise_code`), one per onset."""
+        return self._get_events()[1]
+
+    def _get_events(self) -> tuple[np.ndarray, list[str]]:
+        if self._events is None:
+            self._events = self._find_events()
+        return self._events
+
+    def _find_events(self) -> tuple[np.ndarray, list[str]]:
+        where = self.path or self.name
+        if self.stim_channel is not None and self.stim_channel not in self.ch_names:
+            raise DataError(f"{where}: no channel {self.stim_channel!r}; channels: {', '.join(self.ch_names[:40])}")
+        if self.stim_channel is not None or "stim" in self.ch_types:
+            return _stim_events(self.raw, self.stim_channel)
+        if self.marker_source == "annotations":
+            keep = [(t, v) for t, v in self.markers if not str(v).lower().startswith(("bad", "edge", "new segment"))]
+            if not keep:
+                raise DataError(f"{where}: no events found: no stim channel and no annotations; give "
+                                "stim_channel= or record a marker/trigger")
+        else:
+            keep = self.markers
+            if not keep:
+                raise DataError(f"{where}: no marker stream with events and no trigger channel; streams: "
+                                f"{self.streams}")
+        onsets = np.array([t for t, _ in keep], dtype=float) - self.t0
+        codes = [normalise_code(v[0] if isinstance(v, (list, tuple, np.ndarray)) else v) for _, v in keep]
+        return onsets, codes
+
+
+def _stim_events(raw: Any, stim_channel: str | None) -> tuple[np.ndarray, list[str]]:
+    import mne
+
+    stims = [raw.ch_names[i] for i in mne.pick_types(raw.info, stim=True, exclude=[])]
+    ev = mne.find_events(raw, stim_channel=stim_channel or stims, shortest_event=1, initial_event=True,
+                         verbose="error")
+    return (ev[:, 0] - raw.first_samp) / raw.info["sfreq"], [normalise_code(c) for c in ev[:, 2]]
 
 
 # ------------------------------------------------------------------------------------------ reading
 def read_recording(path: str | os.PathLike, *, stim_channel: str | None = None,
                    signal_stream: str | None = None, marker_stream: str | None = None) -> Recording:
-    """Read a raw file or an XDF file and its events.
+    """Read a raw file or an XDF file with its channels and markers.
 
     Parameters
     ----------
     path : path-like
-        FIF, BrainVision (``.vhdr``), EDF, BDF or anything :func:`mne.io.read_raw` reads; or ``.xdf``.
+        FIF (also ``.fif.gz``), BrainVision (``.vhdr``), EDF, BDF or anything :func:`mne.io.read_raw` reads
+        (annotations are the markers); or ``.xdf`` (a signal stream and a marker stream).
     stim_channel : str | None
-        Trigger channel; default: MNE's stim channels if any, else annotations (raw files) or the marker
-        stream (XDF).
+        Trigger channel for :attr:`Recording.onsets`; default: MNE's stim channels if any, else annotations
+        (raw files) or the marker stream (XDF).
     signal_stream, marker_stream : str | None
-        XDF stream names; default the EEG/MEG stream with most channels and the first marker stream.
+        XDF only: name, type or source_id (case-insensitive) of the signal and marker streams; default the
+        EEG/MEG stream with most channels and the first stream of type ``Markers`` (else any marker stream).
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"recording {path} does not exist")
+        raise DataError(f"recording {path} does not exist; give a FIF/BrainVision/EDF/BDF/XDF file")
     if path.suffix.lower() == ".xdf":
         return _read_xdf(path, stim_channel, signal_stream, marker_stream)
     import mne
@@ -105,47 +316,47 @@ def read_recording(path: str | os.PathLike, *, stim_channel: str | None = None,
         raw = mne.io.read_raw(path, preload=True, verbose="error")
     except Exception as err:  # noqa: BLE001
         raise DataError(f"{path}: MNE cannot read this file ({type(err).__name__}: {err})") from err
-    onsets, codes = _events_from_raw(raw, stim_channel, path)
-    return Recording(raw, onsets, codes, 0.0, path)
+    return Recording.from_raw(raw, path=path, stim_channel=stim_channel)
 
 
-def _events_from_raw(raw: Any, stim_channel: str | None, path: Path) -> tuple[np.ndarray, list[str]]:
-    import mne
-
-    stims = [raw.ch_names[i] for i in mne.pick_types(raw.info, stim=True, exclude=[])]
-    if stim_channel is not None and stim_channel not in raw.ch_names:
-        raise DataError(f"{path}: no channel {stim_channel!r}; channels: {', '.join(raw.ch_names[:40])}")
-    if stim_channel is not None or stims:
-        ev = mne.find_events(raw, stim_channel=stim_channel or stims, shortest_event=1, initial_event=True,
-                             verbose="error")
-        return (ev[:, 0] - raw.first_samp) / raw.info["sfreq"], [normalise_code(c) for c in ev[:, 2]]
-    if len(raw.annotations):
-        keep = [i for i, d in enumerate(raw.annotations.description)
-                if not str(d).lower().startswith(("bad", "edge", "new segment"))]
-        onsets = np.asarray(raw.annotations.onset)[keep] - (raw.first_time if raw.annotations.orig_time else 0.0)
-        return onsets, [normalise_code(raw.annotations.description[i]) for i in keep]
-    raise DataError(f"{path}: no events found: no stim channel and no annotations; give stim_channel= "
-                    "or record a marker/trigger")
-
-
-def _xdf_channels(stream: dict) -> tuple[list[str], list[str], list[str]]:
+def _xdf_channels(stream: dict, stim_channel: str | None) -> tuple[list[str], list[str], list[str | None],
+                                                                  np.ndarray]:
     n = int(stream["info"]["channel_count"][0])
-    labels, units, types = [f"ch{i + 1}" for i in range(n)], [""] * n, [""] * n
+    kind = str(stream["info"]["type"][0]).upper()
+    labels, units, types = [f"ch{i + 1}" for i in range(n)], [None] * n, [""] * n
+    pos = np.full((n, 3), np.nan)
     try:
         chans = stream["info"]["desc"][0]["channels"][0]["channel"]
-        for i, ch in enumerate(chans[:n]):
-            labels[i] = str((ch.get("label") or [labels[i]])[0])
-            units[i] = str((ch.get("unit") or [""])[0] or "")
-            types[i] = str((ch.get("type") or [""])[0] or "")
     except (KeyError, IndexError, TypeError):
-        pass
-    return labels, units, types
+        chans = []
+    for i, ch in enumerate(chans[:n]):
+        labels[i] = str((ch.get("label") or [labels[i]])[0])
+        units[i] = (ch.get("unit") or [None])[0] or None
+        types[i] = str((ch.get("type") or [""])[0] or "").lower()
+        try:
+            loc = ch["location"][0]
+            pos[i] = [float(loc[a][0]) / 1000.0 for a in ("X", "Y", "Z")]  # LSL: millimetres
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+    ch_types = []
+    for lab, t in zip(labels, types):
+        if lab == stim_channel or t in ("stim", "trigger", "markers"):
+            ch_types.append("stim")
+        elif t == "grad":
+            ch_types.append("grad")
+        else:
+            ch_types.append("mag" if (t in ("mag", "meg") or (not t and kind == "MEG")) else "eeg")
+    return labels, ch_types, units, pos
+
+
+def _stream_matches(stream: dict, wanted: str) -> bool:
+    info = stream["info"]
+    keys = (info["name"][0], info["type"][0], (info.get("source_id") or [""])[0])
+    return wanted.lower() in (str(k).lower() for k in keys)
 
 
 def _read_xdf(path: Path, stim_channel: str | None, signal_stream: str | None, marker_stream: str | None
               ) -> Recording:
-    import mne
-
     pyxdf = import_optional_dependency("pyxdf")
     try:
         streams, _ = pyxdf.load_xdf(str(path))
@@ -158,55 +369,42 @@ def _read_xdf(path: Path, stim_channel: str | None, signal_stream: str | None, m
     def rate(s: dict) -> float:
         return float(s["info"]["nominal_srate"][0])
 
+    names = [name(s) for s in streams]
     signals = [s for s in streams if rate(s) > 0 and len(s["time_stamps"])]
-    markers = [s for s in streams if rate(s) == 0]
     if signal_stream is not None:
-        signals = [s for s in signals if name(s) == signal_stream]
+        signals = [s for s in signals if _stream_matches(s, signal_stream)]
     if not signals:
         named = f" named {signal_stream!r}" if signal_stream else ""
-        raise DataError(f"{path}: no regularly sampled signal stream{named}; streams: {[name(s) for s in streams]}")
+        raise DataError(f"{path}: no regularly sampled signal stream{named}; streams: {names}")
     typed = [s for s in signals if str(s["info"]["type"][0]).upper() in ("EEG", "MEG")]
     sig = max(typed or signals, key=lambda s: int(s["info"]["channel_count"][0]))
-    labels, units, types = _xdf_channels(sig)
-    kind = str(sig["info"]["type"][0]).upper()
-    data = np.asarray(sig["time_series"], dtype=np.float64)
-    ts = np.asarray(sig["time_stamps"], dtype=np.float64)
-    sfreq = float(sig["info"].get("effective_srate") or 0) or rate(sig)
-    ch_types = []
-    for i, (lab, unit, typ) in enumerate(zip(labels, units, types)):
-        t = typ.lower()
-        if lab == stim_channel or t in ("stim", "trigger", "markers"):
-            ch_types.append("stim")
-            continue
-        ch_types.append("mag" if (t in ("mag", "meg") or (not t and kind == "MEG")) else "eeg")
-        key = unit.strip().lower()
-        default = 1e-6 if ch_types[-1] == "eeg" else 1e-15
-        scale = _UNIT_SCALE.get(key, default)
-        if key and key not in _UNIT_SCALE:
-            logger.warning("%s: unknown unit %r of channel %s; assuming %g", path, unit, lab, default)
-        data[:, i] *= scale
-    info = mne.create_info(labels, sfreq, ch_types)
-    raw = mne.io.RawArray(data.T, info, verbose="error")
-    t0 = float(ts[0])
-    if "stim" in ch_types:
-        onsets, codes = _events_from_raw(raw, stim_channel, path)
-    else:
-        if marker_stream is not None:
-            markers = [s for s in markers if name(s) == marker_stream]
-        markers = [s for s in markers if len(s["time_stamps"])]
-        if not markers:
-            raise DataError(f"{path}: no marker stream{f' named {marker_stream!r}' if marker_stream else ''} with "
-                            f"events and no trigger channel; streams: {[name(s) for s in streams]}")
+    labels, ch_types, units, pos = _xdf_channels(sig, stim_channel)
+    markers = [s for s in streams if rate(s) == 0 and len(s["time_stamps"])]
+    if marker_stream is not None:
+        markers = [s for s in markers if _stream_matches(s, marker_stream)]
+    events: list[tuple[float, Any]] = []
+    mnames = None
+    if markers:
         mk = next((s for s in markers if str(s["info"]["type"][0]).lower() == "markers"), markers[0])
-        values = mk["time_series"]
-        codes = [normalise_code(v[0] if isinstance(v, (list, tuple, np.ndarray)) else v) for v in values]
-        onsets = np.asarray(mk["time_stamps"], dtype=float) - t0
-    return Recording(raw, np.asarray(onsets, float), list(codes), t0, path)
+        try:
+            mnames = [str(c["label"][0]) for c in mk["info"]["desc"][0]["channels"][0]["channel"]]
+        except (KeyError, IndexError, TypeError):
+            mnames = None
+        events = [(float(t), list(v)) for t, v in zip(mk["time_stamps"], mk["time_series"])]
+    effective = float(sig["info"].get("effective_srate") or 0) or None
+    return Recording(np.asarray(sig["time_series"], dtype=np.float64), np.asarray(sig["time_stamps"], float),
+                     rate(sig), labels, ch_types, units, pos, events, marker_channels=mnames, name=name(sig),
+                     path=path, stim_channel=stim_channel, effective_sfreq=effective, marker_source="stream",
+                     streams=names)
 
 
 def read_stimulus_log(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a CSV/TSV stimulus log as dicts with ``image`` (str), ``event`` (str | None), ``onset``
-    (float | None)."""
+    """Rows of a CSV/TSV stimulus log.
+
+    Each row is a dict with ``image`` (str; column ``image``, else ``key`` or ``image_id``), ``event``
+    (normalised code, or None without an ``event`` column), ``onset`` (float, or None; column ``onset``, else
+    ``time``) and ``columns`` (all columns of the row, as read).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"stimulus log {path} does not exist")
@@ -214,17 +412,20 @@ def read_stimulus_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     delim = "\t" if path.suffix.lower() == ".tsv" or text.split("\n", 1)[0].count("\t") else ","
     reader = csv.DictReader(text.splitlines(), delimiter=delim)
     fields = {f.strip().lower(): f for f in (reader.fieldnames or [])}
-    if "image" not in fields:
+    icol = next((fields[k] for k in ("image", "key", "image_id") if k in fields), None)
+    tcol = next((fields[k] for k in ("onset", "time") if k in fields), None)
+    if icol is None:
         raise DataError(f"{path}: a stimulus log needs an 'image' column (and 'event' and/or 'onset'); "
                         f"found columns {list(fields)}")
     rows = []
     for n, row in enumerate(reader, start=2):
         try:
-            onset = row.get(fields.get("onset", ""), "")
+            onset = row.get(tcol, "") if tcol is not None else ""
             rows.append({
-                "image": row[fields["image"]].strip(),
+                "image": row[icol].strip(),
                 "event": normalise_code(row[fields["event"]]) if "event" in fields else None,
                 "onset": float(onset) if onset not in (None, "") else None,
+                "columns": dict(row),
             })
         except (ValueError, AttributeError) as err:
             raise DataError(f"{path}, line {n}: {err}") from err

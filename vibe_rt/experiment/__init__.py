@@ -2,7 +2,8 @@
 
 Pure parts (importable without PsychoPy): :mod:`~vibe_rt.experiment.rsvp` (design and frame timing),
 :mod:`~vibe_rt.experiment.clock` (PsychoPy-to-LSL clock offset), :mod:`~vibe_rt.experiment.log` (TSV log),
-:mod:`~vibe_rt.experiment.markers` (marker-only outlets). The window part,
+:mod:`~vibe_rt.experiment.markers` (onset sinks; the marker-only outlets are
+:class:`vibe_rt.stream.lsl.MarkerOutlets`). The window part,
 :mod:`~vibe_rt.experiment.psychopy_rsvp`, imports PsychoPy lazily.
 """
 
@@ -12,7 +13,8 @@ from typing import Any
 
 from .clock import ClockOffset, measure_offset, psychopy_to_lsl
 from .log import ExperimentLog, read_log
-from .markers import MarkerOutlets, OnsetSink
+from ..stream.lsl import MarkerOutlets
+from .markers import OnsetSink
 from .rsvp import (RESPONSE_CODE, FramePacer, FrameTiming, RsvpConfig, Trial, build_trials, detect_drops,
                    frame_timing, frames_for_duration, score_responses)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .clock import Pacer, SampleClock
 from .events import EveryFrame, FixedRate, SceneChange, Stimulus, make_policy
-from .lsl import LslOutlets, default_source_id
+from .lsl import LslOutlets, MarkerOutlets, default_marker_source_id, default_source_id
 from .pipeline import Predictor, StreamPipeline
 from .record import BrainVisionWriter
 from .run import StreamConfig, build_pipeline, load_predictor, run_stream
@@ -14,8 +14,8 @@ from .synth import PinkBackground, Synthesizer, ZeroBackground, make_background
 
 __all__ = [
     "BrainVisionWriter", "CameraSource", "DemoSource", "EveryFrame", "FixedRate", "Frame",
-    "FrameSource", "ImageFolderSource", "LslOutlets", "Pacer", "PinkBackground", "PipelineStats", "Predictor",
-    "SampleClock", "SceneChange", "Stimulus", "StreamConfig", "StreamPipeline", "Synthesizer", "VideoSource",
-    "ZeroBackground", "build_pipeline", "default_source_id", "format_status",
+    "FrameSource", "ImageFolderSource", "LslOutlets", "MarkerOutlets", "Pacer", "PinkBackground", "PipelineStats",
+    "Predictor", "SampleClock", "SceneChange", "Stimulus", "StreamConfig", "StreamPipeline", "Synthesizer",
+    "VideoSource", "ZeroBackground", "build_pipeline", "default_marker_source_id", "default_source_id", "format_status",
     "load_predictor", "make_background", "make_policy", "run_stream",
 ]

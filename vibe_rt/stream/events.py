@@ -65,6 +65,19 @@ class Stimulus:
         return out
 
 
+def onset_marker(event_id: int, onset: float, meta: dict, status: str = "marker-only") -> dict:
+    """The JSON marker of an onset known only by its time and meta-data (no frame), as :meth:`Stimulus.marker`.
+
+    Used for markers that do not go through the pipeline's inference (marker-only sessions, key presses), so
+    that every path writes the same keys. ``meta["trial"]`` (default ``event_id``) is the frame number,
+    ``meta["source"]`` (default ``"psychopy"``) the source and ``meta["code"]`` (default 1) the code.
+    """
+    frame = Frame(image=np.zeros((1, 1, 3), np.uint8), t_capture=onset, frame_id=int(meta.get("trial", event_id)),
+                  source=str(meta.get("source", "psychopy")), meta=dict(meta))
+    stim = Stimulus(frame=frame, onset=onset, event_id=event_id, code=int(meta.get("code", 1)), meta=dict(meta))
+    return stim.marker(status=status)
+
+
 class EventPolicy(Protocol):
     """Decides whether a frame is a stimulus onset."""
 

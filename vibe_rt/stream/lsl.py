@@ -18,11 +18,14 @@ restarts so recorders reconnect; overridable). XDF meta-data (``desc``):
 
 Markers: ``<name>-markers`` (type ``Markers``, 1 channel, irregular rate, ``string``, source_id ``<sid>-markers``):
 one JSON object per onset, timestamped at the onset; and ``<name>-codes`` (type ``Markers``, int32,
-``<sid>-codes``): the numeric code, only for onsets whose response is in the signal.
+``<sid>-codes``): the numeric code, only for onsets whose response is in the signal. Both marker outlets
+(:class:`MarkerOutlets`) also exist alone, without a signal stream, for sessions with a real amplifier; their
+source ids then default to ``vibe-rt-<name>-experiment-markers`` / ``-codes``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Sequence
 
@@ -30,6 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..montage import Montage
+from .events import onset_marker
 
 _LSL_TYPES = {"eeg": "EEG", "mag": "MAG", "grad": "GRAD"}
 
@@ -77,6 +81,69 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
     return info
 
 
+def default_marker_source_id(name: str) -> str:
+    """``vibe-rt-<name>-experiment``: the source id prefix of marker-only outlets (``--no-synth`` sessions)."""
+    return f"vibe-rt-{name}-experiment"
+
+
+class MarkerOutlets:
+    """The two marker outlets: ``<name>-markers`` (JSON strings) and ``<name>-codes`` (int32).
+
+    Part of every :class:`LslOutlets`; on its own it is the onset sink of sessions with a real amplifier
+    (``vibe-rt experiment rsvp --no-synth``): the same marker streams, without a signal stream.
+
+    Parameters
+    ----------
+    name : str
+        Stream name prefix: the outlets are ``<name>-markers`` and ``<name>-codes``.
+    source_id : str | None
+        Prefix of the source ids (``<source_id>-markers``, ``<source_id>-codes``); default
+        :func:`default_marker_source_id` (``vibe-rt-<name>-experiment``), stable across restarts so recorders
+        reconnect.
+    signal_source_id : str | None
+        Source id of the signal stream the markers belong to, written as ``desc/signal_source_id``.
+    """
+
+    def __init__(self, name: str = "vibe-rt", source_id: str | None = None, *,
+                 signal_source_id: str | None = None) -> None:
+        import pylsl
+
+        self.name = name
+        self.source_id = source_id or default_marker_source_id(name)
+        minfo = pylsl.StreamInfo(f"{name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string,
+                                 f"{self.source_id}-markers")
+        minfo.desc().append_child_value("format", "json")
+        cinfo = pylsl.StreamInfo(f"{name}-codes", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_int32,
+                                 f"{self.source_id}-codes")
+        if signal_source_id is not None:
+            minfo.desc().append_child_value("signal_source_id", signal_source_id)
+            cinfo.desc().append_child_value("signal_source_id", signal_source_id)
+        self.markers = pylsl.StreamOutlet(minfo)
+        self.codes = pylsl.StreamOutlet(cinfo)
+        self._ids = itertools.count()
+        self.n_pushed = 0
+
+    def push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None = None) -> None:
+        """Push a JSON marker and (when not None) its numeric code, both stamped ``timestamp``."""
+        self.markers.push_sample([json.dumps(marker, separators=(",", ":"))], timestamp)
+        if code is not None:
+            self.codes.push_sample([int(code)], timestamp)
+        self.n_pushed += 1
+
+    def submit_onset(self, image: np.ndarray, onset_time: float, meta: dict) -> None:
+        """Push the markers of an onset (status ``marker-only``; the image is not used: there is no signal).
+
+        The onset-sink method of :class:`vibe_rt.experiment.markers.OnsetSink`; ``meta["code"]`` (default 1)
+        is the numeric code.
+        """
+        marker = onset_marker(next(self._ids), onset_time, meta)
+        self.push_marker(marker, onset_time, int(meta.get("code", 1)))
+
+    def close(self) -> None:
+        """Drop the outlets (consumers see the streams disappear)."""
+        self.markers = self.codes = None  # type: ignore[assignment]
+
+
 class LslOutlets:
     """The three outlets of a vibe-rt stream.
 
@@ -110,26 +177,30 @@ class LslOutlets:
         info = signal_info(montage, srate, name=name, source_id=self.source_id, units=units, lookahead=lookahead,
                            chunk_size=chunk_size, extra=extra)
         self.signal = pylsl.StreamOutlet(info, chunk_size=chunk_size, max_buffered=360)
-        minfo = pylsl.StreamInfo(f"{name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string,
-                                 f"{self.source_id}-markers")
-        minfo.desc().append_child_value("format", "json")
-        minfo.desc().append_child_value("signal_source_id", self.source_id)
-        self.markers = pylsl.StreamOutlet(minfo)
-        cinfo = pylsl.StreamInfo(f"{name}-codes", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_int32,
-                                 f"{self.source_id}-codes")
-        cinfo.desc().append_child_value("signal_source_id", self.source_id)
-        self.codes = pylsl.StreamOutlet(cinfo)
+        self.marker_outlets: MarkerOutlets | None = MarkerOutlets(name, self.source_id,
+                                                                  signal_source_id=self.source_id)
+
+    @property
+    def markers(self) -> Any:
+        """The ``<name>-markers`` outlet (None once closed)."""
+        return self.marker_outlets.markers if self.marker_outlets is not None else None
+
+    @property
+    def codes(self) -> Any:
+        """The ``<name>-codes`` outlet (None once closed)."""
+        return self.marker_outlets.codes if self.marker_outlets is not None else None
 
     def push_signal(self, chunk: np.ndarray, timestamps: list[float]) -> None:
         """Push (n, C) float32 samples with one timestamp per sample."""
         self.signal.push_chunk(np.ascontiguousarray(chunk, dtype=np.float32), timestamps)
 
-    def push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None) -> None:
+    def push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None = None) -> None:
         """Push a JSON marker, and the numeric code when not None, both at ``timestamp``."""
-        self.markers.push_sample([json.dumps(marker, separators=(",", ":"))], timestamp)
-        if code is not None:
-            self.codes.push_sample([int(code)], timestamp)
+        assert self.marker_outlets is not None, "the outlets are closed"
+        self.marker_outlets.push_marker(marker, timestamp, code)
 
     def close(self) -> None:
         """Drop the outlets (consumers see the streams disappear)."""
-        self.signal = self.markers = self.codes = None  # type: ignore[assignment]
+        if self.marker_outlets is not None:
+            self.marker_outlets.close()
+        self.signal = self.marker_outlets = None  # type: ignore[assignment]

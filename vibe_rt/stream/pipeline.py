@@ -17,6 +17,7 @@ A failure in any worker thread is stored, shown in :meth:`StreamPipeline.status`
 from __future__ import annotations
 
 import collections
+import heapq
 import itertools
 import threading
 import time
@@ -99,6 +100,8 @@ class StreamPipeline:
         Seed of the background and line noise.
     synth_kwargs : dict | None
         More :class:`~vibe_rt.stream.synth.Synthesizer` options.
+    stats_window : int
+        Values kept per timing in :attr:`stats` (rolling percentiles); benchmarks raise it to keep a whole run.
     """
 
     def __init__(self, predictor: Predictor | None = None, *, source: FrameSource | None = None,
@@ -108,7 +111,8 @@ class StreamPipeline:
                  late_policy: str = "clip", line_noise: float = 0, record: str | Path | None = None,
                  calibration: dict | None = None, chunk_s: float = 0.005, max_queue: int = 8,
                  max_batch: int = 4, clock: Clock | None = None, extra_meta: dict[str, Any] | None = None,
-                 seed: int | None = None, synth_kwargs: dict[str, Any] | None = None) -> None:
+                 seed: int | None = None, synth_kwargs: dict[str, Any] | None = None,
+                 stats_window: int = 1000) -> None:
         from .events import EveryFrame
 
         if predictor is None and montage is None:
@@ -142,13 +146,15 @@ class StreamPipeline:
         self.extra_meta.setdefault("late_policy", late_policy)
         self.extra_meta.setdefault("event_policy", getattr(self.policy, "name", type(self.policy).__name__))
         self.extra_meta.setdefault("source", source.name if source is not None else "external")
-        self.stats = PipelineStats(self.clock)
+        self.stats = PipelineStats(self.clock, window=stats_window)
         self.sample_clock: SampleClock | None = None
         self.outlets: LslOutlets | None = None
         self.writer: BrainVisionWriter | None = None
         self._factory = StimulusFactory()
         self._ext_ids = itertools.count()
         self._queue: collections.deque[tuple[Stimulus, float]] = collections.deque()
+        # (first output sample holding a response, its onset): min-heap, guarded by the synth lock
+        self._unemitted: list[tuple[int, float]] = []
         self._cond = threading.Condition()
         self._synth_lock = threading.Lock()
         self._marker_lock = threading.Lock()
@@ -299,6 +305,33 @@ class StreamPipeline:
         self._enqueue(stim)
         return stim.event_id
 
+    def push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None = None) -> None:
+        """Push a marker that is not a stimulus response (e.g. a key press) on the marker streams.
+
+        Taken under the pipeline's marker lock (so it never interleaves with the onset markers of the inference
+        thread) and also written into the ``record=`` BrainVision recording: as ``Response`` marker
+        ``R<code>`` when ``marker["kind"] == "response"``, else as ``Stimulus`` marker ``S<code>``; without a
+        code as a ``Comment`` naming ``marker["status"]`` (or ``marker["kind"]``).
+
+        Parameters
+        ----------
+        marker : dict
+            The JSON marker (see :func:`vibe_rt.stream.events.onset_marker` for the usual keys).
+        timestamp : float
+            Its time on the LSL clock (seconds).
+        code : int | None
+            Numeric code for the ``<name>-codes`` stream (None: JSON marker only).
+        """
+        if not self.running:
+            raise StreamError("the pipeline is not running; call start() (or use it as a context manager) first")
+        if code is None:
+            kind, description = "Comment", str(marker.get("status") or marker.get("kind") or "marker")
+        elif marker.get("kind") == "response":
+            kind, description = "Response", f"R{int(code):3d}"
+        else:
+            kind, description = "Stimulus", f"S{int(code):3d}"
+        self._push_marker(dict(marker), float(timestamp), None if code is None else int(code), kind, description)
+
     # threads ------------------------------------------------------------------------------------------------
     def _guard(self, label: str, fn: Any) -> None:
         try:
@@ -375,6 +408,10 @@ class StreamPipeline:
                 onsets = [s.onset for s, _ in batch]
                 with self._synth_lock:
                     statuses = self.synth.add_batch(epochs, onsets)
+                    first = self.synth.n_rendered  # a clipped response starts at the next sample to render
+                    for onset, status in zip(onsets, statuses):
+                        if status in _IN_SIGNAL:
+                            heapq.heappush(self._unemitted, (max(self.synth.onset_index(onset), first), onset))
                 t_add = clock()
                 st.time("synth_add", t_add - t_inf)
                 for (stim, _), status in zip(batch, statuses):
@@ -393,14 +430,18 @@ class StreamPipeline:
 
     def _marker(self, stim: Stimulus, status: str) -> None:
         in_signal = status in _IN_SIGNAL
+        if in_signal:
+            self._push_marker(stim.marker(status), stim.onset, stim.code, "Stimulus", f"S{stim.code:3d}")
+        else:
+            self._push_marker(stim.marker(status), stim.onset, None, "Comment", f"dropped-{status}")
+
+    def _push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None, kind: str,
+                     description: str) -> None:
         with self._marker_lock:
             if self.outlets is not None and self.outlets.markers is not None:
-                self.outlets.push_marker(stim.marker(status), stim.onset, stim.code if in_signal else None)
+                self.outlets.push_marker(marker, timestamp, code)
             if self.writer is not None:
-                if in_signal:
-                    self.writer.marker(stim.onset, f"S{stim.code:3d}", "Stimulus")
-                else:
-                    self.writer.marker(stim.onset, f"dropped-{status}", "Comment")
+                self.writer.marker(timestamp, description, kind)
         self.stats.incr("markers_pushed")
 
     def _outlet_loop(self) -> None:
@@ -412,8 +453,11 @@ class StreamPipeline:
         while not stop():
             start, n = pacer.due()
             if n:
+                emitted = []
                 with self._synth_lock:
                     data = self.synth.render(start, n)
+                    while self._unemitted and self._unemitted[0][0] < start + n:
+                        emitted.append(heapq.heappop(self._unemitted)[1])
                 stamps = sc.timestamps(start, n)
                 t_push = clock()
                 self.outlets.push_signal(data, stamps)
@@ -421,6 +465,8 @@ class StreamPipeline:
                 pacer.advance(n)
                 st.time("push", t_done - t_push)
                 st.time("push_lag", t_push - sc.emit_time(start + n - 1))
+                for onset in emitted:
+                    st.time("onset_to_emitted", t_done - onset)
                 st.pushed(t_done, pacer.n_emitted)
                 if self.writer is not None:
                     self.writer.write(data)

@@ -13,8 +13,11 @@ from typing import Any, Callable
 import numpy as np
 
 #: Timing names (seconds) recorded by the pipeline, in pipeline order.
+#: ``onset_to_ready``: onset (capture) -> response added to the synthesizer; ``onset_to_emitted``: onset -> end
+#: of the push of the first output sample that holds the response (the glass-to-LSL latency, which includes the
+#: output delay by design).
 STAGES = ("capture_to_dequeue", "queue_wait", "preprocess", "encoder", "qformer", "decoder", "inference",
-          "synth_add", "onset_to_ready", "push", "push_lag")
+          "synth_add", "onset_to_ready", "onset_to_emitted", "push", "push_lag")
 
 
 class RollingWindow:
@@ -38,6 +41,10 @@ class RollingWindow:
     def max(self) -> float:
         """Largest value in the window (NaN when empty)."""
         return max(self._values) if self._values else float("nan")
+
+    def values(self) -> np.ndarray:
+        """The values in the window, oldest first (float64 copy)."""
+        return np.fromiter(self._values, float, len(self._values))
 
 
 class RateMeter:
@@ -67,7 +74,7 @@ class PipelineStats:
     clock : callable
         Time source (LSL clock seconds).
     window : int
-        Values kept per timing.
+        Values kept per timing (benchmarks raise it to keep every value of a run).
     """
 
     COUNTERS = ("frames", "events", "responses", "late", "late_dropped", "late_clipped", "overload_dropped",
@@ -76,6 +83,7 @@ class PipelineStats:
 
     def __init__(self, clock: Callable[[], float], window: int = 1000) -> None:
         self.clock = clock
+        self.window = int(window)
         self._lock = threading.Lock()
         self.counters: dict[str, int] = {k: 0 for k in self.COUNTERS}
         self.timings: dict[str, RollingWindow] = {k: RollingWindow(window) for k in STAGES}
@@ -103,8 +111,14 @@ class PipelineStats:
         """Record one timing in seconds."""
         with self._lock:
             if name not in self.timings:
-                self.timings[name] = RollingWindow()
+                self.timings[name] = RollingWindow(self.window)
             self.timings[name].add(seconds)
+
+    def samples(self, name: str) -> np.ndarray:
+        """Every kept value of one timing in seconds, oldest first (empty when never recorded)."""
+        with self._lock:
+            window = self.timings.get(name)
+            return window.values() if window is not None else np.zeros(0)
 
     def pushed(self, now: float, n_total: int) -> None:
         """Record that ``n_total`` samples have been pushed by wall time ``now``."""
