@@ -12,10 +12,12 @@ to fetch it on a machine with network access and pass its path instead.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -140,6 +142,21 @@ def resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict[str, Any]
     return found, tag_cfg
 
 
+@contextlib.contextmanager
+def _quiet_random_init() -> Iterator[None]:
+    """Hide open_clip's root-logger warning about random initialisation: vibe-rt loads weights afterwards."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 class ImageEncoder(nn.Module):
     """An open_clip visual tower that returns image tokens.
 
@@ -163,12 +180,13 @@ class ImageEncoder(nn.Module):
         weights, tag_cfg = (None, {}) if not (load_pretrained and cfg.pretrained) else \
             resolve_pretrained(cfg.name, cfg.pretrained)
         try:
-            clip = open_clip.create_model(
-                cfg.name,
-                pretrained=str(weights) if weights else None,
-                force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-                force_preprocess_cfg={k: tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg},
-            )
+            with _quiet_random_init():
+                clip = open_clip.create_model(
+                    cfg.name,
+                    pretrained=str(weights) if weights else None,
+                    force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+                    force_preprocess_cfg={k: tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg},
+                )
         except Exception as err:  # open_clip raises RuntimeError/KeyError/safetensors errors on bad files
             if weights is None:
                 raise
