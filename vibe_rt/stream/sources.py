@@ -201,6 +201,8 @@ class FrameSource:
 def _open_capture(target: int | str) -> Any:
     import cv2
 
+    # OpenCV's own warnings about a missing device would bury vibe-rt's one-line explanation.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2.VideoCapture(target)
 
 
