@@ -83,6 +83,19 @@ def test_things_eeg2_converts_to_safe_format(eeg2, tmp_path):
     assert back.image_paths[3] == train.image_paths[3]
 
 
+def test_data_import_cli_writes_train_and_test_folders(eeg2, tmp_path):
+    from vibe_rt.cli import main
+    from vibe_rt.data import EpochsDataset
+
+    sub, img, train_x, test_x = eeg2
+    out = tmp_path / "dataset"
+    assert main(["data", "import", "things-eeg2", str(sub), "--images", str(img), "--out", str(out)]) == 0
+    train, test = EpochsDataset.load(out / "train"), EpochsDataset.load(out / "test")
+    np.testing.assert_allclose(np.asarray(train.epochs), train_x, rtol=1e-6)
+    assert (test.n_images, test.n_reps, train.montage.name) == (3, 5, "things-eeg2")
+    assert main(["data", "import", "things-eeg2", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+
+
 @pytest.mark.parametrize(
     "kind, match",
     [

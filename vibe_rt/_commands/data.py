@@ -1,4 +1,4 @@
-"""``vibe-rt data``: simulate datasets and summarise dataset folders."""
+"""``vibe-rt data``: simulate datasets, import THINGS data and recordings, summarise dataset folders."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import numpy as np
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``data`` with its ``simulate`` and ``info`` subcommands."""
-    parser = subparsers.add_parser("data", help="simulate datasets, summarise dataset folders",
-                                   description="Simulate THINGS-like datasets and inspect dataset folders.")
-    sub = parser.add_subparsers(dest="data_command", metavar="{simulate,info}")
+    """Register ``data`` with its ``simulate``, ``import`` and ``info`` subcommands."""
+    parser = subparsers.add_parser("data", help="simulate or import datasets, summarise dataset folders",
+                                   description="Simulate THINGS-like datasets, convert THINGS-EEG2/THINGS-MEG "
+                                               "files and own recordings into dataset folders, inspect them.")
+    sub = parser.add_subparsers(dest="data_command", metavar="{simulate,import,info}")
     sub.required = True
     sim = sub.add_parser("simulate", help="simulate images + training/test epochs (THINGS layout)",
                          description="Simulate stimulus images and M/EEG epochs from a physiological model "
@@ -30,6 +31,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--noise-scale", type=float, default=None,
                      help="background level relative to realistic (default 0.4)")
     sim.add_argument("--variability", type=float, default=1.0, help="trial-to-trial jitter scale")
+    imp = sub.add_parser("import", help="convert THINGS-EEG2/THINGS-MEG files or a recording to a dataset folder",
+                         description="Convert published THINGS files or an own recording into the dataset folder "
+                                     "layout (train/ and test/) that `vibe-rt train` and `vibe-rt eval` read. "
+                                     "THINGS-EEG2 files are pickles: convert only your own copy of the dataset.")
+    imp.add_argument("kind", choices=("things-eeg2", "things-meg", "recording"), help="what SOURCE is")
+    imp.add_argument("source", help="THINGS-EEG2 subject folder (sub-XX), THINGS-MEG -epo.fif file, or a "
+                                    "recording (FIF, BrainVision, EDF, BDF, XDF)")
+    imp.add_argument("--out", "-o", required=True, help="output dataset folder")
+    imp.add_argument("--images", default=None,
+                     help="THINGS image folder (THINGS-EEG2: with image_metadata.npy; THINGS-MEG: the root the "
+                          "metadata image paths are relative to; recording: root of the logged image names)")
+    imp.add_argument("--log", default=None, help="recording: stimulus log CSV/TSV (image, event and/or onset)")
+    imp.add_argument("--montage", default=None,
+                     help="montage preset to select and order channels (default: things-eeg2 for THINGS-EEG2, "
+                          "the file's own channels otherwise)")
+    imp.add_argument("--split", choices=("train", "test"), default="train", help="recording: which split it is")
     info = sub.add_parser("info", help="print a summary of a dataset folder",
                           description="Summarise a dataset folder written by `vibe-rt data simulate` or "
                                       "EpochsDataset.save.")
@@ -54,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
                          f"{nc.get('lower_mean_post', float('nan')):.3f} / "
                          f"{nc.get('upper_mean_post', float('nan')):.3f})\nwritten to {args.out}\n")
         return 0
+    if args.data_command == "import":
+        for ds in import_dataset(args.kind, args.source, args.out, images=args.images, log=args.log,
+                                 montage=args.montage, split=args.split):
+            sys.stdout.write(f"{ds}\n")
+        sys.stdout.write(f"written to {args.out}\n")
+        return 0
     if args.data_command == "info":
         summary = dataset_summary(args.dir)
         if args.json:
@@ -69,6 +92,24 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.write(f"  noise ceiling: lower {nc['lower_mean']:.3f}, upper {nc['upper_mean']:.3f}\n")
         return 0
     raise SystemExit(f"unknown data command {args.data_command!r}")  # pragma: no cover (argparse prevents it)
+
+
+def import_dataset(kind: str, source: str | Path, out: str | Path, *, images: str | None = None,
+                   log: str | None = None, montage: str | None = None, split: str = "train") -> list:
+    """Convert THINGS-EEG2 / THINGS-MEG files or a recording into a dataset folder; returns the datasets."""
+    from ..data.recordings import load_recording
+    from ..data.things import load_things_eeg2, load_things_meg
+
+    out = Path(out)
+    if kind == "things-eeg2":
+        datasets = list(load_things_eeg2(source, images, montage=montage or "things-eeg2"))
+    elif kind == "things-meg":
+        return list(load_things_meg(source, montage=montage, image_root=images, out_dir=out))
+    else:
+        datasets = [load_recording(source, log, montage=montage, split=split, image_root=images)]
+    for ds in datasets:
+        ds.save(out / ds.split)
+    return datasets
 
 
 def dataset_summary(directory: str | Path) -> dict:
