@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..montage import Montage
+from ..training.losses import kl_divergence
 from ._config import config_from_dict
 from .tsconv import TSConvPlus, check_kernels
 
@@ -77,6 +78,11 @@ class TSCVAEConfig:
         """``n_times`` rounded up to a multiple of :attr:`time_factor`."""
         return -(-self.n_times // self.time_factor) * self.time_factor
 
+    @property
+    def bottleneck_times(self) -> int:
+        """Time steps at the bottleneck: :attr:`padded_times` after all the pooling."""
+        return self.padded_times // self.time_factor
+
     @classmethod
     def for_montage(cls, montage: Montage, size: str = "tiny") -> "TSCVAEConfig":
         """The preset ``size`` (``"tiny"`` or ``"base"``) for a montage's channel count and epoch length.
@@ -104,19 +110,22 @@ class TSCVAEConfig:
         return config_from_dict(cls, data)
 
 
+def _block(cfg: TSCVAEConfig, in_features: int, out_features: int, *, pool: int) -> TSConvPlus:
+    """A TSConvPlus block with the kernels of ``cfg``."""
+    return TSConvPlus(in_features, out_features, cfg.n_channels, pool=pool, temporal_kernel=cfg.temporal_kernel,
+                      spatial_kernel=cfg.spatial_kernel)
+
+
 class TSCEncoder(nn.Module):
     """Encoder half: epochs ``(B, C, T)`` -> ``(mu, logvar)``, each ``(B, latent_tokens, latent_dim)``."""
 
     def __init__(self, cfg: TSCVAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        c, w = cfg.n_channels, cfg.widths
-        k = dict(temporal_kernel=cfg.temporal_kernel, spatial_kernel=cfg.spatial_kernel)
-        t_low = cfg.padded_times // cfg.time_factor
-        self.blocks = nn.Sequential(*(TSConvPlus(f_in, f_out, c, pool=2, **k)
-                                      for f_in, f_out in zip((1,) + w[:-1], w)))
-        self.to_hidden = nn.Sequential(nn.Conv1d(w[-1] * c, cfg.hidden, 1), nn.ELU())
-        self.to_latent = nn.Linear(cfg.hidden * t_low, 2 * cfg.latent_tokens * cfg.latent_dim)
+        w = cfg.widths
+        self.blocks = nn.Sequential(*(_block(cfg, f_in, f_out, pool=2) for f_in, f_out in zip((1,) + w[:-1], w)))
+        self.to_hidden = nn.Sequential(nn.Conv1d(w[-1] * cfg.n_channels, cfg.hidden, 1), nn.ELU())
+        self.to_latent = nn.Linear(cfg.hidden * cfg.bottleneck_times, 2 * cfg.latent_tokens * cfg.latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map epochs (normalised units) to the posterior's mean and log-variance."""
@@ -138,16 +147,13 @@ class TSCDecoder(nn.Module):
     def __init__(self, cfg: TSCVAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        c, w = cfg.n_channels, cfg.widths
-        k = dict(temporal_kernel=cfg.temporal_kernel, spatial_kernel=cfg.spatial_kernel)
-        t_low = cfg.padded_times // cfg.time_factor
-        self.from_latent = nn.Sequential(nn.Linear(cfg.latent_tokens * cfg.latent_dim, cfg.hidden * t_low),
-                                         nn.ELU())
-        self.from_hidden = nn.Conv1d(cfg.hidden, w[-1] * c, 1)
+        w = cfg.widths
+        self.from_latent = nn.Sequential(
+            nn.Linear(cfg.latent_tokens * cfg.latent_dim, cfg.hidden * cfg.bottleneck_times), nn.ELU())
+        self.from_hidden = nn.Conv1d(cfg.hidden, w[-1] * cfg.n_channels, 1)
         outs = w[::-1][1:] + (w[0],)
         self.blocks = nn.Sequential(*(
-            nn.Sequential(nn.ConvTranspose2d(f_in, f_in, (1, 2), stride=(1, 2)),
-                          TSConvPlus(f_in, f_out, c, pool=1, **k))
+            nn.Sequential(nn.ConvTranspose2d(f_in, f_in, (1, 2), stride=(1, 2)), _block(cfg, f_in, f_out, pool=1))
             for f_in, f_out in zip(w[::-1], outs)
         ))
         self.out = nn.Conv2d(w[0], 1, 1)
@@ -197,6 +203,8 @@ class TSCVAE(nn.Module):
 
     @staticmethod
     def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """KL(q(z|x) || N(0, I)) summed over latent values, averaged over the batch (scalar tensor)."""
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
-        return kl.flatten(1).sum(1).mean()
+        """KL(q(z|x) || N(0, I)) summed over latent values, averaged over the batch (scalar tensor).
+
+        The training loss :func:`vibe_rt.training.losses.kl_divergence`.
+        """
+        return kl_divergence(mu, logvar)

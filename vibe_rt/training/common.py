@@ -1,4 +1,5 @@
-"""Shared training machinery: threads and seeds, torchrun/DDP context, resumable train state, LR schedule.
+"""Shared training machinery: threads and seeds, torchrun/DDP context, resumable train state, LR schedule,
+validation split and the epoch loop of both stages (:func:`fit`).
 
 Train state (for resuming) is written as ``<stem>.safetensors`` (model, best model and optimiser tensors) plus
 ``<stem>.json`` (epoch, step, early-stopping counters, history, optimiser hyper-parameters, run config):
@@ -10,16 +11,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._logs import logger
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
 
 __all__ = [
     "DistContext",
@@ -31,9 +33,15 @@ __all__ = [
     "save_train_state",
     "load_train_state",
     "unwrap",
+    "ResumableConfig",
+    "state_path",
+    "split_validation",
+    "fit",
 ]
 
 _STATE_FORMAT = "vibe-rt-train-state/1"
+# options that may change between a run and its resumption
+_RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes", "progress")
 
 
 def setup_torch(threads: int | None = None, seed: int | None = None) -> None:
@@ -204,6 +212,33 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def _stem(path: str | Path) -> Path:
+    """``path`` without a ``.json``/``.safetensors`` suffix."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+
+
+def _state_files(path: str | Path) -> tuple[Path, Path]:
+    """The ``(<stem>.safetensors, <stem>.json)`` pair of a train state."""
+    stem = _stem(path)
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def state_path(out: str | Path) -> Path:
+    """Where the resumable train state of checkpoint ``out`` lives (``<stem>.state.*``)."""
+    stem = _stem(out)
+    return stem.with_name(stem.name + ".state")
+
+
+def split_validation(n_images: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of image indices into (train, validation); at least one image in each."""
+    if n_images < 2:
+        raise DataError(f"need at least 2 training images for a validation split, got {n_images}")
+    n_val = min(n_images - 1, max(1, int(round(n_images * fraction))))
+    perm = np.random.default_rng(seed).permutation(n_images)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
 def save_train_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, state: TrainState) -> Path:
     """Write ``<stem>.safetensors`` + ``<stem>.json`` atomically (temporary files, then rename).
 
@@ -214,9 +249,8 @@ def save_train_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimi
     """
     from safetensors.torch import save_file
 
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    st_path, js_path = _state_files(path)
+    st_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     if state.best_model is not None:
         tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in state.best_model.items()})
@@ -234,8 +268,6 @@ def save_train_state(path: str | Path, model: nn.Module, opt: torch.optim.Optimi
         "config": state.config,
         "optimizer": opt_meta,
     }
-    st_path = stem.with_name(stem.name + ".safetensors")
-    js_path = stem.with_name(stem.name + ".json")
     save_file(tensors, str(st_path) + ".tmp")
     os.replace(str(st_path) + ".tmp", st_path)
     js_path.with_name(js_path.name + ".tmp").write_text(json.dumps(meta, indent=1))
@@ -255,17 +287,14 @@ def load_train_state(
     """
     from safetensors.torch import load_file
 
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    st_path = stem.with_name(stem.name + ".safetensors")
-    js_path = stem.with_name(stem.name + ".json")
+    st_path, js_path = _state_files(path)
     if not js_path.exists() or not st_path.exists():
         return None
     try:
         meta = json.loads(js_path.read_text())
         tensors = load_file(str(st_path))
     except Exception as err:  # noqa: BLE001 - any corruption is reported the same way
-        raise CheckpointError(f"cannot read train state {stem}: {err}; delete it to start from scratch") from err
+        raise CheckpointError(f"cannot read train state {_stem(path)}: {err}; delete it to start from scratch") from err
     if meta.get("format") != _STATE_FORMAT:
         raise CheckpointError(f"{js_path} is not a vibe-rt train state; delete it to start from scratch")
     if config is not None:
@@ -289,3 +318,150 @@ def load_train_state(
         config=meta["config"],
         best_model=best,
     )
+
+
+class ResumableConfig:
+    """Base of the stage configs (dataclasses): which of their options a resumed run must share.
+
+    A stage config also provides the options that :func:`fit` reads: ``epochs``, ``batch_size``, ``lr``,
+    ``weight_decay``, ``warmup_steps``, ``seed``, ``patience``, ``max_minutes`` and ``progress``.
+    """
+
+    def resume_key(self) -> dict[str, Any]:
+        """The options that must match for a run to resume another (all but epochs, patience, time, progress)."""
+        d = asdict(self)  # type: ignore[call-overload]
+        for k in _RESUMABLE_CHANGES:
+            d.pop(k)
+        return d
+
+
+def fit(
+    model: nn.Module,
+    cfg: Any,
+    *,
+    name: str,
+    ctx: DistContext,
+    key: dict[str, Any],
+    n_samples: int,
+    train_step: Callable[..., dict[str, torch.Tensor]],
+    validate: Callable[[nn.Module], dict[str, float]],
+    criterion: Callable[[dict[str, float]], float],
+    min_delta: float,
+    state_file: str | Path | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+    started: float | None = None,
+) -> TrainState:
+    """The epoch loop of both training stages: AdamW, LR schedule, early stopping, resumable state.
+
+    Every epoch: seed torch (dropout/sampling noise) and a generator from ``(cfg.seed, epoch, rank)``, go over
+    the ``n_samples`` training samples in :func:`epoch_indices` order in batches of ``cfg.batch_size``
+    (``train_step`` computes the loss), validate, keep the best weights (lowest ``criterion``), stop early
+    after ``cfg.patience`` epochs without an improvement larger than ``min_delta`` or past
+    ``cfg.max_minutes``, and (rank 0) save the train state. The best weights are loaded into ``model`` on return.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The (unwrapped) model to train, on ``ctx.device``; wrapped in DDP when distributed.
+    cfg : ResumableConfig
+        The stage's options (see :class:`ResumableConfig`).
+    name : str
+        For log messages (``"stage 1"``).
+    ctx : DistContext
+        Process context.
+    key : dict
+        Run identity stored with the state; resuming with another key is refused.
+    n_samples : int
+        Training samples per epoch (before splitting over ranks).
+    train_step : callable
+        ``train_step(model, positions, *, epoch, batch, step, rng) -> {"loss": ..., <term>: ...}`` with the
+        (possibly DDP-wrapped) model, the sample positions of the batch, the epoch, the batch number in the
+        epoch, the global optimiser step and the epoch's generator; returns scalar tensors, ``"loss"`` first.
+    validate : callable
+        ``validate(model) -> {name: score}`` on the unwrapped model.
+    criterion : callable
+        Validation scores -> the number to minimise for early stopping.
+    min_delta : float
+        Smallest decrease of ``criterion`` counted as an improvement.
+    state_file : path | None
+        Stem of the resumable train state (None: none).
+    resume : bool
+        Continue from ``state_file`` when it exists.
+    stop_after : int | None
+        Return after this many epochs of this call, without marking the run finished.
+    started : float | None
+        ``time.perf_counter()`` at the start of the run, for ``cfg.max_minutes`` (None: now).
+
+    Returns
+    -------
+    TrainState
+        Counters, history (one record per epoch) and best weights.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter() if started is None else started
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = None
+    if resume and state_file is not None:
+        state = load_train_state(state_file, model, opt, config=key)
+        if state is not None:
+            logger.info("%s: resuming from %s (epoch %d, step %d)", name, state_file, state.epoch, state.step)
+    state = state or TrainState(config=key)
+    wrapped = ctx.wrap(model)
+    steps_per_epoch = -(-len(epoch_indices(n_samples, seed=cfg.seed, epoch=0, ctx=ctx)) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    first_epoch = state.epoch
+    while not state.done and state.epoch < cfg.epochs:
+        if stop_after is not None and state.epoch - first_epoch >= stop_after:
+            break
+        epoch = state.epoch
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed * 1009 + epoch * 31 + ctx.rank)
+        rng = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 100_003 + ctx.rank)
+        order = epoch_indices(n_samples, seed=cfg.seed, epoch=epoch, ctx=ctx)
+        wrapped.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"{name} epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False, disable=not (cfg.progress and ctx.is_main))
+        for j, start in enumerate(bar):
+            lr = lr_at(state.step, base_lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            terms = train_step(wrapped, order[start : start + cfg.batch_size], epoch=epoch, batch=j,
+                               step=state.step, rng=rng)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            state.step += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in terms.items() if k != "loss"})
+        n_b = max(1, j + 1)
+        val = validate(model)
+        rec = {"epoch": epoch + 1, **{k: ctx.all_reduce_mean(v / n_b) for k, v in sums.items()}, **val,
+               "lr": lr, "seconds": time.perf_counter() - t0}
+        state.history.append(rec)
+        state.epoch += 1
+        score = criterion(val)
+        if score < state.best_val - min_delta:
+            state.best_val, state.best_epoch, state.bad_epochs = score, epoch + 1, 0
+            state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        logger.info("%s epoch %d: loss %.4f (%s) | %s | lr %.2e | %.1f s%s", name, epoch + 1, rec["loss"],
+                    ", ".join(f"{k} {rec[k]:.4g}" for k in sums if k != "loss"),
+                    ", ".join(f"{k} {v:.4g}" for k, v in val.items()), lr, rec["seconds"],
+                    " *" if state.best_epoch == epoch + 1 else "")
+        if state.bad_epochs >= cfg.patience:
+            logger.info("%s: early stop (no improvement for %d epochs)", name, cfg.patience)
+            state.done = True
+        elif cfg.max_minutes is not None and (time.perf_counter() - started) / 60 > cfg.max_minutes:
+            logger.info("%s: stopping after %.1f min (max_minutes)", name, cfg.max_minutes)
+            state.done = True
+        if state_file is not None and ctx.is_main:
+            save_train_state(state_file, model, opt, state)
+    if state.best_model is not None:
+        model.load_state_dict(state.best_model)
+    return state

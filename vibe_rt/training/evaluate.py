@@ -197,10 +197,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, scores: Mapping
     ax.set_ylabel("Pearson r (mean over time)")
     ax.set_title("Encoding r per channel")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths["per_channel"] = out_dir / "r_per_channel.png"
-    fig.savefig(paths["per_channel"], dpi=110)
-    plt.close(fig)
+    paths["per_channel"] = _save_figure(fig, out_dir / "r_per_channel.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.fill_between(times, nc["lower_per_time"], nc["upper_per_time"], color="0.85", label="noise ceiling")
@@ -211,10 +208,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, scores: Mapping
     ax.set_ylabel("Pearson r (mean over channels)")
     ax.set_title("Encoding r per time point")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths["per_time"] = out_dir / "r_per_time.png"
-    fig.savefig(paths["per_time"], dpi=110)
-    plt.close(fig)
+    paths["per_time"] = _save_figure(fig, out_dir / "r_per_time.png")
 
     if scores is not None and names:
         head = scores[names[0]].r_map
@@ -225,9 +219,16 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, scores: Mapping
         ax.set_xlabel("time (s)")
         ax.set_title(f"Encoding r ({names[0]})")
         fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        paths["map"] = out_dir / "r_map.png"
-        fig.savefig(paths["map"], dpi=110)
-        plt.close(fig)
+        paths["map"] = _save_figure(fig, out_dir / "r_map.png")
     logger.info("evaluation report written to %s", out_dir)
     return paths
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write as PNG and close a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

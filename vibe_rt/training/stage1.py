@@ -25,27 +25,17 @@ import torch
 
 from .._logs import logger
 from ..errors import ConfigError, DataError
-from .common import (
-    DistContext,
-    TrainState,
-    epoch_indices,
-    init_distributed,
-    load_train_state,
-    lr_at,
-    save_train_state,
-    unwrap,
-)
+from .common import DistContext, ResumableConfig, fit, init_distributed, split_validation, state_path
 from .losses import kl_divergence, kl_weight, mse_loss
+from .metrics import pearson_across
 
 __all__ = ["Stage1Config", "Stage1Result", "train_vae", "split_validation", "state_path"]
 
 _INPUTS = ("trials", "average", "subsets")
-# options that may change between a run and its resumption
-_RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes", "progress")
 
 
 @dataclass
-class Stage1Config:
+class Stage1Config(ResumableConfig):
     """Options of stage-1 training.
 
     Parameters
@@ -104,13 +94,6 @@ class Stage1Config:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be positive")
 
-    def resume_key(self) -> dict[str, Any]:
-        """The options that must match for a run to resume another."""
-        d = asdict(self)
-        for k in _RESUMABLE_CHANGES:
-            d.pop(k)
-        return d
-
 
 @dataclass
 class Stage1Result:
@@ -135,22 +118,6 @@ class Stage1Result:
     metrics: dict[str, float] = field(default_factory=dict)
     train_images: np.ndarray | None = None
     val_images: np.ndarray | None = None
-
-
-def state_path(out: str | Path) -> Path:
-    """Where the resumable train state of checkpoint ``out`` lives (``<stem>.state.*``)."""
-    out = Path(out)
-    stem = out.with_suffix("") if out.suffix in (".json", ".safetensors") else out
-    return stem.with_name(stem.name + ".state")
-
-
-def split_validation(n_images: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of image indices into (train, validation); at least one image in each."""
-    if n_images < 2:
-        raise DataError(f"need at least 2 training images for a validation split, got {n_images}")
-    n_val = min(n_images - 1, max(1, int(round(n_images * fraction))))
-    perm = np.random.default_rng(seed).permutation(n_images)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 def _normalised(epochs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -204,13 +171,11 @@ class _Samples:
 @torch.no_grad()
 def _validate(vae: torch.nn.Module, x_val: torch.Tensor, batch: int = 512) -> dict[str, float]:
     vae.eval()
-    recon = torch.cat([vae(x_val[i : i + batch])[0] for i in range(0, len(x_val), batch)])
+    device = next(vae.parameters()).device
+    recon = torch.cat([vae(x_val[i : i + batch].to(device))[0].cpu() for i in range(0, len(x_val), batch)])
     xv = x_val.numpy().reshape(len(x_val), -1)
     rv = recon.numpy().reshape(len(x_val), -1)
-    xc = xv - xv.mean(0)
-    rc = rv - rv.mean(0)
-    den = np.sqrt((xc**2).sum(0) * (rc**2).sum(0))
-    r = np.where(den > 0, (xc * rc).sum(0) / np.where(den > 0, den, 1), 0.0)
+    r = pearson_across(rv, xv, axis=0)
     return {"val_mse": float(((rv - xv) ** 2).mean()), "val_r": float(r.mean())}
 
 
@@ -264,83 +229,28 @@ def train_vae(
         vae_cfg = TSCVAEConfig.from_dict({**vae_cfg.to_dict(), **cfg.vae})
     torch.manual_seed(cfg.seed)
     vae = TSCVAE(vae_cfg).to(ctx.device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    key = {**cfg.resume_key(), "vae_config": vae_cfg.to_dict(), "n_images": train.n_images,
-           "world_size": ctx.world_size}
-    state = None
-    spath = state_path(out) if out is not None else None
-    if resume and spath is not None:
-        state = load_train_state(spath, vae, opt, config=key)
-        if state is not None:
-            logger.info("stage 1: resuming from %s (epoch %d, step %d)", spath, state.epoch, state.step)
-    state = state or TrainState(config=key)
-    model = ctx.wrap(vae)
-
-    steps_per_epoch = -(-len(epoch_indices(len(samples), seed=cfg.seed, epoch=0, ctx=ctx)) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
     logger.info(
         "stage 1: %d train / %d val images, %d samples (%s) per epoch, VAE %s (%.2f M parameters), %s",
         len(tr_img), len(val_img), len(samples), cfg.inputs, cfg.size,
         sum(p.numel() for p in vae.parameters()) / 1e6, f"{ctx.world_size} processes" if ctx.distributed else "1 process",
     )
-    from tqdm.auto import tqdm
 
-    first_epoch = state.epoch
-    while not state.done and state.epoch < cfg.epochs:
-        if stop_after is not None and state.epoch - first_epoch >= stop_after:
-            break
-        epoch = state.epoch
-        t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed * 1009 + epoch * 31 + ctx.rank)  # dropout/reparameterisation noise
-        order = epoch_indices(len(samples), seed=cfg.seed, epoch=epoch, ctx=ctx)
-        model.train()
-        sums = {"loss": 0.0, "mse": 0.0, "kl": 0.0}
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"vae epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, disable=not (cfg.progress and ctx.is_main))
-        for j, start in enumerate(bar):
-            xb = samples.batch(order[start : start + cfg.batch_size], epoch=epoch, step=j).to(ctx.device)
-            lr = lr_at(state.step, base_lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            recon, mu, logvar = model(xb)
-            mse = mse_loss(recon, xb)
-            kl = kl_divergence(mu, logvar)
-            loss = mse + kl_weight(state.step, beta=cfg.beta, warmup_steps=cfg.kl_warmup_steps) * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 5.0)
-            opt.step()
-            state.step += 1
-            for k, v in (("loss", loss), ("mse", mse), ("kl", kl)):
-                sums[k] += float(v.detach())
-            bar.set_postfix(mse=f"{float(mse.detach()):.4f}", kl=f"{float(kl.detach()):.1f}")
-        n_b = max(1, j + 1)
-        val = _validate(vae, x_val.to(ctx.device))
-        rec = {"epoch": epoch + 1, **{k: ctx.all_reduce_mean(v / n_b) for k, v in sums.items()}, **val,
-               "lr": lr, "seconds": time.perf_counter() - t0}
-        state.history.append(rec)
-        state.epoch += 1
-        if val["val_mse"] < state.best_val - 1e-6:
-            state.best_val, state.best_epoch, state.bad_epochs = val["val_mse"], epoch + 1, 0
-            state.best_model = {k: v.detach().cpu().clone() for k, v in vae.state_dict().items()}
-        else:
-            state.bad_epochs += 1
-        logger.info(
-            "stage 1 epoch %d: loss %.4f (mse %.4f, kl %.1f) | val mse %.4f, r %.3f | lr %.2e | %.1f s%s",
-            epoch + 1, rec["loss"], rec["mse"], rec["kl"], val["val_mse"], val["val_r"], lr, rec["seconds"],
-            " *" if state.best_epoch == epoch + 1 else "",
-        )
-        if state.bad_epochs >= cfg.patience:
-            logger.info("stage 1: early stop (no improvement for %d epochs)", cfg.patience)
-            state.done = True
-        elif cfg.max_minutes is not None and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
-            logger.info("stage 1: stopping after %.1f min (max_minutes)", cfg.max_minutes)
-            state.done = True
-        if spath is not None and ctx.is_main:
-            save_train_state(spath, vae, opt, state)
-    if state.best_model is not None:
-        vae.load_state_dict(state.best_model)
-    vae = unwrap(vae).cpu().eval()
+    def train_step(model: torch.nn.Module, pos: np.ndarray, *, epoch: int, batch: int, step: int,
+                   rng: torch.Generator) -> dict[str, torch.Tensor]:
+        xb = samples.batch(pos, epoch=epoch, step=batch).to(ctx.device)
+        recon, mu, logvar = model(xb)
+        mse = mse_loss(recon, xb)
+        kl = kl_divergence(mu, logvar)
+        loss = mse + kl_weight(step, beta=cfg.beta, warmup_steps=cfg.kl_warmup_steps) * kl
+        return {"loss": loss, "mse": mse, "kl": kl}
+
+    key = {**cfg.resume_key(), "vae_config": vae_cfg.to_dict(), "n_images": train.n_images,
+           "world_size": ctx.world_size}
+    state = fit(vae, cfg, name="stage 1", ctx=ctx, key=key, n_samples=len(samples), train_step=train_step,
+                validate=lambda m: _validate(m, x_val), criterion=lambda v: v["val_mse"], min_delta=1e-6,
+                state_file=state_path(out) if out is not None else None, resume=resume, stop_after=stop_after,
+                started=t_start)
+    vae = vae.cpu().eval()
     metrics = {**_validate(vae, x_val), "best_epoch": state.best_epoch, "epochs_run": state.epoch}
     result = Stage1Result(vae=vae, mean=mean, std=std, history=list(state.history), metrics=metrics,
                           train_images=tr_img, val_images=val_img)

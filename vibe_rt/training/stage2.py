@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +26,14 @@ from torch import nn
 
 from .._logs import logger
 from ..errors import ConfigError
-from .common import (
-    DistContext,
-    TrainState,
-    epoch_indices,
-    init_distributed,
-    load_train_state,
-    lr_at,
-    save_train_state,
-    unwrap,
-)
+from .common import DistContext, ResumableConfig, fit, init_distributed, split_validation
 from .losses import mse_loss, sliced_wasserstein_distance
 from .metrics import pearson_across
-from .stage1 import split_validation, state_path
 
 __all__ = ["Stage2Config", "Stage2Result", "train_mapper", "vae_latents", "decode_latents", "parse_encoder_spec"]
 
 _TARGETS = ("average", "repetitions")
 _MAPPERS = ("qformer", "mlp")
-_RESUMABLE_CHANGES = ("epochs", "patience", "max_minutes", "progress")
 
 
 def parse_encoder_spec(spec: str) -> tuple[str, str | None]:
@@ -57,7 +46,7 @@ def parse_encoder_spec(spec: str) -> tuple[str, str | None]:
 
 
 @dataclass
-class Stage2Config:
+class Stage2Config(ResumableConfig):
     """Options of stage-2 training.
 
     Parameters
@@ -112,13 +101,6 @@ class Stage2Config:
         if self.swd_weight < 0 or self.swd_projections < 1:
             raise ConfigError("swd_weight must be >= 0 and swd_projections >= 1")
 
-    def resume_key(self) -> dict[str, Any]:
-        """The options that must match for a run to resume another."""
-        d = asdict(self)
-        for k in _RESUMABLE_CHANGES:
-            d.pop(k)
-        return d
-
 
 @dataclass
 class Stage2Result:
@@ -147,10 +129,11 @@ def decode_latents(vae: nn.Module, z: np.ndarray | torch.Tensor, batch: int = 51
 
 @torch.no_grad()
 def predict_latents(mapper: nn.Module, tokens: np.ndarray | torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Mapper outputs for tokens ``(N, n_tokens, D)``."""
+    """Mapper outputs (on CPU) for tokens ``(N, n_tokens, D)``; runs on the mapper's device."""
     mapper.eval()
+    device = next(mapper.parameters()).device
     tt = torch.as_tensor(tokens, dtype=torch.float32)
-    return torch.cat([mapper(tt[i : i + batch]) for i in range(0, len(tt), batch)])
+    return torch.cat([mapper(tt[i : i + batch].to(device)).cpu() for i in range(0, len(tt), batch)])
 
 
 def build_mapper(cfg: Stage2Config, *, token_dim: int, n_queries: int, out_dim: int) -> nn.Module:
@@ -225,88 +208,34 @@ def train_mapper(
 
     torch.manual_seed(cfg.seed)
     mapper = build_mapper(cfg, token_dim=tok.shape[-1], n_queries=n_q, out_dim=l_dim).to(ctx.device)
-    opt = torch.optim.AdamW(mapper.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    key = {**cfg.resume_key(), "n_images": n, "token_shape": list(tok.shape[1:]), "world_size": ctx.world_size}
-    state = None
-    if resume and out_state is not None:
-        state = load_train_state(out_state, mapper, opt, config=key)
-        if state is not None:
-            logger.info("stage 2: resuming from %s (epoch %d)", out_state, state.epoch)
-    state = state or TrainState(config=key, best_val=float("inf"))
-    model = ctx.wrap(mapper)
-    steps_per_epoch = -(-len(epoch_indices(len(tr), seed=cfg.seed, epoch=0, ctx=ctx)) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
     logger.info("stage 2 (%s, swd weight %g, target %s): %d train / %d val images, %.2f M parameters",
                 cfg.mapper, cfg.swd_weight, cfg.target, len(tr), len(val),
                 sum(p.numel() for p in mapper.parameters()) / 1e6)
-    from tqdm.auto import tqdm
 
-    first_epoch = state.epoch
-    while not state.done and state.epoch < cfg.epochs:
-        if stop_after is not None and state.epoch - first_epoch >= stop_after:
-            break
-        epoch = state.epoch
-        t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed * 1009 + epoch * 31 + ctx.rank)
-        g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 100_003 + ctx.rank)
-        order = tr[epoch_indices(len(tr), seed=cfg.seed, epoch=epoch, ctx=ctx)]
-        model.train()
-        sums = {"loss": 0.0, "mse": 0.0, "swd": 0.0}
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"{cfg.mapper} epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, disable=not (cfg.progress and ctx.is_main))
-        for j, start in enumerate(bar):
-            idx = torch.from_numpy(order[start : start + cfg.batch_size])
-            if cfg.target == "repetitions":
-                w = valid[idx].float() * torch.rand(valid[idx].shape, generator=g)
-                yb = mu_rep[idx, w.argmax(1)]
-            else:
-                yb = target[idx]
-            xb, yb = tok[idx].to(ctx.device), yb.to(ctx.device)
-            lr = lr_at(state.step, base_lr=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            pred = model(xb)
-            mse = mse_loss(pred, yb)
-            loss = mse
-            swd = torch.zeros(())
-            if cfg.swd_weight > 0:
-                swd = sliced_wasserstein_distance(pred.flatten(1), yb.flatten(1), n_projections=cfg.swd_projections,
-                                                  p=cfg.swd_p, generator=g)
-                loss = mse + cfg.swd_weight * swd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(mapper.parameters(), 5.0)
-            opt.step()
-            state.step += 1
-            for k, v in (("loss", loss), ("mse", mse), ("swd", swd)):
-                sums[k] += float(v.detach())
-            bar.set_postfix(mse=f"{float(mse.detach()):.4f}", swd=f"{float(swd.detach()):.4f}")
-        n_b = max(1, j + 1)
-        val_scores = _validate(unwrap(model), vae, tok[val], target[val], val_avg)
-        rec = {"epoch": epoch + 1, **{k: ctx.all_reduce_mean(v / n_b) for k, v in sums.items()}, **val_scores,
-               "lr": lr, "seconds": time.perf_counter() - t0}
-        state.history.append(rec)
-        state.epoch += 1
-        crit = -val_scores["val_r"]
-        if crit < state.best_val - 1e-5:
-            state.best_val, state.best_epoch, state.bad_epochs = crit, epoch + 1, 0
-            state.best_model = {k: v.detach().cpu().clone() for k, v in mapper.state_dict().items()}
+    def train_step(model: nn.Module, pos: np.ndarray, *, epoch: int, batch: int, step: int,
+                   rng: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.from_numpy(tr[pos])
+        if cfg.target == "repetitions":
+            w = valid[idx].float() * torch.rand(valid[idx].shape, generator=rng)
+            yb = mu_rep[idx, w.argmax(1)]
         else:
-            state.bad_epochs += 1
-        logger.info("stage 2 epoch %d: loss %.4f (mse %.4f, swd %.4f) | val latent mse %.4f, r %.3f | %.1f s%s",
-                    epoch + 1, rec["loss"], rec["mse"], rec["swd"], val_scores["val_latent_mse"],
-                    val_scores["val_r"], rec["seconds"], " *" if state.best_epoch == epoch + 1 else "")
-        if state.bad_epochs >= cfg.patience:
-            logger.info("stage 2: early stop (no improvement for %d epochs)", cfg.patience)
-            state.done = True
-        elif cfg.max_minutes is not None and (time.perf_counter() - t_start) / 60 > cfg.max_minutes:
-            logger.info("stage 2: stopping after %.1f min (max_minutes)", cfg.max_minutes)
-            state.done = True
-        if out_state is not None and ctx.is_main:
-            save_train_state(out_state, mapper, opt, state)
-    if state.best_model is not None:
-        mapper.load_state_dict(state.best_model)
-    mapper = unwrap(mapper).cpu().eval()
+            yb = target[idx]
+        xb, yb = tok[idx].to(ctx.device), yb.to(ctx.device)
+        pred = model(xb)
+        mse = mse_loss(pred, yb)
+        loss, swd = mse, torch.zeros(())
+        if cfg.swd_weight > 0:
+            swd = sliced_wasserstein_distance(pred.flatten(1), yb.flatten(1), n_projections=cfg.swd_projections,
+                                              p=cfg.swd_p, generator=rng)
+            loss = mse + cfg.swd_weight * swd
+        return {"loss": loss, "mse": mse, "swd": swd}
+
+    key = {**cfg.resume_key(), "n_images": n, "token_shape": list(tok.shape[1:]), "world_size": ctx.world_size}
+    state = fit(mapper, cfg, name="stage 2", ctx=ctx, key=key, n_samples=len(tr), train_step=train_step,
+                validate=lambda m: _validate(m, vae, tok[val], target[val], val_avg),
+                criterion=lambda v: -v["val_r"], min_delta=1e-5, state_file=out_state, resume=resume,
+                stop_after=stop_after, started=t_start)
+    mapper = mapper.cpu().eval()
     metrics = {**_validate(mapper, vae, tok[val], target[val], val_avg), "best_epoch": state.best_epoch,
                "epochs_run": state.epoch}
     ctx.barrier()
@@ -320,8 +249,3 @@ def _validate(mapper: nn.Module, vae: nn.Module, tok: torch.Tensor, target: torc
     dec = decode_latents(vae, pred)
     r = pearson_across(dec, val_avg, axis=0)
     return {"val_latent_mse": float(((pred - target) ** 2).mean()), "val_r": float(r.mean())}
-
-
-def stage2_state_path(out: str | Path) -> Path:
-    """Where the resumable stage-2 train state of checkpoint ``out`` lives (``<stem>.state.*``)."""
-    return state_path(out)
