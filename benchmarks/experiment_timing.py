@@ -37,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentiles, write_result  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without `pip install -e .`
+from vibe_rt.bench.common import percentiles, write_result  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _start_xvfb() -> subprocess.Popen | None:
@@ -157,7 +159,7 @@ def main() -> int:
             "clock_drift_us": None if summary["clock_drift_s"] is None else 1e6 * summary["clock_drift_s"],
             "load_average": list(os.getloadavg()),
         }
-        path = write_result("experiment_timing", payload)
+        path = write_result("experiment_timing", payload, out_dir=RESULTS_DIR)
         print(f"{result.n_presented} onsets in {wall:.0f} s ({result.pacing} pacing at {result.timing.refresh_hz:g} "
               f"Hz); markers received {len(received)}; dropped frames {result.n_dropped}; marker-flip max "
               f"{payload['marker_vs_flip_ms'].get('max', float('nan')):.4f} ms; push delay p50/p99 "

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentiles, write_result  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without `pip install -e .`
+from vibe_rt.bench.common import percentiles, write_result  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _params(module) -> dict[str, float]:
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{size:4s} {montage:11s} params {r['networks']['inference_total']['parameters']:>10,d} "
                   f"({r['networks']['inference_total']['megabytes_fp32']:.1f} MB) | p50 ms: {lat}")
     path = write_result("model_size", {"threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
-                                       "results": results})
+                                       "results": results}, out_dir=RESULTS_DIR)
     print(f"wrote {path}")
     return 0
 

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import RESULTS_DIR, percentiles, write_result  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without `pip install -e .`
+from vibe_rt.bench.common import percentiles, write_result  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _peak_rss_mb() -> float:
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "erp_c1": erp,
         "figures": ["simulate-background-spectrum.png", "simulate-erp.png"],
     }
-    path = write_result("simulate", payload, machine=args.machine)
+    path = write_result("simulate", payload, machine=args.machine, out_dir=RESULTS_DIR)
     sys.stdout.write(json.dumps({k: payload[k] for k in ("wall_s", "peak_rss_mb", "noise_ceiling",
                                                          "average_vs_truth_r", "background")}, indent=1) + "\n")
     sys.stdout.write(f"wrote {path}\n")

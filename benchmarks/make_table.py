@@ -1,0 +1,233 @@
+"""Rebuild the benchmark tables of README.md and benchmarks/README.md from the JSON results.
+
+The tables go between the markers ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` (everything
+between them is replaced; a file without the markers is left alone and reported). Sources, per machine:
+``latency-*.json``, ``stream-*.json``, ``throughput-*.json``, ``inference_latency-*.json``, ``quality-*.json``
+(``vibe-rt bench``) and ``quality.json`` (``vibe-rt train default``).
+
+Usage::
+
+    python benchmarks/make_table.py                  # update both READMEs from benchmarks/results/
+    python benchmarks/make_table.py --check          # exit 1 when a README is out of date
+    python benchmarks/make_table.py --results DIR --print
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+DEFAULT_TARGETS = (HERE.parent / "README.md", HERE / "README.md")
+
+
+def _f(x: Any, digits: int = 1) -> str:
+    """A number for a table cell ("-" when missing)."""
+    if x is None or isinstance(x, str):
+        return "-" if x is None else x
+    try:
+        return f"{float(x):.{digits}f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _load(results: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in sorted(results.glob(pattern)):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"make_table: skipping {path.name}: {err}", file=sys.stderr)
+            continue
+        machine = doc.get("machine_info", {}).get("machine") or path.stem.split("-", 1)[-1]
+        out.append((machine, doc))
+    return out
+
+
+def latency_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "latency-*.json"):
+        la = doc.get("config", {}).get("lookahead_s", 0) * 1e3
+        for label, r in doc.get("results", {}).items():
+            if "error" in r:
+                continue
+            st, g = r["stages_ms"], r["glass_to_lsl_ms"]
+            rows.append([machine, label, _f(st.get("inference", {}).get("p50"), 2),
+                         _f(st.get("inference", {}).get("p99"), 2), _f(g["ready"].get("p50")),
+                         _f(g["ready"].get("p99")), _f(g["emitted"].get("p50")), _f(g["emitted"].get("p99")),
+                         _f(la, 0), str(r["counters"].get("late", "-")), str(g["ready"].get("n", "-"))])
+    if not rows:
+        return None
+    return _table(["machine", "backend", "inference p50 ms", "p99", "ready p50 ms", "p99", "emitted p50 ms", "p99",
+                   "lookahead ms", "late", "onsets"], rows)
+
+
+def stream_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "stream-*.json"):
+        cfg = doc.get("config", {})
+        for key, name in (("vibe_rt", "vibe-rt"), ("mne_lsl_player", "MNE-LSL PlayerLSL")):
+            part = doc.get(key)
+            if not part or "error" in part or "error" in part.get("receiver", {}):
+                continue
+            rec, strm = part["receiver"], part.get("streamer", {})
+            lat = rec["receive_latency_ms"]
+            rows.append([machine, name, f"{_f(cfg.get('duration_s'), 0)} s, {cfg.get('channels')} ch @ "
+                                        f"{_f(cfg.get('srate'), 0)} Hz",
+                         f"{rec['rate_error_pct']:.1e}", _f(lat.get("p50"), 2), _f(lat.get("p99"), 2),
+                         _f(rec.get("latency_drift_ms_per_min"), 3), str(rec.get("gaps", "-")),
+                         _f(strm.get("push_lag_ms", {}).get("p99"), 2),
+                         _f(strm.get("outlet_thread_cpu_pct")), _f(strm.get("process_cpu_pct")),
+                         _f((doc.get("load_average_before") or [None])[0], 1)])
+    if not rows:
+        return None
+    return _table(["machine", "streamer", "run", "rate error %", "receive latency p50 ms", "p99",
+                   "drift ms/min", "gaps", "push lag p99 ms", "outlet CPU %", "process CPU %", "load avg"], rows)
+
+
+def throughput_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "throughput-*.json"):
+        target = doc.get("config", {}).get("target_p99_ms")
+        for label, r in doc.get("results", {}).items():
+            if "sweep" not in r:
+                continue
+            rows.append([machine, label, _f(r.get("batch1_p99_ms"), 2), str(r.get("best_batch") or "-"),
+                         _f(r.get("best_batch_p99_ms"), 2), _f(r.get("max_events_per_s"), 0), _f(target, 0)])
+    if not rows:
+        return None
+    return _table(["machine", "backend", "batch-1 p99 ms", "best batch", "its p99 ms", "max events/s",
+                   "target p99 ms"], rows)
+
+
+def inference_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "inference_latency-*.json"):
+        for model, per in doc.get("results", {}).items():
+            for label, r in per.get("variants", {}).items():
+                if "batch1" not in r:
+                    continue
+                sp = doc.get("summary", {}).get(model, {}).get("speedup_vs_torch_fp32_p50", {}).get(label)
+                tot = r["batch1"]["total_ms"]
+                rows.append([machine, model, label, _f(tot["p50"], 2), _f(tot["p99"], 2), _f(tot["min"], 2),
+                             f"{sp:.2f}x" if sp else "-", _f(r.get("best_throughput_per_s"), 0)])
+    if not rows:
+        return None
+    return _table(["machine", "model", "variant", "batch-1 p50 ms", "p99", "min", "vs torch (p50)",
+                   "best images/s"], rows)
+
+
+def quality_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "quality-*.json"):
+        for model, r in doc.get("results", {}).items():
+            if "error" in r:
+                continue
+            ridge = {k: v for k, v in r["r"].items() if k.startswith("ridge")}
+            own = [v for k, v in r["r"].items() if not k.startswith("ridge")]
+            nc = r["noise_ceiling"]
+            rows.append([machine, model, _f(own[0] if own else None, 3),
+                         ", ".join(f"{k[6:]} {v:.3f}" for k, v in ridge.items()) or "-",
+                         f"{nc['lower']:.3f} - {nc['upper']:.3f}", _f(r.get("reconstruction_r"), 3),
+                         "quick" if doc.get("config", {}).get("quick") else str(r["dataset"].get("n_images", "-"))
+                         + " test images"])
+    q = results / "quality.json"
+    if q.is_file():
+        try:
+            d = json.loads(q.read_text())
+            nc = d["noise_ceiling"]
+            rows.append(["(training run)", "vibe-default", _f(d["stage2_encoding_r"], 3),
+                         ", ".join(f"{k} {v:.3f}" for k, v in d.get("ridge_baseline_r", {}).items()),
+                         f"{nc['lower']:.3f} - {nc['upper']:.3f}", _f(d.get("stage1_reconstruction_r"), 3),
+                         f"{d.get('dataset', {}).get('n_test', '-')} test images"])
+        except (OSError, KeyError, json.JSONDecodeError) as err:
+            print(f"make_table: skipping quality.json: {err}", file=sys.stderr)
+    if not rows:
+        return None
+    return _table(["machine", "model", "encoding r", "ridge baseline r", "noise ceiling", "reconstruction r",
+                   "data"], rows)
+
+
+SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
+    ("Latency inside the pipeline (`vibe-rt bench latency`)", latency_table,
+     "ready = capture -> response in the synthesizer (must stay below the lookahead); emitted = capture -> push "
+     "of the first LSL sample holding the response (glass-to-LSL; the lookahead by design + up to one push "
+     "interval)."),
+    ("Stream timing (`vibe-rt bench stream`)", stream_table,
+     "Received by a pylsl inlet in another process; receive latency = arrival - intended push time."),
+    ("Throughput (`vibe-rt bench throughput`)", throughput_table,
+     "Events/s sustained (batch / mean latency, preprocessing included) at the best batch size whose p99 "
+     "latency per call stays below the target (half the lookahead)."),
+    ("Inference latency per backend (`benchmarks/inference_latency.py`)", inference_table,
+     "Random weights; batch 1; torch eager fp32 is the reference."),
+    ("Quality (`vibe-rt bench quality`, `vibe-rt train default`)", quality_table,
+     "Encoding r: mean over channels x time of the Pearson r across test images vs a random half of the "
+     "repetitions (100 splits); the ridge baseline uses the same image features."),
+]
+
+
+def render(results: Path) -> str:
+    """All tables, in Markdown, from the JSON files in ``results``."""
+    parts = [f"_Generated by `python benchmarks/make_table.py` from `benchmarks/results/`; do not edit by hand._"]
+    for title, fn, note in SECTIONS:
+        table = fn(results)
+        if table is None:
+            continue
+        parts += [f"**{title}**", note, table]
+    if len(parts) == 1:
+        parts.append("No results yet: run `vibe-rt bench all`.")
+    return "\n\n".join(parts)
+
+
+def replace_between_markers(text: str, content: str) -> str | None:
+    """``text`` with the part between the markers replaced by ``content`` (None when the markers are absent)."""
+    i, j = text.find(START), text.find(END)
+    if i < 0 or j < 0 or j < i:
+        return None
+    return text[: i + len(START)] + "\n" + content.strip() + "\n" + text[j:]
+
+
+def update(path: Path, content: str, *, check: bool = False) -> bool:
+    """Write ``content`` between the markers of ``path``; returns True when the file changed (or, with
+    ``check``, would change)."""
+    text = path.read_text(encoding="utf-8")
+    new = replace_between_markers(text, content)
+    if new is None:
+        print(f"make_table: {path} has no {START} ... {END} markers; left alone", file=sys.stderr)
+        return False
+    if new == text:
+        return False
+    if not check:
+        path.write_text(new, encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=HERE / "results", help="folder of JSON results")
+    parser.add_argument("files", nargs="*", type=Path, help="Markdown files to update (default: both READMEs)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a file is out of date; write nothing")
+    parser.add_argument("--print", action="store_true", help="print the tables instead of writing")
+    args = parser.parse_args(argv)
+    content = render(args.results)
+    if args.print:
+        print(content)
+        return 0
+    stale = [p for p in (args.files or DEFAULT_TARGETS) if update(p, content, check=args.check)]
+    for p in stale:
+        print(f"{'out of date' if args.check else 'updated'}: {p}")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,393 @@
+"""Inference latency: how fast does each backend run the ViBE chain, per stage and end to end?
+
+For the tiny default model (``ViBE.tiny``) and the ViT-B-32 configuration (``ViBE.base``), on every backend and
+precision available on the chosen device (CPU: torch eager fp32, ONNX Runtime fp32 staged and fused; CUDA: torch
+fp32/fp16 (+ CUDA graphs), ONNX Runtime CUDA, TensorRT fp32/fp16 (+ CUDA graphs) when installed), measure:
+
+* batch-1 latency per stage (encoder, Q-Former, decoder) and for the whole chain: p50/p95/p99/max (ms);
+* throughput (images/s) for a sweep of batch sizes, and the best batch with its latency.
+
+Each measurement warms up first; every backend returns host arrays, so each timed call includes device
+synchronisation. Variants are timed round-robin (one call of each per round) so that load from other processes
+on a shared machine hits all alike. Weights are random (latency does not depend on them). PyTorch eager fp32 is
+the peer every engine backend is compared with (``summary.speedup_vs_torch_fp32_*``).
+
+This module also holds what :mod:`~vibe_rt.bench.latency` and :mod:`~vibe_rt.bench.throughput` share: backend
+variant parsing (:func:`parse_variants`), model resolution (:func:`resolve_model`) and predictor creation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._logs import logger
+from ..errors import ConfigError
+from .common import load_average, machine_name, percentiles, write_result
+
+NAME = "inference_latency"
+_BACKENDS = {"torch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime", "tensorrt": "tensorrt",
+             "trt": "tensorrt"}
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def resolve_model(spec: str | Path | None = None, montage: str = "things-eeg2") -> tuple[Any, str]:
+    """The model to benchmark and a description of it.
+
+    Parameters
+    ----------
+    spec : str | Path | None
+        None: the embedded default (``vibe_rt/assets/vibe-default.*``) or, when it is missing, the tiny preset
+        with random weights (latency does not depend on the weights; said in the description); ``"tiny"`` /
+        ``"base"``: a random-init preset; anything else: a checkpoint path.
+    montage : str
+        Montage of the presets.
+    """
+    import torch
+
+    from ..checkpoint import default_checkpoint_path, load_checkpoint, load_default_model
+    from ..errors import CheckpointError
+    from ..models.vibe import ViBE
+
+    def preset(name: str) -> Any:
+        torch.manual_seed(0)  # the same random weights every run: the engine cache (keyed by weights) is reused
+        return getattr(ViBE, name)(montage).eval()
+
+    if spec is None:
+        try:
+            return load_default_model().eval(), f"embedded default ({default_checkpoint_path().name})"
+        except CheckpointError as err:
+            logger.warning("%s; benchmarking the tiny preset with random weights instead", err)
+            return preset("tiny"), ("tiny preset, random weights (the embedded default model is "
+                                               "missing; latency does not depend on the weights)")
+    if str(spec) in ("tiny", "base"):
+        return preset(str(spec)), f"{spec} preset, random weights"
+    return load_checkpoint(spec).eval(), f"checkpoint {Path(spec).name}"
+
+
+def _cuda_ort() -> bool:
+    from .._imports import import_optional_dependency
+
+    ort = import_optional_dependency("onnxruntime", raise_error=False)
+    return ort is not None and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def default_variants(device: str) -> list[dict[str, Any]]:
+    """Every variant that can run on ``device``: torch eager (the peer) first, then each engine backend."""
+    from .._imports import import_optional_dependency
+
+    ort = import_optional_dependency("onnxruntime", raise_error=False) is not None
+    labels = ["torch-fp32"]
+    if device == "cpu":
+        if ort:
+            labels += ["onnxruntime-fp32", "onnxruntime-fp32-fused"]
+        return parse_variants(",".join(labels), device)
+    labels += ["torch-fp16", "torch-fp16-cudagraph"]
+    if _cuda_ort():
+        labels += ["onnxruntime-fp32", "onnxruntime-fp32-fused"]
+    if import_optional_dependency("tensorrt", raise_error=False) is not None:
+        labels += ["tensorrt-fp32", "tensorrt-fp16", "tensorrt-fp16-fused", "tensorrt-fp16-fused-cudagraph"]
+    return parse_variants(",".join(labels), device)
+
+
+def parse_variants(spec: str | None, device: str = "cpu") -> list[dict[str, Any]]:
+    """Backend variants from a comma list such as ``"torch,onnxruntime,onnxruntime-fused,tensorrt-fp16"``.
+
+    Each item is a backend (``torch``, ``onnxruntime``/``ort``, ``tensorrt``/``trt``) followed by optional
+    ``-fp32``/``-fp16``/``-int8``, ``-fused`` and ``-cudagraph``. ``None``, ``"all"`` or ``"auto"`` give
+    :func:`default_variants`. Each variant is a dict with ``label``, ``backend``, ``precision``, ``fused``,
+    ``cuda_graph``.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be 'cpu' or 'cuda', got {device!r}")
+    if spec is None or spec.strip() in ("all", "auto", ""):
+        return default_variants(device)
+    out = []
+    for item in (s.strip().lower() for s in spec.split(",")):
+        if not item:
+            continue
+        head, *opts = item.split("-")
+        if head not in _BACKENDS:
+            raise ConfigError(f"unknown backend {head!r} in --backend {spec!r}; use torch, onnxruntime or tensorrt "
+                              "with optional -fp16/-fp32/-int8, -fused, -cudagraph (e.g. onnxruntime-fused)")
+        backend = _BACKENDS[head]
+        precision = "fp16" if backend == "tensorrt" else "fp32"
+        fused = cuda_graph = False
+        for opt in opts:
+            if opt in _PRECISIONS:
+                precision = opt
+            elif opt == "fused":
+                fused = True
+            elif opt == "staged":
+                fused = False
+            elif opt == "cudagraph":
+                cuda_graph = True
+            elif opt not in ("cuda", "cpu"):
+                raise ConfigError(f"unknown option {opt!r} in backend {item!r}; use fp32, fp16, int8, fused, "
+                                  "staged or cudagraph")
+        if device == "cpu" and (backend == "tensorrt" or precision != "fp32" or cuda_graph):
+            raise ConfigError(f"backend {item!r} needs a CUDA GPU: run with --device cuda")
+        label = f"{backend}-{precision}" + ("-fused" if fused else "") + ("-cudagraph" if cuda_graph else "")
+        out.append(dict(label=label, backend=backend, precision=precision, fused=fused, cuda_graph=cuda_graph))
+    if not out:
+        raise ConfigError(f"--backend {spec!r} names no backend")
+    return out
+
+
+def check_device(device: str) -> None:
+    """Raise ConfigError when ``device`` is ``"cuda"`` and torch sees no CUDA GPU."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda, but torch sees no CUDA GPU here; run on a GPU machine or use "
+                              "--device cpu")
+
+
+def make_predictor(model: Any, var: dict[str, Any], *, device: str = "cpu", threads: int | None = None,
+                   engines_dir: str | Path | None = None, warmup_batch: int = 1) -> Any:
+    """A warmed-up :class:`~vibe_rt.runtime.predictor.Predictor` for one variant (CUDA graphs are captured at
+    ``warmup_batch``)."""
+    from ..runtime.predictor import create_predictor
+
+    kw = {"cuda_graph": True} if var.get("cuda_graph") else {}
+    predictor = create_predictor(model, var["backend"], engines_dir=engines_dir, precision=var["precision"],
+                                 device=device, fused=var["fused"], intra_op_threads=threads, warmup=False, **kw)
+    predictor.warmup(batch=warmup_batch)
+    return predictor
+
+
+def _summary(batch: int, samples: dict[str, list[float]], total_key: str = "total") -> dict[str, Any]:
+    total = percentiles(samples[total_key], 1e3)
+    return {"batch": batch, "iterations": len(samples[total_key]),
+            "stages_ms": {k: percentiles(v, 1e3) for k, v in samples.items() if k != total_key},
+            "total_ms": total, "throughput_per_s": batch / (total["mean"] / 1e3)}
+
+
+def measure_interleaved(predictors: dict[str, Any], batch: int, seconds: float, min_iters: int, max_iters: int,
+                        warmup: int, *, frames: bool = False, clock: Callable[[], float] = time.perf_counter
+                        ) -> tuple[dict[str, dict], dict[str, dict[str, list[float]]]]:
+    """Time ``predict`` of every predictor on the same random input, round-robin (one call each per round).
+
+    Parameters
+    ----------
+    predictors : dict label -> Predictor
+    batch : int
+        Batch size.
+    seconds : float
+        Time budget per predictor (the loop stops after ``seconds * len(predictors)`` and ``min_iters``).
+    min_iters, max_iters, warmup : int
+        Rounds at least / at most, and untimed calls first.
+    frames : bool
+        Feed uint8 camera-sized frames (240 x 320) through ``preprocess`` too; ``total`` then includes it.
+
+    Returns
+    -------
+    summaries : dict label -> dict
+        Per-stage and total percentiles (ms) and throughput (images/s).
+    samples : dict label -> dict stage -> list of seconds
+        The raw timings.
+    """
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for label, pred in predictors.items():
+        if frames:
+            inputs[label] = rng.integers(0, 256, (batch, 240, 320, 3), dtype=np.uint8)
+        else:
+            s = pred.image_size
+            inputs[label] = rng.standard_normal((batch, 3, s, s)).astype(np.float32)
+
+    def call(pred: Any, x: np.ndarray) -> dict[str, float]:
+        if not frames:
+            return pred.predict(x)[1]
+        t0 = clock()
+        px = pred.preprocess(x)
+        t1 = clock()
+        timings = dict(pred.predict(px)[1])
+        timings["preprocess"] = t1 - t0
+        timings["total"] = timings["total"] + (t1 - t0)
+        return timings
+
+    for label, pred in predictors.items():
+        for _ in range(warmup):
+            call(pred, inputs[label])
+    samples: dict[str, dict[str, list[float]]] = {label: {} for label in predictors}
+    t_end = clock() + seconds * len(predictors)
+    n = 0
+    while n < max_iters and (n < min_iters or clock() < t_end):
+        for label, pred in predictors.items():
+            for k, v in call(pred, inputs[label]).items():
+                samples[label].setdefault(k, []).append(v)
+        n += 1
+    return {label: _summary(batch, smp) for label, smp in samples.items()}, samples
+
+
+def bench_model(model: Any, variants: list[dict[str, Any]], *, device: str, threads: int | None,
+                engines_dir: Path | None, batches: list[int], seconds: float, min_iters: int, max_iters: int,
+                warmup: int) -> dict[str, Any]:
+    """Every variant of one model: setup time, batch-1 latency per stage, batch sweep, best batch."""
+    out: dict[str, Any] = {}
+    predictors: dict[str, Any] = {}
+    for var in variants:
+        t0 = time.perf_counter()
+        try:
+            predictors[var["label"]] = make_predictor(model, var, device=device, threads=threads,
+                                                      engines_dir=engines_dir)
+        except Exception as err:  # record and go on: one missing backend must not lose the others
+            out[var["label"]] = {"error": f"{type(err).__name__}: {err}"}
+            logger.warning("%s: %s", var["label"], err)
+            continue
+        out[var["label"]] = {"backend": var["backend"], "precision": var["precision"], "fused": var["fused"],
+                             "device": predictors[var["label"]].device, "cuda_graph": bool(var.get("cuda_graph")),
+                             "setup_s": round(time.perf_counter() - t0, 2), "batches": {}}
+    for batch in batches:
+        preds = {k: p for k, p in predictors.items() if batch == 1 or not out[k]["cuda_graph"]}
+        if not preds:
+            continue
+        res, raw = measure_interleaved(preds, batch, seconds if batch == 1 else seconds / 2,
+                                       min_iters if batch == 1 else max(3, min_iters // 4), max_iters,
+                                       warmup if batch == 1 else max(1, warmup // 4))
+        for label, r in res.items():
+            if batch == 1:
+                out[label]["batch1"] = r
+                out[label]["batch1_total_samples_ms"] = [round(v * 1e3, 4) for v in raw[label]["total"]]
+            out[label]["batches"][str(batch)] = {"total_ms": r["total_ms"], "throughput_per_s": r["throughput_per_s"]}
+    for label in predictors:
+        if not out[label]["batches"]:
+            continue
+        best_b, best = max(out[label]["batches"].items(), key=lambda kv: kv[1]["throughput_per_s"])
+        out[label].update(best_batch=int(best_b), best_throughput_per_s=best["throughput_per_s"],
+                          best_batch_total_ms=best["total_ms"])
+    return out
+
+
+def summarise(variants: dict[str, Any]) -> dict[str, Any]:
+    """Batch-1 latency (p50 and min) of each variant and its speed-up over torch eager fp32; fused vs staged.
+
+    The minimum is reported beside the median because on a shared machine the median includes time the process
+    spent descheduled; the minimum is what the backend itself can do.
+    """
+    out: dict[str, Any] = {}
+    for stat in ("p50", "min"):
+        ms = {k: r["batch1"]["total_ms"][stat] for k, r in variants.items() if "batch1" in r}
+        ref = ms.get("torch-fp32")
+        out[f"batch1_{stat}_ms"] = ms
+        out[f"speedup_vs_torch_fp32_{stat}"] = {k: ref / m for k, m in ms.items()} if ref else {}
+        for staged in [k for k in ms if k.startswith("onnxruntime") and not k.endswith("-fused")]:
+            fused = f"{staged}-fused"
+            if fused in ms:
+                out[f"fused_speedup_{staged}_{stat}"] = ms[staged] / ms[fused]
+    return out
+
+
+def run(*, device: str = "cpu", models: str = "tiny,base", montage: str = "things-eeg2",
+        backend: str | None = None, seconds: float | None = None, min_iters: int = 20, max_iters: int = 2000,
+        warmup: int = 10, threads: int | None = None, engines_dir: str | Path | None = None,
+        out_dir: str | Path | None = None, write: bool = True) -> tuple[dict[str, Any], Path | None]:
+    """Run the inference-latency benchmark; returns the payload and the written JSON path.
+
+    Parameters
+    ----------
+    device : {"cpu", "cuda"}
+    models : str
+        Comma list of ViBE presets (``tiny``, ``base``) or checkpoint paths.
+    backend : str | None
+        Variants (see :func:`parse_variants`); None: every variant available on ``device``.
+    seconds : float | None
+        Time per batch-1 measurement (default 1.5 s for small models, 2 s for large ones).
+    threads : int | None
+        CPU threads for torch and ONNX Runtime (default: physical cores).
+    engines_dir : path-like | None
+        Engine cache (default: a temporary one, so that exports are timed as setup).
+    """
+    import torch
+
+    from ..runtime.backends import physical_cores
+
+    check_device(device)
+    variants = parse_variants(backend, device)
+    threads = threads or physical_cores()
+    torch.set_num_threads(threads)
+    load_before = load_average()
+    tmp = tempfile.TemporaryDirectory(prefix="vibe-rt-bench-engines-")
+    engines = Path(engines_dir) if engines_dir is not None else Path(tmp.name)
+    results: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    try:
+        for spec in [m.strip() for m in models.split(",") if m.strip()]:
+            try:
+                model, desc = resolve_model(spec, montage)
+            except Exception as err:  # a preset that cannot be built here is reported, not fatal
+                results[spec] = {"error": f"{type(err).__name__}: {err}"}
+                logger.warning("%s: skipped (%s)", spec, err)
+                continue
+            n_params = sum(p.numel() for p in model.parameters())
+            small = n_params < 20e6
+            secs = seconds if seconds is not None else (1.5 if small else 2.0)
+            batches = ([1, 4, 16] if small else [1, 4]) if device == "cpu" else [1, 8, 32, 64]
+            per_model: dict[str, Any] = {"model": desc, "parameters": int(n_params),
+                                         "image_size": int(model.encoder.image_size), "montage": montage,
+                                         "batches": batches}
+            per_model["variants"] = bench_model(model, variants, device=device, threads=threads,
+                                                engines_dir=engines, batches=batches, seconds=secs,
+                                                min_iters=min_iters if small else max(5, min_iters // 4),
+                                                max_iters=max_iters, warmup=warmup if small else 2)
+            for label, res in per_model["variants"].items():
+                if "batch1" in res:
+                    logger.info("%s %s: batch-1 p50 %.3f ms, p99 %.3f ms; best batch %d: %.1f/s", spec, label,
+                                res["batch1"]["total_ms"]["p50"], res["batch1"]["total_ms"]["p99"],
+                                res["best_batch"], res["best_throughput_per_s"])
+            results[spec] = per_model
+            summary[spec] = summarise(per_model["variants"])
+    finally:
+        tmp.cleanup()
+    payload = {"question": "How fast does each backend run the ViBE chain, per stage and end to end, vs PyTorch "
+                           "eager?",
+               "config": {"device": device, "threads": threads, "models": models, "backend": backend,
+                          "seconds": seconds, "min_iters": min_iters, "warmup": warmup},
+               "device": device, "threads": threads, "loadavg_before": load_before,
+               "loadavg_after": load_average(), "results": results, "summary": summary}
+    path = None
+    if write:
+        # a CPU run on a GPU machine is named after the machine's CPU side
+        gpu_machine = torch.cuda.is_available()
+        name = machine_name() + ("-cpu" if gpu_machine and device == "cpu" else "")
+        path = write_result(NAME, payload, out_dir=out_dir, machine=name)
+    return payload, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry of ``benchmarks/inference_latency.py``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--models", default="tiny,base", help="comma list of ViBE presets (tiny, base) or paths")
+    parser.add_argument("--montage", default="things-eeg2")
+    parser.add_argument("--backend", default=None, help="comma list of variants (default: all available)")
+    parser.add_argument("--seconds", type=float, default=None, help="time per batch-1 measurement")
+    parser.add_argument("--min-iters", type=int, default=20)
+    parser.add_argument("--max-iters", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    parser.add_argument("--engines-dir", type=Path, default=None, help="engine cache (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=None, help="result folder")
+    parser.add_argument("--no-write", action="store_true", help="print only, do not write results/")
+    args = parser.parse_args(argv)
+    from .._logs import set_log_level
+
+    set_log_level(os.environ.get("VIBE_RT_LOG_LEVEL", "INFO"))
+    payload, path = run(device=args.device, models=args.models, montage=args.montage, backend=args.backend,
+                        seconds=args.seconds, min_iters=args.min_iters, max_iters=args.max_iters,
+                        warmup=args.warmup, threads=args.threads, engines_dir=args.engines_dir, out_dir=args.out,
+                        write=not args.no_write)
+    print(json.dumps(payload["summary"], indent=1))
+    if path is not None:
+        print(f"wrote {path}")
+    return 0
