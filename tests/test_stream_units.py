@@ -332,3 +332,46 @@ def test_block_background_is_the_same_sequence():
     sizes = [5, 1, 63, 64, 65, 200, 2, 600]
     got = np.concatenate([blk.generate(n) for n in sizes])
     assert np.array_equal(got, ref)
+
+
+# review regressions ------------------------------------------------------------------------------------------
+def test_timestamps_are_exact_per_sample_values():
+    sc = SampleClock(333.0, t0=12345.678901, lookahead=0.1)
+    for start in (0, 7, 10**7, 3 * 10**9 + 1):  # up to ~100 days at 333 Hz
+        assert sc.timestamps(start, 250) == [sc.t0 + i / sc.srate for i in range(start, start + 250)]
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ConfigError):
+            SampleClock(bad, 0.0)
+        with pytest.raises(ConfigError):
+            SampleClock(1000.0, 0.0, lookahead=bad)
+
+
+def test_synth_render_longer_than_the_ring_does_not_repeat_responses():
+    """A catch-up push after a stall may be longer than the ring buffer: samples beyond it hold no response."""
+    pred = PulsePredictor(latency=0.1)
+    s = Synthesizer(pred.montage, 1000, background=None, t0=0.0)
+    cap = s._buf.shape[0]
+    s.add(pred.epoch, 0.0)
+    out = s.render(0, cap + 1024)  # the ring holds a power of two of samples
+    assert int(np.argmax(out[:, 0])) == 100  # the pulse once, at its time ...
+    assert np.all(out[cap:] == 0)  # ... and not again one ring length later
+    ref = Synthesizer(pred.montage, 1000, background=None, t0=0.0)
+    ref.add(pred.epoch, 0.0)
+    assert np.allclose(np.concatenate([ref.render(i, 128) for i in range(0, cap + 1024, 128)]), out)
+
+
+def test_pipeline_resolves_calibration_once(tmp_path):
+    from vibe_rt.stream.pipeline import StreamPipeline
+
+    m = small_montage()
+    foreign = {"format": "vibe-rt-calibration", "version": 1, "montage": "things-meg", "channels": ["MLC11"],
+               "gain": [2.0], "latency_s": 0.0}
+    with pytest.raises(ConfigError, match="none of the streamed channels"):
+        StreamPipeline(PulsePredictor(montage=m), calibration=foreign, background=None)
+    partial = {"format": "vibe-rt-calibration", "version": 1, "ch_names": ["oz"], "gain": [2.0], "latency_s": 0.0}
+    p = StreamPipeline(PulsePredictor(montage=m), calibration=partial, background=None)
+    assert p.calibration["channels"] == list(m.ch_names)
+    assert p.calibration["gain"] == [2.0 if c == "Oz" else 1.0 for c in m.ch_names]
+    pred = PulsePredictor(montage=m)
+    out = apply_calibration(pred.epoch[None], m, p.calibration)[0]
+    assert np.allclose(out, pred.epoch * np.array(p.calibration["gain"])[:, None])

@@ -93,9 +93,32 @@ def _one(which: str, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
                        threads=args.threads, out_dir=args.out)
 
 
+def _validate(args: argparse.Namespace) -> None:
+    """Refuse invalid numbers before any benchmark runs (and writes its results)."""
+    import math
+
+    from ..errors import ConfigError
+
+    checks = [("--srate", args.srate, 0, False), ("--lookahead", args.lookahead, 0, True),
+              ("--chunk-ms", args.chunk_ms, 0, False), ("--duration", args.duration, 0, False),
+              ("--channels", args.channels, 1, True), ("--event-rate", args.event_rate, 0, False),
+              ("--fps", args.fps, 0, False), ("--refresh-hz", args.refresh_hz, 0, False),
+              ("--target-ms", args.target_ms, 0, False), ("--max-batch", args.max_batch, 1, True),
+              ("--splits", args.splits, 1, True), ("--threads", args.threads, 1, True)]
+    for option, value, low, inclusive in checks:
+        if value is None:
+            continue
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+        if not ok:
+            raise ConfigError(f"{option} must be {'>=' if inclusive else '>'} {low}, got {value:g}; see "
+                              "`vibe-rt bench --help` for typical values")
+
+
 def run(args: argparse.Namespace) -> int:
     from .._logs import logger
     from ..errors import VibeError
+
+    _validate(args)
 
     todo = ("latency", "stream", "throughput", "quality") if args.which == "all" else (args.which,)
     summaries: dict[str, Any] = {}

@@ -142,8 +142,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..compare.live import LiveComparator
 
+        # a short run does not wait longer for its streams than it runs
+        resolve_timeout = 10.0 if args.duration is None else min(10.0, max(1.0, args.duration))
         live = LiveComparator(args.live, montage, synth, markers=args.markers, interpolation=args.interpolation,
-                              unit_override=args.live_unit, **comparator_kwargs(args))
+                              unit_override=args.live_unit, resolve_timeout=resolve_timeout,
+                              **comparator_kwargs(args))
         live.start()
         t0 = time.monotonic()
         try:

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from ..errors import ConfigError
 
 Clock = Callable[[], float]
@@ -48,19 +50,21 @@ class SampleClock:
     lookahead: float = 0.25
 
     def __post_init__(self) -> None:
-        if not self.srate > 0:
-            raise ConfigError(f"sampling rate must be positive, got {self.srate}")
-        if self.lookahead < 0:
-            raise ConfigError(f"lookahead must be >= 0 s, got {self.lookahead}")
+        if not (math.isfinite(self.srate) and self.srate > 0):
+            raise ConfigError(f"sampling rate must be a positive number of Hz, got {self.srate}")
+        if not (math.isfinite(self.lookahead) and self.lookahead >= 0):
+            raise ConfigError(f"lookahead must be a finite number of seconds >= 0, got {self.lookahead}")
 
     def timestamp(self, n: int) -> float:
         """Timestamp of sample ``n`` (seconds)."""
         return self.t0 + n / self.srate
 
     def timestamps(self, start: int, n: int) -> list[float]:
-        """Timestamps of samples ``start .. start + n - 1`` (each from the integer index)."""
-        t0, fs = self.t0, self.srate
-        return [t0 + i / fs for i in range(start, start + n)]
+        """Timestamps of samples ``start .. start + n - 1`` (each from the integer index).
+
+        Vectorised, and bit-identical to ``t0 + i / srate`` per sample (integers below 2**53 convert exactly).
+        """
+        return (self.t0 + np.arange(start, start + n, dtype=np.float64) / self.srate).tolist()
 
     def emit_time(self, n: int) -> float:
         """Wall time (LSL clock) at which sample ``n`` is due to be pushed."""

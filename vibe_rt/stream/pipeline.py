@@ -55,6 +55,39 @@ class Predictor(Protocol):
         """float32 (B, 3, S, S) -> (epochs (B, C, T) SI units, per-stage timings in seconds)."""
 
 
+def _calibration_for(profile: dict, montage: Montage) -> dict:
+    """A calibration profile resolved once for the streamed channels (gain and latency per channel, in montage
+    order), so that the inference thread neither re-matches labels nor logs per batch.
+
+    Raises :class:`ConfigError` when the profile covers none of the channels (a profile for another montage);
+    channels it lacks keep gain 1 and no shift (logged once).
+    """
+    from ..compare.calibrate import _validate
+
+    _validate(profile, "the calibration profile")
+    idx = {str(c).lower(): i for i, c in enumerate(profile["channels"])}
+    lat = profile["latency_s"]
+    gain, latency, missing = [], [], []
+    for c in montage.ch_names:
+        i = idx.get(c.lower())
+        if i is None:
+            missing.append(c)
+            gain.append(1.0)
+            latency.append(0.0)
+        else:
+            gain.append(float(profile["gain"][i]))
+            latency.append(float(lat[i]) if isinstance(lat, list) else float(lat))
+    if len(missing) == montage.n_channels:
+        raise ConfigError(f"the calibration profile {profile.get('name', '')!r} (montage "
+                          f"{profile.get('montage')!r}) has none of the streamed channels "
+                          f"({', '.join(montage.ch_names[:5])}...); use a profile fitted for montage "
+                          f"{montage.name!r} (vibe-rt calibrate) or leave --calibration out")
+    if missing:
+        logger.warning("the calibration profile has no entry for %s: gain 1, no shift", missing)
+    return {**profile, "channels": list(montage.ch_names), "ch_names": list(montage.ch_names), "gain": gain,
+            "latency_s": latency[0] if len(set(latency)) == 1 else latency}
+
+
 class StreamPipeline:
     """Runs a frame source and a predictor into LSL outlets in real time.
 
@@ -136,7 +169,7 @@ class StreamPipeline:
             background = make_background(self.montage, self.srate, seed=seed)
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
                                  line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
-        self.calibration = calibration
+        self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None
         self.record_path = Path(record) if record else None
         self.chunk = chunk_samples(self.srate, chunk_s)
         self.max_queue, self.max_batch = int(max_queue), int(max_batch)
@@ -406,8 +439,9 @@ class StreamPipeline:
                     with np.errstate(all="ignore"):
                         epochs = apply_calibration(epochs, self.montage, self.calibration)
                 onsets = [s.onset for s, _ in batch]
+                prepared = self.synth.prepare_batch(epochs)  # resampling outside the lock the outlet waits on
                 with self._synth_lock:
-                    statuses = self.synth.add_batch(epochs, onsets)
+                    statuses = self.synth.add_prepared_batch(prepared, onsets)
                     first = self.synth.n_rendered  # a clipped response starts at the next sample to render
                     for onset, status in zip(onsets, statuses):
                         if status in _IN_SIGNAL:

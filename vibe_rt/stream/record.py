@@ -87,7 +87,7 @@ class BrainVisionWriter:
         with self._lock:
             if self._eeg.closed:
                 return
-            self._eeg.write(data.tobytes())
+            self._eeg.write(data.data)  # the array's buffer, no bytes copy
             self._eeg.flush()
             self.n_samples += data.shape[0]
 

@@ -8,6 +8,7 @@ This is what ``vibe-rt stream`` calls; Python users can call it too::
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,9 @@ from ..errors import ConfigError
 from ..compare.calibrate import load_calibration
 from .clock import lsl_clock
 from .events import make_policy
-from .pipeline import Predictor, StreamPipeline
-from .synth import make_background
+from .pipeline import Predictor, StreamPipeline, _calibration_for
+from ..montage import Montage
+from .synth import make_background, resample_factors
 from .sources import CameraSource, DemoSource, FrameSource, ImageFolderSource, VideoSource
 
 SOURCES = ("camera", "video", "images", "demo", "none")
@@ -73,14 +75,31 @@ class StreamConfig:
         """Raise ConfigError naming the first invalid option."""
         if self.source not in SOURCES:
             raise ConfigError(f"unknown source {self.source!r}; use one of {', '.join(SOURCES)}")
-        if self.srate not in (250, 500, 1000) and not self.srate > 0:
-            raise ConfigError(f"--srate must be positive (250, 500 or 1000 Hz are typical), got {self.srate}")
+        if not (math.isfinite(self.srate) and self.srate > 0):
+            raise ConfigError(f"--srate must be a positive number of Hz (250, 500 or 1000 are typical), "
+                              f"got {self.srate:g}")
+        if not (math.isfinite(self.lookahead) and self.lookahead >= 0):
+            raise ConfigError(f"--lookahead must be >= 0 s (e.g. 0.25: the time budget of a response), "
+                              f"got {self.lookahead:g}")
+        for option, value in (("--max-batch", self.max_batch), ("--max-queue", self.max_queue)):
+            if value < 1:
+                raise ConfigError(f"{option} must be at least 1, got {value}")
+        if self.source == "camera" and not self.fps > 0:
+            raise ConfigError(f"--fps must be positive, got {self.fps:g}")
+        if self.events == "rate" and not self.event_rate > 0:
+            raise ConfigError(f"--event-rate must be positive, got {self.event_rate:g}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise ConfigError(f"--noise-scale must be >= 0, got {self.noise_scale:g}")
         if self.source == "video" and self.video is None:
             raise ConfigError("the video source needs a file: --video FILE")
         if self.source == "images" and self.images is None:
             raise ConfigError("the image source needs a folder: --images DIR")
         if self.duration is not None and self.duration <= 0:
             raise ConfigError(f"--duration must be positive, got {self.duration}")
+        if self.record is not None:
+            from .record import _paths
+
+            _paths(self.record)  # a BrainVision name (.vhdr), checked before the model loads
         if not 0 < self.chunk_ms <= 100:
             raise ConfigError(f"--chunk-ms must be in (0, 100], got {self.chunk_ms}")
 
@@ -117,7 +136,27 @@ def load_predictor(model: str | Path | None = None, backend: str = "auto") -> tu
     return predictor, meta
 
 
-def _channels(spec: str | None, predictor: Predictor) -> list[str] | None:
+def _checkpoint_montage(model: str | Path | None) -> Montage:
+    """The montage recorded in a checkpoint's JSON document (None: the embedded default), without building the
+    model; a missing or corrupt checkpoint raises :class:`~vibe_rt.errors.CheckpointError` here."""
+    from .. import checkpoint
+    from ..errors import CheckpointError
+
+    if model is None:
+        weights, doc = checkpoint.checkpoint_paths(checkpoint.default_checkpoint_path())
+        if not (weights.is_file() and doc.is_file()):
+            checkpoint.load_default_model()  # raises the CheckpointError that names the fix
+    path = model if model is not None else checkpoint.default_checkpoint_path()
+    document = checkpoint.read_checkpoint_config(path)
+    try:
+        return Montage.from_dict(document["montage"])
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: invalid montage in the checkpoint document ({err}); re-save the "
+                              "checkpoint") from err
+
+
+def _channels(spec: str | None, model: Montage) -> list[str] | None:
+    """The channels that ``--montage`` names (None: all), checked against the model's montage."""
     if not spec:
         return None
     from ..montage import get_montage, list_montages
@@ -126,10 +165,21 @@ def _channels(spec: str | None, predictor: Predictor) -> list[str] | None:
         names = list(get_montage(spec).ch_names)
     else:
         names = [c.strip() for c in spec.split(",") if c.strip()]
-    missing = [c for c in names if c not in predictor.montage.ch_names]
+    if not names:
+        raise ConfigError(f"--montage {spec!r} names no channel; give a preset ({', '.join(list_montages())}) "
+                          "or a comma-separated channel list")
+    dups = sorted({c for c in names if names.count(c) > 1})
+    if dups:
+        raise ConfigError(f"--montage lists the channels {dups} more than once; name each channel once")
+    missing = [c for c in names if c not in model.ch_names]
     if missing:
+        if len(names) == 1:  # most likely a misspelt preset name
+            raise ConfigError(f"--montage {spec!r} is neither a preset montage ({', '.join(list_montages())}) nor "
+                              f"a channel of the model (montage {model.name!r}: {', '.join(model.ch_names[:6])}"
+                              "...); give a preset or a comma-separated subset of the model's channels")
         raise ConfigError(f"--montage {spec!r}: channels {missing[:10]} are not produced by the model "
-                          f"(montage {predictor.montage.name!r}); use a subset of its channels")
+                          f"(montage {model.name!r}: {', '.join(model.ch_names[:6])}...); use a subset of its "
+                          "channels")
     return names
 
 
@@ -141,16 +191,24 @@ def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
     source = build_source(cfg)
     if source is not None:
         source.probe()  # a missing camera or file is reported before the model loads
-    if predictor is None:
-        predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
-        meta = {**loaded_meta, **meta}
+    # so is a missing or malformed calibration profile (its channels are checked against the model's below)
+    calibration = load_calibration(cfg.calibration) if cfg.calibration is not None else None
     events = cfg.events
     if events == "auto":
         events = "every" if cfg.source == "images" else "scene"
     policy = make_policy(events, rate=cfg.event_rate, threshold=cfg.threshold, refractory=cfg.refractory,
                          max_interval=cfg.max_interval)
-    calibration = load_calibration(cfg.calibration) if cfg.calibration is not None else None
-    channels = _channels(cfg.montage, predictor)
+    if predictor is None:
+        # the options that depend on the model's channels are checked against the checkpoint document (cheap)
+        # before the model loads and its engines are built (slow)
+        model_montage = _checkpoint_montage(cfg.model)
+        resample_factors(model_montage.sfreq, cfg.srate)  # --srate must be a rational multiple of the model's
+        early = _channels(cfg.montage, model_montage)
+        if calibration is not None:
+            _calibration_for(calibration, model_montage.pick(early) if early else model_montage)
+        predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
+        meta = {**loaded_meta, **meta}
+    channels = _channels(cfg.montage, predictor.montage)
     montage = predictor.montage.pick(channels) if channels else predictor.montage
     background = make_background(montage, cfg.srate, seed=cfg.seed, scale=cfg.noise_scale)
     return StreamPipeline(

@@ -412,7 +412,8 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"image folder {self.directory} does not exist; give a folder to --images")
         self.paths = sorted(p for p in self.directory.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not self.paths:
-            raise SourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.directory}")
+            raise SourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.directory}; put stimulus "
+                              "images there or give another folder to --images")
         self._t_start = self.clock()
         self._k = 0
 

@@ -263,6 +263,7 @@ class Synthesizer:
         self.late_policy = late_policy
         self.include_prestimulus = include_prestimulus
         self.n_fade = int(round(taper_s * self.srate))
+        self._fade: np.ndarray | None = None  # fade window of the epoch length (computed once)
         self.line: LineNoise | None = None
         if line_noise:
             amp = line_noise_amplitude or (2e-6 if montage.modality == "EEG" else 100e-15)
@@ -289,8 +290,10 @@ class Synthesizer:
     def prepare(self, epochs: np.ndarray) -> np.ndarray:
         """Model-rate SI epochs (B, C, T) -> output-rate, output-unit additions (B, L, C) float64."""
         ep = resample_epochs(np.asarray(epochs), self.up, self.down)[..., self.j0:]
-        ep = ep * fade_window(ep.shape[-1], self.n_fade)
-        return np.transpose(ep * self.scale[:, None], (0, 2, 1))
+        if self._fade is None or self._fade.shape[0] != ep.shape[-1]:
+            self._fade = fade_window(ep.shape[-1], self.n_fade)
+        ep = ep * (self.scale[:, None] * self._fade)  # one pass: fade and unit scale
+        return np.transpose(ep, (0, 2, 1))
 
     # adding -------------------------------------------------------------------------------------------------
     def _ensure_capacity(self, end: int) -> None:
@@ -339,14 +342,41 @@ class Synthesizer:
 
     def add_batch(self, epochs: np.ndarray, onsets: list[float]) -> list[str]:
         """Add (B, C, T) epochs at their onsets; returns one status per epoch."""
+        return self.add_prepared_batch(self.prepare_batch(epochs), onsets)
+
+    def prepare_batch(self, epochs: np.ndarray) -> np.ndarray:
+        """:meth:`prepare` with a shape check and floating-point warnings silenced (non-finite epochs are
+        dropped when added). Reads only constant state: a threaded caller runs it outside its lock."""
         epochs = np.asarray(epochs)
         if epochs.ndim != 3 or epochs.shape[1] != self.n_channels:
             raise ConfigError(f"epochs must have shape (B, {self.n_channels}, T), got {epochs.shape}")
         with np.errstate(all="ignore"):
-            prepared = self.prepare(epochs)
+            return self.prepare(epochs)
+
+    def add_prepared_batch(self, prepared: np.ndarray, onsets: list[float]) -> list[str]:
+        """Add the (B, L, C) output of :meth:`prepare_batch` at their onsets; one status per response."""
         return [self.add_prepared(p, self.onset_index(t)) for p, t in zip(prepared, onsets)]
 
     # rendering ----------------------------------------------------------------------------------------------
+    def _take(self, start: int, n: int) -> np.ndarray:
+        """Pending additions of samples ``start .. start + n - 1`` as a new (n, C) array; their slots are
+        zeroed. At most two contiguous slices of the ring (no index arrays); samples more than one ring length
+        ahead cannot hold additions (see :meth:`_ensure_capacity`) and are zero."""
+        buf = self._buf
+        cap = buf.shape[0]
+        out = np.empty((n, self.n_channels), np.float64)
+        m = min(n, cap)
+        i = start % cap
+        a = min(m, cap - i)
+        out[:a] = buf[i:i + a]
+        buf[i:i + a] = 0.0
+        if a < m:
+            out[a:m] = buf[:m - a]
+            buf[:m - a] = 0.0
+        if m < n:
+            out[m:] = 0.0
+        return out
+
     def render(self, start: int, n: int) -> np.ndarray:
         """Output samples ``start .. start + n - 1`` as (n, C) float32 in output units.
 
@@ -354,13 +384,16 @@ class Synthesizer:
         """
         if start != self.n_rendered:
             raise ValueError(f"render must continue at sample {self.n_rendered}, got {start}")
-        idx = np.arange(start, start + n) % self._buf.shape[0]
-        out = self._buf[idx]
-        self._buf[idx] = 0.0
+        out = self._take(start, n)
+        si = None  # background + line noise in SI units, scaled to output units once
         if self.background is not None:
-            out += np.asarray(self.background.generate(n), dtype=np.float64) * self.scale
+            si = np.array(self.background.generate(n), dtype=np.float64)  # a copy: may be a view of its buffer
         if self.line is not None:
-            out += self.line.render(start, n) * self.scale
+            line = self.line.render(start, n)
+            si = line if si is None else np.add(si, line, out=si)
+        if si is not None:
+            si *= self.scale
+            out += si
         with np.errstate(all="ignore"):
             out32 = out.astype(np.float32)  # checked after the cast: float32 overflow gives inf too
         bad = ~np.isfinite(out32)

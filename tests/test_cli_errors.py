@@ -1,0 +1,130 @@
+"""User errors of the ``vibe-rt`` command: one line ``vibe-rt: error: ...`` naming the problem and the fix, exit
+code 2, never a traceback. Runs ``vibe_rt.cli.main`` in-process; no case loads a model (inputs that depend on the
+model's channels are checked against the checkpoint document before the model is built)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vibe_rt import __version__, cli
+from vibe_rt.checkpoint import default_checkpoint_path
+
+TMP = "{tmp}"  # replaced by the test's tmp_path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """Bad inputs: corrupt and truncated checkpoints and ONNX graph, an empty folder, foreign calibration."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "corrupt.json").write_text("{not json")
+    (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 64)
+    weights = default_checkpoint_path()
+    shutil.copy(weights.with_suffix(".json"), tmp_path / "truncated.json")
+    (tmp_path / "truncated.safetensors").write_bytes(weights.read_bytes()[:100_000])
+    (tmp_path / "foreign-calibration.json").write_text(json.dumps(
+        {"format": "vibe-rt-calibration", "version": 1, "name": "meg", "montage": "things-meg",
+         "channels": ["MLC11", "MLC12"], "gain": [1.0, 2.0], "latency_s": 0.01}))
+    (tmp_path / "not-a-calibration.json").write_text(json.dumps({"gain": [1.0]}))
+    (tmp_path / "truncated.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    return tmp_path
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # argparse errors, --help and --version exit
+        rc = exc.code if isinstance(exc.code, int) else 2
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+CASES = [
+    # (id, argv, message fragment)
+    ("srate-zero", ["stream", "--srate", "0", "--duration", "1"], "--srate must be a positive"),
+    ("srate-negative", ["stream", "--srate", "-250", "--duration", "1"], "--srate must be a positive"),
+    ("srate-not-rational", ["stream", "--srate", "333.3333", "--duration", "1"], "cannot resample"),
+    ("lookahead-negative", ["stream", "--lookahead", "-0.1", "--duration", "1"], "--lookahead must be >= 0"),
+    ("max-batch-zero", ["stream", "--max-batch", "0", "--duration", "1"], "--max-batch must be at least 1"),
+    ("video-missing", ["stream", "--video", "{tmp}/nope.mp4"], "does not exist; give an existing file to --video"),
+    ("images-empty", ["stream", "--images", "{tmp}/empty"], "give another folder to --images"),
+    ("images-missing", ["stream", "--images", "{tmp}/nope"], "does not exist; give a folder to --images"),
+    ("model-missing", ["stream", "--model", "{tmp}/nope", "--duration", "1"], "not found"),
+    ("model-corrupt", ["stream", "--model", "{tmp}/corrupt", "--duration", "1"], "not valid JSON"),
+    ("model-truncated", ["stream", "--model", "{tmp}/truncated.safetensors", "--duration", "1"], "truncated"),
+    ("montage-unknown", ["stream", "--montage", "things-eeg3", "--duration", "1"], "neither a preset montage"),
+    ("montage-wrong-channels", ["stream", "--montage", "Oz,XYZ", "--duration", "1"], "not produced by the model"),
+    ("montage-duplicates", ["stream", "--montage", "Oz,Oz", "--duration", "1"], "more than once"),
+    ("calibration-foreign", ["stream", "--calibration", "{tmp}/foreign-calibration.json", "--duration", "1"],
+     "none of the streamed channels"),
+    ("calibration-missing", ["stream", "--calibration", "{tmp}/nope.json", "--duration", "1"], "does not exist"),
+    ("calibration-not-a-profile", ["stream", "--calibration", "{tmp}/not-a-calibration.json", "--duration", "1"],
+     "not a vibe-rt calibration profile"),
+    ("size-malformed", ["stream", "--camera", "0", "--size", "big"], "--size must look like"),
+    ("engines-model-truncated", ["engines", "verify", "--model", "{tmp}/truncated"], "truncated"),
+    ("compare-no-input", ["compare", "--synth", "vibe-rt"], "give --live"),
+    ("compare-montage-unknown", ["compare", "--live", "x", "--synth", "vibe-rt", "--montage", "nope"],
+     "unknown montage"),
+    ("compare-live-file-missing", ["compare", "--live-file", "{tmp}/nope.xdf", "--synth", "vibe-rt"], "nope.xdf"),
+    ("compare-live-missing", ["compare", "--live", "NoSuchStream", "--synth", "NoSuchSynth", "--duration", "1"],
+     "no LSL signal stream 'NoSuchStream'"),
+    ("calibrate-session-missing", ["calibrate", "--session", "{tmp}/nope", "--out", "{tmp}/c.json",
+                                   "--synth", "vibe-rt"], "nope"),
+    ("data-simulate-montage-unknown", ["data", "simulate", "--montage", "nope", "--out", "{tmp}/sim"],
+     "unknown montage"),
+    ("data-info-empty", ["data", "info", "{tmp}/empty"], "is not a vibe-rt dataset"),
+    ("eval-model-missing", ["eval", "--model", "{tmp}/nope", "--data", "{tmp}/empty", "--no-baseline"],
+     "not found"),
+    ("train-qformer-vae-missing", ["train", "qformer", "--data", "{tmp}/empty", "--vae", "{tmp}/nope",
+                                   "--out", "{tmp}/m"], "{tmp}"),
+    ("bench-srate-zero", ["bench", "stream", "--srate", "0", "--out", "{tmp}/bench"], "--srate must be > 0"),
+    ("bench-lookahead-negative", ["bench", "latency", "--lookahead", "-1", "--out", "{tmp}/bench"],
+     "--lookahead must be >= 0"),
+    ("srate-infinite", ["stream", "--srate", "inf", "--duration", "1"], "--srate must be a positive"),
+    ("chunk-ms-zero", ["stream", "--chunk-ms", "0", "--duration", "1"], "--chunk-ms must be in (0, 100]"),
+    ("record-not-vhdr", ["stream", "--record", "{tmp}/rec.txt", "--duration", "1"], "give a name ending in .vhdr"),
+    ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
+    ("unknown-option", ["stream", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ("bad-number", ["stream", "--srate", "fast"], "argument --srate: invalid float value: 'fast'"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_user_error_is_one_line_with_exit_code_2(argv, fragment, files, capsys):
+    argv = [a.replace(TMP, str(files)) for a in argv]
+    rc, out, err = _main(argv, capsys)
+    assert rc == 2, (out, err)
+    assert "Traceback" not in err + out
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("vibe-rt: error: "), err
+    assert fragment.replace(TMP, str(files)) in last, err
+    # VibeErrors print exactly one line; argparse errors print the usage line first
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith(("usage:", " "))]
+    assert len(lines) == 1, err
+
+
+def test_truncated_onnx_engine_is_refused(files):
+    """A truncated ONNX graph gives EngineError (exit code 2 in the CLI), not an onnxruntime traceback."""
+    pytest.importorskip("onnxruntime")
+    from vibe_rt.errors import VibeError
+    from vibe_rt.runtime.backends import OnnxRuntimeBackend
+
+    with pytest.raises(VibeError, match="truncated.onnx"):
+        OnnxRuntimeBackend(files / "truncated.onnx")
+
+
+def test_help_version_info(capsys):
+    rc, out, _ = _main(["--help"], capsys)
+    assert rc == 0 and "stream" in out and "compare" in out and "calibrate" in out
+    rc, out, _ = _main(["--version"], capsys)
+    assert rc == 0 and out.strip() == f"vibe-rt {__version__}"
+    rc, out, _ = _main([], capsys)
+    assert rc == 0 and "usage: vibe-rt" in out
+    rc, out, _ = _main(["info"], capsys)
+    assert rc == 0 and out.startswith(f"vibe-rt {__version__}") and "embedded model:" in out
+    rc, out, _ = _main(["info", "--json"], capsys)
+    info = json.loads(out)
+    assert rc == 0 and info["vibe_rt"] == __version__ and info["embedded_model"]["status"] == "ok"
