@@ -76,7 +76,7 @@ def test_cli_stream_with_checkpoint_record_and_sigterm(source_id, tmp_path):
         inlet_info = pylsl.resolve_byprop("source_id", source_id, timeout=60)
         assert inlet_info, proc.stderr.read() if proc.poll() is not None else "stream not found"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and rec.with_suffix(".vmrk").read_text().count("Stimulus") < 5:
+        while time.monotonic() < deadline and rec.with_suffix(".vmrk").read_text().count("Stimulus") < 8:
             assert proc.poll() is None
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
@@ -89,8 +89,8 @@ def test_cli_stream_with_checkpoint_record_and_sigterm(source_id, tmp_path):
     raw = mne.io.read_raw_brainvision(rec, preload=True, verbose="error")
     assert raw.info["sfreq"] == 250 and len(raw.ch_names) == 17
     # markers are written at their onset as soon as predicted, i.e. up to a lookahead ahead of the signal data;
-    # MNE drops the one(s) beyond the last recorded sample
-    assert sum(d.startswith("Stimulus") for d in raw.annotations.description) >= 4
+    # MNE drops those beyond the last recorded sample (at 4 events/s and a 0.3 s lookahead, at most a few)
+    assert sum(d.startswith("Stimulus") for d in raw.annotations.description) >= 5
     psd = np.abs(np.fft.rfft(raw.get_data()[3] - raw.get_data()[3].mean()))
     freqs = np.fft.rfftfreq(raw.n_times, 1 / 250)
     assert abs(freqs[np.argmax(psd * (freqs > 40))] - 50) < 1  # line noise at 50 Hz
