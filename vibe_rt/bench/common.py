@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .._json import to_jsonable
+
 __all__ = [
     "cpu_model", "cpu_counts", "gpu_info", "machine_name", "library_versions", "machine_info", "load_average",
     "percentiles", "default_out_dir", "result_path", "write_result", "save_histograms", "checkout_root",
@@ -155,22 +157,6 @@ def default_out_dir() -> Path:
     return root / "benchmarks" / "results" if root is not None else Path.cwd() / "vibe-rt-bench"
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None  # JSON has no NaN/inf
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def result_path(name: str, *, out_dir: str | Path | None = None, machine: str | None = None,
                 suffix: str = ".json") -> Path:
     """``<out_dir>/<name>-<machine><suffix>`` (the folder is created)."""
@@ -203,7 +189,7 @@ def write_result(name: str, payload: dict[str, Any], *, out_dir: str | Path | No
     path = result_path(name, out_dir=out_dir, machine=machine or info["machine"])
     doc = {"benchmark": name, "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
            "machine_info": info, **payload}
-    path.write_text(json.dumps(_jsonable(doc), indent=1) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(to_jsonable(doc), indent=1) + "\n", encoding="utf-8")
     return path
 
 

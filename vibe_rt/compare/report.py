@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._json import to_jsonable
 from ..errors import DataError
 from ..montage import Montage
 from .comparator import Comparator, ErpSet
@@ -25,22 +26,6 @@ __all__ = ["write_report", "read_report", "channel_groups"]
 
 REPORT_JSON = "report.json"
 ERPS_FILE = "erps.npz"
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def channel_groups(ch_names: Sequence[str], max_groups: int = 6) -> dict[str, list[int]]:
@@ -208,7 +193,7 @@ def write_report(
         "files": files,
     }
     path = out / REPORT_JSON
-    path.write_text(json.dumps(_clean(report), indent=1))
+    path.write_text(json.dumps(to_jsonable(report), indent=1))
     if html_page and figures:
         _html(out, report)
     return path
