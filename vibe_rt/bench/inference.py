@@ -162,6 +162,27 @@ def make_predictor(model: Any, var: dict[str, Any], *, device: str = "cpu", thre
     return predictor
 
 
+def make_predictors(model: Any, variants: list[dict[str, Any]], *, device: str, threads: int | None,
+                    engines_dir: str | Path | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A predictor per variant, and per variant either its description and setup time or the error that
+    stopped it (one missing backend must not lose the others)."""
+    predictors: dict[str, Any] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    for var in variants:
+        t0 = time.perf_counter()
+        try:
+            predictor = make_predictor(model, var, device=device, threads=threads, engines_dir=engines_dir)
+        except Exception as err:  # recorded in the result, not raised
+            logger.warning("%s: %s", var["label"], err)
+            entries[var["label"]] = {"error": f"{type(err).__name__}: {err}"}
+            continue
+        predictors[var["label"]] = predictor
+        entries[var["label"]] = {"backend": var["backend"], "precision": var["precision"], "fused": var["fused"],
+                                 "device": predictor.device, "cuda_graph": bool(var.get("cuda_graph")),
+                                 "setup_s": round(time.perf_counter() - t0, 2)}
+    return predictors, entries
+
+
 def _summary(batch: int, samples: dict[str, list[float]], total_key: str = "total") -> dict[str, Any]:
     total = percentiles(samples[total_key], 1e3)
     return {"batch": batch, "iterations": len(samples[total_key]),
@@ -231,20 +252,9 @@ def bench_model(model: Any, variants: list[dict[str, Any]], *, device: str, thre
                 engines_dir: Path | None, batches: list[int], seconds: float, min_iters: int, max_iters: int,
                 warmup: int) -> dict[str, Any]:
     """Every variant of one model: setup time, batch-1 latency per stage, batch sweep, best batch."""
-    out: dict[str, Any] = {}
-    predictors: dict[str, Any] = {}
-    for var in variants:
-        t0 = time.perf_counter()
-        try:
-            predictors[var["label"]] = make_predictor(model, var, device=device, threads=threads,
-                                                      engines_dir=engines_dir)
-        except Exception as err:  # record and go on: one missing backend must not lose the others
-            out[var["label"]] = {"error": f"{type(err).__name__}: {err}"}
-            logger.warning("%s: %s", var["label"], err)
-            continue
-        out[var["label"]] = {"backend": var["backend"], "precision": var["precision"], "fused": var["fused"],
-                             "device": predictors[var["label"]].device, "cuda_graph": bool(var.get("cuda_graph")),
-                             "setup_s": round(time.perf_counter() - t0, 2), "batches": {}}
+    predictors, out = make_predictors(model, variants, device=device, threads=threads, engines_dir=engines_dir)
+    for label in predictors:
+        out[label]["batches"] = {}
     for batch in batches:
         preds = {k: p for k, p in predictors.items() if batch == 1 or not out[k]["cuda_graph"]}
         if not preds:

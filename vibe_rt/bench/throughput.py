@@ -16,7 +16,6 @@ This is a predictor-level measurement: the pipeline adds a few ms per onset (cap
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 from .._logs import logger
 from ..errors import ConfigError
 from .common import load_average, result_path, write_result
-from .inference import check_device, make_predictor, measure_interleaved, parse_variants, resolve_model
+from .inference import check_device, make_predictors, measure_interleaved, parse_variants, resolve_model
 
 NAME = "throughput"
 
@@ -93,19 +92,9 @@ def run(*, backend: str | None = None, model: str | Path | None = None, device: 
     torch.set_num_threads(threads or physical_cores())  # ONNX Runtime keeps its own default unless --threads
     mdl, desc = resolve_model(model)
     load_before = load_average()
-    predictors: dict[str, Any] = {}
-    results: dict[str, Any] = {}
-    for var in variants:
-        t0 = time.perf_counter()
-        try:
-            predictors[var["label"]] = make_predictor(mdl, var, device=device, threads=threads,
-                                                      engines_dir=engines_dir)
-        except Exception as err:
-            logger.warning("%s: %s", var["label"], err)
-            results[var["label"]] = {"error": f"{type(err).__name__}: {err}"}
-            continue
-        results[var["label"]] = {**{k: var[k] for k in ("backend", "precision", "fused", "cuda_graph")},
-                                 "setup_s": round(time.perf_counter() - t0, 2), "sweep": []}
+    predictors, results = make_predictors(mdl, variants, device=device, threads=threads, engines_dir=engines_dir)
+    for label in predictors:
+        results[label]["sweep"] = []
     batches = [1]
     while batches[-1] * 2 <= max_batch:
         batches.append(batches[-1] * 2)
