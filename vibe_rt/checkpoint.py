@@ -336,11 +336,16 @@ def default_checkpoint_path() -> Path:
     return Path(__file__).parent / "assets" / "vibe-default.safetensors"
 
 
-def load_default_model() -> ViBE:
-    """Load the embedded default model; a missing file raises :class:`CheckpointError` with the fix."""
+def require_default_checkpoint() -> Path:
+    """The embedded default model's weights path; a missing file raises :class:`CheckpointError` with the fix."""
     weights, doc = checkpoint_paths(default_checkpoint_path())
     if not (weights.is_file() and doc.is_file()):
         raise CheckpointError(f"the embedded default model ({weights} + {doc.name}) is missing from this "
                               f"installation; regenerate it with `{REGENERATE_COMMAND}` or pass a checkpoint of "
                               "your own with --model PATH")
-    return load_checkpoint(weights)
+    return weights
+
+
+def load_default_model() -> ViBE:
+    """Load the embedded default model (see :func:`require_default_checkpoint`)."""
+    return load_checkpoint(require_default_checkpoint())

@@ -142,11 +142,7 @@ def _checkpoint_montage(model: str | Path | None) -> Montage:
     from .. import checkpoint
     from ..errors import CheckpointError
 
-    if model is None:
-        weights, doc = checkpoint.checkpoint_paths(checkpoint.default_checkpoint_path())
-        if not (weights.is_file() and doc.is_file()):
-            checkpoint.load_default_model()  # raises the CheckpointError that names the fix
-    path = model if model is not None else checkpoint.default_checkpoint_path()
+    path = model if model is not None else checkpoint.require_default_checkpoint()
     document = checkpoint.read_checkpoint_config(path)
     try:
         return Montage.from_dict(document["montage"])
