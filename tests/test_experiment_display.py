@@ -154,12 +154,14 @@ def test_rsvp_markers_match_log(display: str, source_id: str, tmp_path: Path) ->
     within = np.diff(onsets)[[0, 1, 2, 3, 5, 6, 7, 8]]
     # (a flip may come late on a loaded machine: that is a dropped frame, counted, never an early onset)
     assert np.median(within) == pytest.approx(0.1, abs=0.004)
+    assert within.min() > 0.1 - 0.002  # a late flip only ever delays the next onset
     assert np.median([r["on_duration"] for r in rows]) == pytest.approx(0.05, abs=0.004)
     late = np.array([r["actual_onset_lsl"] - r["planned_onset"] for r in rows])
     assert late.min() > -0.002  # never before its frame on the (emulated) refresh grid
     assert header["pacing"] == "clock" and header["on_frames"] == "3"
-    assert sum(r["dropped"] for r in rows) <= result.n_dropped  # (drops in pauses are not in a trial row)
-    assert result.n_dropped <= 2, f"{result.n_dropped} dropped frames in a 2-s run"
+    # every dropped frame is counted (how many depends on the machine's load, so no bound here; the RSVP
+    # benchmark measures it); drops in pauses are not in a trial row
+    assert sum(r["dropped"] for r in rows) <= result.n_dropped
     assert float(header["clock_offset_end"]) == pytest.approx(result.clock_offset.offset, abs=1e-4)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from vibe_rt.data.ceiling import encoding_correlation, pearson_map
 from vibe_rt.data.simulate import image_features, naka_rushton, simulate_dataset
 from vibe_rt.data.stimuli import KINDS, make_stimulus
 from vibe_rt.errors import DataError
-from vibe_rt.montage import get_montage, make_montage
+from vibe_rt.montage import get_montage
 
 EEG = get_montage("things-eeg2")
 CH = list(EEG.ch_names)
@@ -151,19 +150,8 @@ def test_background_is_continuous_and_seeded():
     assert a.n_generated == 1500
 
 
-def test_background_is_cheap_and_meg_scaled():
-    import mne
-
-    names = mne.channels.make_standard_montage("biosemi64").ch_names
-    m64 = make_montage("biosemi64", names, sfreq=1000.0, tmin=-0.2, n_times=100)
-    noise = BackgroundNoise(m64, 1000.0, seed=0)
-    noise.generate(1000)
-    best = np.inf
-    for _ in range(20):  # best of 20: the intrinsic cost, robust to other processes on a shared machine
-        t = time.perf_counter()
-        noise.generate(1000)
-        best = min(best, time.perf_counter() - t)
-    assert best < 0.005  # 1 s of 64 channels at 1 kHz well under 10 ms (about 3 ms on a 2-core EPYC VM)
+def test_background_meg_is_femtotesla_scaled():
+    """MEG background sits in the femto- to pico-tesla range (its cost is measured by benchmarks/simulate_dataset.py)."""
     meg = BackgroundNoise(get_montage("things-meg"), 200.0, seed=0).generate(2000)
     assert 50e-15 < np.median(meg.std(0)) < 3e-12
 
