@@ -29,6 +29,13 @@ def files(tmp_path: Path) -> Path:
         {"format": "vibe-rt-calibration", "version": 1, "name": "meg", "montage": "things-meg",
          "channels": ["MLC11", "MLC12"], "gain": [1.0, 2.0], "latency_s": 0.01}))
     (tmp_path / "not-a-calibration.json").write_text(json.dumps({"gain": [1.0]}))
+    eeg = json.loads(weights.with_suffix(".json").read_text())["montage"]["ch_names"]
+    adapter = {"kind": "latent-affine", "latent_shape": [1, 2], "model_hash": "0123456789abcdef",
+               "scale": [[1.0, 1.0]], "shift": [[0.0, 0.0]]}
+    for name, bad in (("other-model", adapter), ("ragged", dict(adapter, scale=[[1.0], [1.0, 2.0]]))):
+        (tmp_path / f"adapter-{name}.json").write_text(json.dumps(
+            {"format": "vibe-rt-calibration", "version": 2, "name": name, "montage": "things-eeg2",
+             "channels": eeg, "gain": [1.0] * len(eeg), "latency_s": 0.0, "adapter": bad}))
     (tmp_path / "truncated.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
     return tmp_path
 
@@ -60,6 +67,10 @@ CASES = [
     ("montage-duplicates", ["stream", "--montage", "Oz,Oz", "--duration", "1"], "more than once"),
     ("calibration-foreign", ["stream", "--calibration", "{tmp}/foreign-calibration.json", "--duration", "1"],
      "none of the streamed channels"),
+    ("calibration-adapter-other-model", ["stream", "--calibration", "{tmp}/adapter-other-model.json",
+                                         "--duration", "1"], "fitted for model 0123456789abcdef"),
+    ("calibration-adapter-malformed", ["stream", "--calibration", "{tmp}/adapter-ragged.json", "--duration", "1"],
+     "malformed adapter"),
     ("calibration-missing", ["stream", "--calibration", "{tmp}/nope.json", "--duration", "1"], "does not exist"),
     ("calibration-not-a-profile", ["stream", "--calibration", "{tmp}/not-a-calibration.json", "--duration", "1"],
      "not a vibe-rt calibration profile"),

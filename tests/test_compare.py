@@ -201,6 +201,13 @@ def test_cli_compare_and_calibrate(tmp_path, capsys):
     assert prof["metrics_after"]["erp_r"] > prof["metrics_before"]["erp_r"]
     assert prof["metrics_after"]["erp_rmse"] < prof["metrics_before"]["erp_rmse"]
     assert prof["channel_map"]["Pz"] == "Pz"
+    # --adapter fits through the embedded model's decoder; these template ERPs are not the model's, so whether it
+    # is kept depends on the held-out score, which the output and the profile both report
+    assert main(["calibrate", "--session", str(rep), "--out", str(prof_path), "--adapter"]) == 0
+    out = capsys.readouterr().out
+    fit = load_calibration(prof_path)["metrics_heldout"]["adapter"]
+    assert f"latent adapter: held-out r {fit['identity_r']:+.3f}" in out
+    assert (load_calibration(prof_path)["adapter"] is not None) == fit["kept"] == ("kept (penalty" in out)
     # a user error is one line, exit code 2
     assert main(["compare", "--montage", "things-eeg2", "--synth", "x"]) == 2
     assert "--live" in capsys.readouterr().err

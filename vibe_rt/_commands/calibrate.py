@@ -11,7 +11,10 @@ the session is either a report folder (or its report.json) written by `vibe-rt c
 recording compared offline first (same options as `vibe-rt compare --live-file`).
 
 model: live(t) = gain[channel] * synthesized(t - latency); latency by cross-correlation of the running ERPs
-(sub-sample), gain by least squares per channel. No latent-space adapter is fitted (format version 1).
+(sub-sample), gain by least squares per channel. With --adapter, also a per-dimension scale and shift of the
+model's latent (fitted through the decoder of --model, default the embedded model: pass the model that
+synthesized the session); it is kept only if it improves the held-out ERP r (fit on odd, test on even
+repetitions), and the profile then works only with that model.
 Use the profile with: vibe-rt stream --calibration calibration/NAME.json
 
 examples:
@@ -35,6 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="profile to write, e.g. calibration/NAME.json")
     parser.add_argument("--per-channel-latency", action="store_true", help="fit one latency per channel "
                         "(noisier) instead of one overall")
+    parser.add_argument("--adapter", action="store_true", help="also fit a small latent adapter for --model "
+                        "(needs images shown at least twice)")
     add_common_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -57,9 +62,14 @@ def run(args: argparse.Namespace) -> int:
         sess = run_offline(args, montage, synth)
         erps = sess.comparator.erps()
         channel_map = sess.live.match.to_dict()["map"]
+    adapter_model = None
+    if args.adapter:
+        from .. import checkpoint
+
+        adapter_model = checkpoint.load_checkpoint(args.model) if args.model else checkpoint.load_default_model()
     profile = fit_calibration(erps, montage, max_lag_s=args.max_lag_ms / 1000.0,
                               per_channel_latency=args.per_channel_latency, channel_map=channel_map,
-                              name=args.out.stem)
+                              name=args.out.stem, adapter_model=adapter_model)
     path = save_calibration(profile, args.out)
     b, a = profile["metrics_before"], profile["metrics_after"]
     lat = profile["latency_s"]
@@ -76,5 +86,11 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"held out (fit odd, test even repetitions): r {held['before']['erp_r']:+.3f} -> "
                   f"{held['after']['erp_r']:+.3f}, RMSE {held['before']['erp_rmse']:.3g} -> "
                   f"{held['after']['erp_rmse']:.3g}\n")
+    fit = (held or {}).get("adapter")
+    if fit:
+        best = max(fit["penalty_r"].values())
+        verdict = (f"kept (penalty {fit['chosen']:g}), in sample r {profile['metrics_after_adapter']['erp_r']:+.3f}"
+                   if fit["kept"] else "not kept: no better than without it")
+        out.write(f"latent adapter: held-out r {fit['identity_r']:+.3f} -> {best:+.3f}, {verdict}\n")
     out.write(f"profile: {path}\n")
     return 0

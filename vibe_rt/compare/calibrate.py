@@ -5,14 +5,20 @@ ERPs (sub-sample, parabolic peak), the gain from per-channel least squares of th
 latency-aligned synthesized ERP. :func:`apply_calibration` applies a profile to synthesized epochs (what
 ``vibe-rt stream --calibration PROFILE`` does before overlap-adding them onto the background).
 
-A latent-space adapter is not fitted (out of scope for version 1 of the format).
+Optionally (``adapter_model``: the ViBE model that synthesized the session) a small latent adapter is fitted
+after gain and latency (:mod:`.adapter`): a per-dimension scale and shift of the Q-Former's latent, applied by
+the predictor before the decoder. It is kept only when it improves the held-out ERP r.
 
 Profile format (JSON, ``calibration/<name>.json``)::
 
-    {"format": "vibe-rt-calibration", "version": 1, "montage": "things-eeg2", "sfreq": 100.0,
-     "channels": [...], "gain": [...], "latency_s": 0.024 (or one value per channel),
+    {"format": "vibe-rt-calibration", "version": 1 (2 with an adapter), "montage": "things-eeg2",
+     "sfreq": 100.0, "channels": [...], "gain": [...], "latency_s": 0.024 (or one value per channel),
      "channel_map": {"Oz": "oz", "P8": "interpolated:spline", ...}, "created": "2026-...Z",
+     "adapter": null or {"kind": "latent-affine", "model_hash": ..., "scale": [[...]], "shift": [[...]], "fit": {...}},
      "metrics_before": {...}, "metrics_after": {...}, "metrics_heldout": {...}, "n_events": ..., "n_keys": ...}
+
+``metrics_after`` is gain and latency only; with an adapter, ``metrics_after_adapter`` is what the stream emits
+(through the VAE round trip) and ``metrics_heldout["adapter"]`` its held-out scores.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ __all__ = ["FORMAT", "VERSION", "fit_calibration", "apply_calibration", "load_ca
            "erp_metrics"]
 
 FORMAT = "vibe-rt-calibration"
-VERSION = 1
+VERSION = 2  # 1: gain, latency, channel map; 2: + latent adapter
 
 
 def erp_metrics(live: np.ndarray, synth: np.ndarray) -> dict[str, Any]:
@@ -77,6 +83,7 @@ def fit_calibration(
     per_channel_latency: bool = False,
     channel_map: dict[str, str] | None = None,
     name: str | None = None,
+    adapter_model=None,
 ) -> dict[str, Any]:
     """Fit a calibration profile from running ERPs.
 
@@ -94,6 +101,9 @@ def fit_calibration(
         Model channel -> live channel (from the session's channel match), stored in the profile.
     name : str | None
         Profile name (stored).
+    adapter_model : ViBE | None
+        Also fit a latent adapter for this model (the one that synthesized the session); needs keys with at
+        least two repetitions (the penalty is chosen on held-out repetitions).
 
     Returns
     -------
@@ -108,7 +118,7 @@ def fit_calibration(
     gain, latency, lat = _fit(live, synth, montage.sfreq, max_lag_s, per_channel_latency)
     profile: dict[str, Any] = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": 1,  # 2 once an adapter is stored (an older vibe-rt then refuses the profile, not ignores it)
         "name": name or montage.name,
         "montage": montage.name,
         "sfreq": float(montage.sfreq),
@@ -126,6 +136,9 @@ def fit_calibration(
     profile["metrics_before"] = erp_metrics(live, synth)
     profile["metrics_after"] = erp_metrics(live, apply_calibration(synth, montage, profile))
     two = np.asarray(erps.counts) >= 2
+    if adapter_model is not None and not two.any():
+        raise DataError("the latent adapter needs images shown at least twice (its strength is chosen on held-out "
+                        "repetitions); record more repetitions or leave --adapter out")
     if two.any():
         odd, even, syn = erps.odd[two], erps.even[two], synth[two]
         g2, l2, _ = _fit(odd, syn, montage.sfreq, max_lag_s, per_channel_latency)
@@ -134,11 +147,40 @@ def fit_calibration(
             "fit_on": "odd repetitions", "evaluated_on": "even repetitions",
             "before": erp_metrics(even, syn), "after": erp_metrics(even, apply_calibration(syn, montage, p2)),
         }
+        if adapter_model is not None:
+            _add_adapter(profile, adapter_model, montage, live, synth, gain, latency,
+                         (syn, odd, even, g2, np.asarray(l2) * montage.sfreq))
     logger.info("calibration: latency %s s, gain %.2f..%.2f; ERP r %.3f -> %.3f, RMSE %.3g -> %.3g",
                 profile["latency_s"], float(np.min(gain)), float(np.max(gain)), profile["metrics_before"]["erp_r"],
                 profile["metrics_after"]["erp_r"], profile["metrics_before"]["erp_rmse"],
                 profile["metrics_after"]["erp_rmse"])
     return profile
+
+
+def _add_adapter(profile: dict[str, Any], model, montage: Montage, live: np.ndarray, synth: np.ndarray,
+                 gain: np.ndarray, latency: np.ndarray | float, heldout: tuple) -> None:
+    """Choose, fit and store the latent adapter (see :mod:`.adapter`), or record why none is kept."""
+    from ..checkpoint import model_hash
+    from .adapter import calibrated_prediction, encode_latents, fit_latent_adapter, select_penalty
+
+    model.eval()
+    mm = model.montage
+    if (mm.n_channels, mm.n_times, float(mm.sfreq)) != (montage.n_channels, montage.n_times, float(montage.sfreq)):
+        raise ConfigError(f"the adapter's model has montage {mm.name!r} ({mm.n_channels} ch, {mm.n_times} samples "
+                          f"at {mm.sfreq:g} Hz), the session {montage.name!r} ({montage.n_channels} ch, "
+                          f"{montage.n_times} at {montage.sfreq:g} Hz); pass the model that synthesized it (--model)")
+    syn2, odd, even, g2, shift2 = heldout
+    penalty, report = select_penalty(model, syn2, odd, even, g2, shift2)
+    profile["metrics_heldout"]["adapter"] = report
+    if penalty is None:
+        return
+    shift = np.asarray(latency) * montage.sfreq
+    z = encode_latents(model, synth)
+    target = M.shift_signal(live, -shift)
+    adapter = fit_latent_adapter(model, z, target, gain, penalty=penalty, model_hash=model_hash(model))
+    profile["adapter"] = adapter.to_dict()
+    profile["version"] = VERSION
+    profile["metrics_after_adapter"] = erp_metrics(live, calibrated_prediction(model, z, adapter, gain, shift))
 
 
 def save_calibration(profile: dict[str, Any], path: str | Path) -> Path:
@@ -167,6 +209,10 @@ def _validate(profile: dict[str, Any], where: str) -> None:
     lat = profile["latency_s"]
     if isinstance(lat, list) and len(lat) != len(profile["channels"]):
         raise ConfigError(f"{where}: {len(lat)} latencies for {len(profile['channels'])} channels")
+    if profile.get("adapter") is not None:
+        from .adapter import LatentAdapter
+
+        LatentAdapter.from_dict(profile["adapter"], where)
 
 
 def load_calibration(path: str | Path) -> dict[str, Any]:

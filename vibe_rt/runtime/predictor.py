@@ -52,6 +52,9 @@ class Predictor:
         True when the chain runs as one graph.
     device, precision : str
         Where and in which precision the graphs run.
+    latent_adapter : callable | None
+        Applied to the Q-Former's latent before the decoder (a calibration profile's
+        :class:`~vibe_rt.compare.adapter.LatentAdapter`; staged chains only); set with :meth:`set_latent_adapter`.
     """
 
     def __init__(self, model, runners: dict[str, Backend], *, backend_name: str) -> None:
@@ -68,10 +71,30 @@ class Predictor:
         self.image_size = int(model.encoder.image_size)
         self._order = (CHAIN,) if self.fused else STAGES
         self._shapes = {k: tuple(v.shape[1:]) for k, v in stage_example_inputs(model, batch=1).items()}
+        self.latent_adapter = None
 
     def __repr__(self) -> str:
         return (f"Predictor(backend={self.backend_name!r}, device={self.device!r}, precision={self.precision!r}, "
                 f"fused={self.fused}, montage={self.montage.name!r})")
+
+    def set_latent_adapter(self, adapter) -> None:
+        """Apply ``adapter`` (a :class:`~vibe_rt.compare.adapter.LatentAdapter`, or None to remove it) between
+        the Q-Former and the decoder. Raises :class:`ConfigError` when it was fitted for another model or the chain
+        is fused (no latent between the graphs)."""
+        if adapter is None:
+            self.latent_adapter = None
+            return
+        if self.fused:
+            raise ConfigError("a latent adapter needs the staged chain (the fused graph has no latent between its "
+                              "stages); create the predictor with fused=False")
+        from .export import resolve_model_hash
+
+        adapter.require_model(resolve_model_hash(self.model))
+        latent = self._shapes["decoder"]
+        if tuple(adapter.latent_shape) != latent:
+            raise ConfigError(f"the latent adapter is for latents {tuple(adapter.latent_shape)}, this model's are "
+                              f"{latent}")
+        self.latent_adapter = adapter
 
     def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames (B,H,W,3) (or one (H,W,3)) -> float32 normalised pixels (B,3,S,S)."""
@@ -107,6 +130,8 @@ class Predictor:
             runner = self.runners[name]
             t0 = time.perf_counter()
             x = runner.run({runner.input_name: x})[runner.output_name]
+            if name == "qformer" and self.latent_adapter is not None:
+                x = self.latent_adapter(x)  # a few hundred multiply-adds: timed with the Q-Former
             timings[name] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         return np.ascontiguousarray(x, dtype=np.float32), timings

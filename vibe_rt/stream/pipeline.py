@@ -88,6 +88,16 @@ def _calibration_for(profile: dict, montage: Montage) -> dict:
             "latency_s": latency[0] if len(set(latency)) == 1 else latency}
 
 
+def _install_adapter(predictor: Predictor | None, adapter: dict) -> None:
+    """Give the predictor a calibration profile's latent adapter (checked against its model)."""
+    from ..compare.adapter import LatentAdapter
+
+    if predictor is None or not hasattr(predictor, "set_latent_adapter"):
+        raise ConfigError("the calibration profile has a latent adapter, which only a ViBE predictor can apply; "
+                          "use a profile without adapter (vibe-rt calibrate without --adapter)")
+    predictor.set_latent_adapter(LatentAdapter.from_dict(adapter))
+
+
 class StreamPipeline:
     """Runs a frame source and a predictor into LSL outlets in real time.
 
@@ -120,7 +130,7 @@ class StreamPipeline:
         BrainVision ``.vhdr`` file to append the streamed signal and markers to.
     calibration : dict | None
         A profile from :func:`vibe_rt.compare.calibrate.load_calibration`: per-channel gain and latency applied
-        to the predicted epochs.
+        to the predicted epochs; its latent adapter, if any, is installed in ``predictor``.
     chunk_s : float
         Target push interval (s).
     max_queue, max_batch : int
@@ -170,6 +180,8 @@ class StreamPipeline:
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
                                  line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
         self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None
+        if calibration is not None and calibration.get("adapter") is not None:
+            _install_adapter(predictor, calibration["adapter"])
         self.record_path = Path(record) if record else None
         self.chunk = chunk_samples(self.srate, chunk_s)
         self.max_queue, self.max_batch = int(max_queue), int(max_batch)

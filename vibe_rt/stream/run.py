@@ -179,6 +179,15 @@ def _channels(spec: str | None, model: Montage) -> list[str] | None:
     return names
 
 
+def _check_adapter_model(adapter: dict[str, Any], model: str | Path | None) -> None:
+    """A calibration's latent adapter must belong to the checkpoint streamed (compared by model hash, cheaply)."""
+    from .. import checkpoint
+    from ..compare.adapter import LatentAdapter
+
+    path = model if model is not None else checkpoint.require_default_checkpoint()
+    LatentAdapter.from_dict(adapter).require_model(checkpoint.model_hash(path))
+
+
 def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
                    extra_meta: dict[str, Any] | None = None) -> StreamPipeline:
     """A (not started) :class:`StreamPipeline` for ``cfg``; loads the model when ``predictor`` is None."""
@@ -202,6 +211,8 @@ def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
         early = _channels(cfg.montage, model_montage)
         if calibration is not None:
             _calibration_for(calibration, model_montage.pick(early) if early else model_montage)
+            if calibration.get("adapter") is not None:
+                _check_adapter_model(calibration["adapter"], cfg.model)
         predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
         meta = {**loaded_meta, **meta}
     channels = _channels(cfg.montage, predictor.montage)
