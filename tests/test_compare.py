@@ -78,6 +78,22 @@ def test_recovers_latency_gain_and_r(session, truth, montage):
     assert len(comp.history) == 48 and comp.history[-1]["erp_r"] == pytest.approx(s["erp_r"])
 
 
+def test_offline_edf_matches_fif(session, truth, montage, tmp_path):
+    """The same recording exported by MNE as EDF+ (16-bit samples, markers as EDF annotations, the last data
+    record padded and annotated BAD_ACQ_SKIP) gives the FIF session's events and, within 16-bit quantisation,
+    its numbers."""
+    import mne
+
+    path = tmp_path / "gt.edf"
+    mne.export.export_raw(path, truth.raw, fmt="edf", verbose="error")
+    other = compare_offline(path, montage, DictSynth(truth.synth))
+    a, b = session.comparator.summary(), other.comparator.summary()
+    assert b["n_events"] == a["n_events"] == 48 and b["n_lost"] == 0 and b["n_keys"] == 6
+    assert b["latency_s"] == pytest.approx(a["latency_s"], abs=0.2 / montage.sfreq)
+    assert b["erp_r"] == pytest.approx(a["erp_r"], abs=0.01)
+    assert np.allclose(b["gain_per_channel"], a["gain_per_channel"], rtol=0.02)
+
+
 def test_calibration_improves_and_roundtrips(session, truth, montage, tmp_path):
     erps = session.comparator.erps()
     prof = fit_calibration(erps, montage, channel_map=session.live.match.to_dict()["map"])

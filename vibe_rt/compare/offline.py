@@ -29,9 +29,9 @@ ParsedMarker = tuple[float, str, dict[str, Any]]
 
 def recording_markers(rec: Recording) -> list[ParsedMarker]:
     """The recording's markers decoded by :func:`~vibe_rt.compare.epocher.parse_marker`: ``(time, key, payload)``
-    on the timeline of ``rec.times``; samples that are not events are left out."""
+    on the timeline of ``rec.times``; samples and annotations that are not events are left out."""
     out = []
-    for t, value in rec.markers:
+    for t, value in rec.event_markers:
         parsed = parse_marker(value, rec.marker_channels)
         if parsed is not None:
             out.append((float(t), parsed[0], parsed[1]))

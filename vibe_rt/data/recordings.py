@@ -55,6 +55,7 @@ _UNIT_WORDS = {
     "t/m": 1.0, "ft/cm": 1e-13, "ft/m": 1e-15,
 }  # fmt: skip
 _SI_UNITS = {"eeg": "V", "mag": "T", "grad": "T/m"}
+_NOT_EVENTS = ("bad", "edge", "new segment")  # annotation prefixes that mark data, not stimuli
 DATA_TYPES = ("eeg", "mag", "grad")
 """Channel types that carry M/EEG data (what the comparator and the epoch loader use)."""
 
@@ -185,6 +186,14 @@ class Recording:
 
     # ------------------------------------------------------------------------------------------ access
     @property
+    def event_markers(self) -> list[tuple[float, Any]]:
+        """:attr:`markers` without the annotations that mark data, not events (``BAD...`` such as the
+        ``BAD_ACQ_SKIP`` that pads an EDF's last record, ``EDGE...``, BrainVision's ``New Segment``)."""
+        if self.marker_source != "annotations":
+            return list(self.markers)
+        return [(t, v) for t, v in self.markers if not str(v).lower().startswith(_NOT_EVENTS)]
+
+    @property
     def data(self) -> np.ndarray:
         """(n_samples, n_channels) samples in :attr:`units`."""
         if self._data is None:
@@ -264,13 +273,12 @@ class Recording:
             raise DataError(f"{where}: no channel {self.stim_channel!r}; channels: {', '.join(self.ch_names[:40])}")
         if self.stim_channel is not None or "stim" in self.ch_types:
             return _stim_events(self.raw, self.stim_channel)
+        keep = self.event_markers
         if self.marker_source == "annotations":
-            keep = [(t, v) for t, v in self.markers if not str(v).lower().startswith(("bad", "edge", "new segment"))]
             if not keep:
                 raise DataError(f"{where}: no events found: no stim channel and no annotations; give "
                                 "stim_channel= or record a marker/trigger")
         else:
-            keep = self.markers
             if not keep:
                 raise DataError(f"{where}: no marker stream with events and no trigger channel; streams: "
                                 f"{self.streams}")
