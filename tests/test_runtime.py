@@ -307,3 +307,21 @@ def test_cli_engines_build_list_verify(tiny, tmp_path, capsys):
     dec.write_bytes(b"junk")
     assert main(["engines", "verify", "--model", str(ckpt), "--out", str(out)]) == 1
     assert "corrupt" in capsys.readouterr().out
+
+
+def test_default_int8_set_is_the_committed_one_and_exists_after_install(tmp_path, monkeypatch):
+    """The package writes the same 32 images as calibration/int8/ (pixel for pixel), and an installed vibe-rt
+    (engine cache outside a checkout) gets them written once beside its cache."""
+    import cv2
+
+    from vibe_rt.runtime.int8_set import N_IMAGES, default_calibration_dir, write_int8_set
+
+    committed = sorted((Path(__file__).parents[1] / "calibration" / "int8").glob("*.png"))
+    written = write_int8_set(tmp_path / "set")
+    assert [p.name for p in written] == [p.name for p in committed] and len(written) == N_IMAGES
+    for a, b in zip(written, committed):
+        assert np.array_equal(cv2.imread(str(a)), cv2.imread(str(b))), a.name
+    monkeypatch.setenv("VIBE_RT_ENGINES_DIR", str(tmp_path / "cache" / "engines"))
+    folder = default_calibration_dir()
+    assert folder == tmp_path / "cache" / "calibration" / "int8"
+    assert sorted(p.name for p in folder.glob("*.png")) == [p.name for p in committed]

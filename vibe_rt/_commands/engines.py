@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="TensorRT optimisation profile batch sizes (default 1:1:8)")
     build.add_argument("--out", metavar="DIR", default=None, help="engine cache folder (default: engines/)")
     build.add_argument("--calibration", metavar="DIR", default=None,
-                       help="INT8 calibration image folder (default: calibration/int8/)")
+                       help="INT8 calibration image folder (default: the built-in procedural set: "
+                       "calibration/int8/ of a source checkout, else written once under ~/.cache/vibe-rt/)")
     build.add_argument("--no-fused", action="store_true", help="skip the fused chain graph")
     build.add_argument("--force", action="store_true", help="rebuild even when a valid cached build exists")
     build.set_defaults(func=run)

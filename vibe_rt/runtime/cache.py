@@ -30,6 +30,7 @@ from .export import (
     torch_reference,
     validate_onnx_file,
 )
+from .int8_set import default_calibration_dir
 from .manifest import (
     CHAIN,
     STAGES,
@@ -224,8 +225,8 @@ def load_calibration_images(folder: str | Path, preprocess, *, limit: int | None
     if limit:
         files = files[:limit]
     if not files:
-        raise EngineError(f"no calibration images (*.png, *.jpg) in {folder}: see calibration/README.md, or "
-                          "generate the default set with `python calibration/make_int8_set.py`")
+        raise EngineError(f"no calibration images (*.png, *.jpg) in {folder}: give a folder of images like the "
+                          "ones you show (--calibration DIR), or leave --calibration out for the default set")
     out = []
     for path in files:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -234,11 +235,6 @@ def load_calibration_images(folder: str | Path, preprocess, *, limit: int | None
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         out.append(np.asarray(preprocess(rgb[None]), dtype=np.float32)[0])
     return np.stack(out)
-
-
-def default_calibration_dir() -> Path:
-    """``calibration/int8`` of the source checkout (beside ``engines/``)."""
-    return default_engines_dir().parent / "calibration" / "int8"
 
 
 def _calibration_batches(model, images: np.ndarray, batch_size: int) -> dict[str, list[np.ndarray]]:
@@ -338,8 +334,12 @@ def build_tensorrt_set(
         x = random_inputs(examples[name], min(PARITY_BATCH, batch[2]), seed=1)
         err = relative_error(backend.run({backend.input_name: x})[backend.output_name],
                              torch_reference(modules[name], x))
-        level = logger.info if err < tol else logger.warning
-        level("TensorRT %s %s plan: relative error vs torch fp32 %.2e (tolerance %.0e)", precision, name, err, tol)
+        logger.info("TensorRT %s %s plan: relative error vs torch fp32 %.2e (tolerance %.0e)", precision, name, err,
+                    tol)
+        if not err < tol:  # refused like an ONNX graph that fails parity: no manifest is written, so none loads
+            raise EngineError(f"TensorRT {precision} {name} plan: relative error vs torch fp32 {err:.3g} >= {tol:g}; "
+                              "build another precision (--precision fp16 or fp32), or for int8 a calibration set "
+                              "like the images you show (--calibration DIR)")
         stages[name] = StageArtifact(file=plan.name, sha256=sha256_file(plan), input_name=src.input_name,
                                      output_name=src.output_name, input_shape=src.input_shape,
                                      output_shape=src.output_shape, parity_error=float(err))
