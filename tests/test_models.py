@@ -189,7 +189,7 @@ def test_pretrained_tag_without_local_file_fails_fast(monkeypatch, tmp_path):
         ImageEncoder(ImageEncoderConfig("ViT-B-32", pretrained="laion2b_s34b_b79k"))
     assert time.perf_counter() - start < 5.0
     message = str(err.value)
-    assert "not available locally" in message and "--clip-weights PATH" in message
+    assert "not available locally" in message and "--encoder ViT-B-32:PATH" in message
     assert "open_clip.create_model('ViT-B-32', pretrained='laion2b_s34b_b79k')" in message
     with pytest.raises(CheckpointError, match="not an open_clip pretrained tag"):
         ImageEncoder(ImageEncoderConfig("ViT-B-32", pretrained="no-such-tag"))

@@ -143,6 +143,14 @@ def test_things_eeg2_custom_channels_with_montage_none(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ MEG
+def test_things_meg_preset_is_the_recorded_sensor_set():
+    """THINGS-MEG records 272 of the CTF-275 sensors (no MLF25, MRF43, MRO13) and its preprocessing drops MRO11."""
+    names = set(get_montage("things-meg").ch_names)
+    assert len(names) == 271
+    assert not names & {"MLF25", "MRF43", "MRO13", "MRO11"}
+    assert {"MZO01", "MZO02", "MZO03", "MZP01", "MLO11", "MRO12", "MRO14"} <= names
+
+
 def write_things_meg(path: Path, *, metadata: bool = True, n_ch: int | None = None) -> dict:
     """A small ``preprocessed_P1-epo.fif``: CTF-style names (``-1609`` suffix), 200 Hz, -0.1..1.3 s."""
     import mne

@@ -21,6 +21,7 @@ THINGS_EEG2_CHANNELS = (
     "PO7", "PO3", "POz", "PO4", "PO8", "P6", "P2",
 )  # fmt: skip
 THINGS_MEG_BAD_CHANNEL = "MRO11"
+THINGS_MEG_ABSENT = ("MLF25", "MRF43", "MRO13")  # CTF-275 sensors that the THINGS-MEG system does not record
 _MEG_HEAD_RADIUS_M = 0.115  # sphere on which the 2-D CTF-275 layout is projected (approximate positions)
 _UNITS = {"eeg": "V", "mag": "T", "grad": "T/m"}
 
@@ -226,7 +227,9 @@ def _things_eeg2() -> Montage:
 
 
 def _things_meg() -> Montage:
-    """CTF-275 layout without MRO11 and the three sensors the THINGS-MEG system lacks (approximate).
+    """CTF-275 layout without the three sensors the THINGS-MEG system lacks (MLF25, MRF43, MRO13: its recordings
+    have 272 MEG channels, named ``<sensor>-1609``) and without its malfunctioning MRO11 (dropped in the published
+    preprocessing): 271 magnetometers. Positions are approximate.
 
     MNE ships only a 2-D layout for CTF systems, so positions are the layout projected onto a sphere
     (radius 11.5 cm): good for topographies and channel matching, not for source modelling. The THINGS-MEG
@@ -235,7 +238,7 @@ def _things_meg() -> Montage:
     import mne
 
     layout = mne.channels.read_layout("CTF275")
-    names = [n for n in layout.names if n != THINGS_MEG_BAD_CHANNEL][:271]
+    names = [n for n in layout.names if n not in THINGS_MEG_ABSENT and n != THINGS_MEG_BAD_CHANNEL]
     xy = layout.pos[: len(layout.names), :2] + layout.pos[: len(layout.names), 2:4] / 2
     xy = {n: p for n, p in zip(layout.names, xy)}
     centre = np.mean(list(xy.values()), axis=0)

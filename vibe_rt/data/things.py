@@ -35,6 +35,7 @@ EEG2_TRAIN_FILE = "preprocessed_eeg_training.npy"
 EEG2_TEST_FILE = "preprocessed_eeg_test.npy"
 EEG2_METADATA_FILE = "image_metadata.npy"
 _EEG2_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
+THINGS_MEG_N_CHANNELS = 271  # 272 recorded CTF magnetometers minus the malfunctioning MRO11
 
 
 def _load_pickled_dict(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -245,6 +246,10 @@ def load_things_meg(path: str | os.PathLike, *, montage: Montage | str | None = 
     if montage is None:
         montage = file_montage
         order = list(picks)
+        if len(picks) != THINGS_MEG_N_CHANNELS:
+            logger.warning("%s has %d MEG channels; the published THINGS-MEG files have %d: a subset or another "
+                           "system (pass montage='things-meg' to require the full set)", path.name, len(picks),
+                           THINGS_MEG_N_CHANNELS)
     else:
         montage = get_montage(montage) if isinstance(montage, str) else montage
         index = {n: p for n, p in zip(file_montage.ch_names, picks)}

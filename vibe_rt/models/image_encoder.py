@@ -126,8 +126,8 @@ def resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict[str, Any]
         tags = open_clip.list_pretrained_tags_by_model(name)
         raise CheckpointError(
             f"CLIP weights {pretrained!r} for {name!r}: no such file, and not an open_clip pretrained tag of this "
-            f"model (tags: {', '.join(tags) or 'none'}). Pass an existing weights file (--clip-weights PATH) or a "
-            "tag whose file is in the local cache."
+            f"model (tags: {', '.join(tags) or 'none'}). Pass an existing weights file (vibe-rt train qformer "
+            f"--encoder {name}:PATH) or a tag whose file is in the local cache."
         )
     found = _cached_weights(tag_cfg)
     if found is None:
@@ -136,8 +136,8 @@ def resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict[str, Any]
             f"CLIP weights {name}/{pretrained} are not available locally (looked in the {where}); vibe-rt never "
             "downloads at run time. On a machine with network access run: python -c \"import open_clip; "
             f"open_clip.create_model('{name}', pretrained='{pretrained}')\" and copy the cached file (or the whole "
-            "~/.cache/huggingface folder) here, then pass the file with --clip-weights PATH "
-            f"(Python: ImageEncoderConfig('{name}', pretrained='PATH'))."
+            "~/.cache/huggingface folder) here, then pass the file: vibe-rt train qformer --encoder "
+            f"{name}:PATH (Python: ImageEncoderConfig('{name}', pretrained='PATH'))."
         )
     return found, tag_cfg
 
