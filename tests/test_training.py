@@ -132,8 +132,17 @@ epochs = rng.normal(size=(40, 2, 5, 16)).astype(np.float32)
 cfg = Stage2Config(qformer={"hidden": 16, "n_layers": 1, "n_heads": 2}, epochs=2, batch_size=8, progress=False)
 res = train_mapper(tokens, epochs, vae, cfg, out_state=sys.argv[1], ctx=ctx)
 w = sum(float(p.detach().sum()) for p in res.mapper.parameters())
+# stage 1 (BatchNorm, early stopping): every rank must stop at the same epoch on the same scores
+from vibe_rt.data.dataset import EpochsDataset
+from vibe_rt.montage import get_montage
+from vibe_rt.training.stage1 import Stage1Config, train_vae
+mont = get_montage("things-eeg2").with_window(100.0, -0.2, 16)
+data = EpochsDataset(rng.normal(size=(48, 2, 17, 16)).astype(np.float32) * 1e-6, mont, [f"i{k}" for k in range(48)])
+s1 = train_vae(data, Stage1Config(vae={"widths": [4, 8], "latent_tokens": 2, "latent_dim": 4, "hidden": 8},
+                                  epochs=12, batch_size=16, patience=1, progress=False, warmup_steps=1, lr=0.1), ctx=ctx)
 with open(sys.argv[1] + f".rank{ctx.rank}", "w") as f:
-    json.dump({"world": ctx.world_size, "w": w, "epochs": len(res.history)}, f)
+    json.dump({"world": ctx.world_size, "w": w, "epochs": len(res.history),
+               "vae_epochs": len(s1.history), "vae_val": [h["val_mse"] for h in s1.history]}, f)
 """
 
 
@@ -155,4 +164,6 @@ def test_torchrun_ddp(tmp_path):
     r1 = json.loads((tmp_path / "state.rank1").read_text())
     assert r0["world"] == 2 and r0["epochs"] == 2
     assert r0["w"] == pytest.approx(r1["w"], rel=1e-6)  # DDP keeps the replicas identical
+    # noise data: the VAE stops early (patience 1), and both ranks on the same epoch with the same scores
+    assert r0["vae_epochs"] == r1["vae_epochs"] < 12 and r0["vae_val"] == r1["vae_val"], (r0["vae_val"], r1["vae_val"])
     assert (tmp_path / "state.json").is_file()  # written by rank 0 only

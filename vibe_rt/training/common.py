@@ -439,7 +439,10 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix({k: f"{float(v.detach()):.4g}" for k, v in terms.items() if k != "loss"})
         n_b = max(1, j + 1)
-        val = validate(model)
+        # every rank takes the same early-stopping and time-limit decisions: scores and elapsed time are the
+        # means over ranks (their BatchNorm statistics and clocks differ slightly; a rank that stopped alone
+        # would leave the others blocked in the next all-reduce)
+        val = {k: ctx.all_reduce_mean(v) for k, v in validate(model).items()}
         rec = {"epoch": epoch + 1, **{k: ctx.all_reduce_mean(v / n_b) for k, v in sums.items()}, **val,
                "lr": lr, "seconds": time.perf_counter() - t0}
         state.history.append(rec)
@@ -457,7 +460,7 @@ def fit(
         if state.bad_epochs >= cfg.patience:
             logger.info("%s: early stop (no improvement for %d epochs)", name, cfg.patience)
             state.done = True
-        elif cfg.max_minutes is not None and (time.perf_counter() - started) / 60 > cfg.max_minutes:
+        elif cfg.max_minutes is not None and ctx.all_reduce_mean(time.perf_counter() - started) / 60 > cfg.max_minutes:
             logger.info("%s: stopping after %.1f min (max_minutes)", name, cfg.max_minutes)
             state.done = True
         if state_file is not None and ctx.is_main:
