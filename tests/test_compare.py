@@ -78,14 +78,15 @@ def test_recovers_latency_gain_and_r(session, truth, montage):
     assert len(comp.history) == 48 and comp.history[-1]["erp_r"] == pytest.approx(s["erp_r"])
 
 
-def test_offline_edf_matches_fif(session, truth, montage, tmp_path):
-    """The same recording exported by MNE as EDF+ (16-bit samples, markers as EDF annotations, the last data
-    record padded and annotated BAD_ACQ_SKIP) gives the FIF session's events and, within 16-bit quantisation,
-    its numbers."""
+@pytest.mark.parametrize("fmt", ["edf", "bdf"])
+def test_offline_edf_and_bdf_match_fif(session, truth, montage, tmp_path, fmt):
+    """The same recording exported by MNE as EDF+ or BDF+ (16/24-bit samples, markers as annotations, the last
+    data record padded and annotated BAD_ACQ_SKIP) gives the FIF session's events and, within the
+    quantisation, its numbers."""
     import mne
 
-    path = tmp_path / "gt.edf"
-    mne.export.export_raw(path, truth.raw, fmt="edf", verbose="error")
+    path = tmp_path / f"gt.{fmt}"
+    mne.export.export_raw(path, truth.raw, fmt=fmt, verbose="error")
     other = compare_offline(path, montage, DictSynth(truth.synth))
     a, b = session.comparator.summary(), other.comparator.summary()
     assert b["n_events"] == a["n_events"] == 48 and b["n_lost"] == 0 and b["n_keys"] == 6

@@ -422,7 +422,7 @@ class SimulationConfig:
     montage : str | dict
         Preset name or a :meth:`Montage.to_dict` description.
     n_train, train_reps, n_test, test_reps : int | None
-        Images and repetitions per split; None = the montage's default (things-eeg2: 3000 x 4 and 200 x 40,
+        Images and repetitions per split; None = the montage's default (things-eeg2: 3000 x 4 and 200 x 80,
         like THINGS-EEG2 with fewer images; things-meg: 1000 x 1 and 100 x 12, like THINGS-MEG).
     seed : int
         Seed of images, variability and noise: same seed, same dataset.
@@ -524,7 +524,7 @@ def simulate_dataset(config: SimulationConfig | None = None, out_dir: str | os.P
     Parameters
     ----------
     config : SimulationConfig | None
-        What to build; default ``SimulationConfig()`` (things-eeg2, 3000 x 4 training, 200 x 40 test trials).
+        What to build; default ``SimulationConfig()`` (things-eeg2, 3000 x 4 training, 200 x 80 test trials).
     out_dir : path-like
         Output folder. Layout::
 

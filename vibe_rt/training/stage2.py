@@ -63,7 +63,8 @@ class Stage2Config(ResumableConfig):
         Optimisation (AdamW, warm-up + cosine).
     swd_weight : float
         Weight of the sliced Wasserstein term (0 = MSE only). Default 0.1: on simulated THINGS-EEG2-like data,
-        weight 1 let the distribution term dominate and lowered the test encoding r (0.30 vs 0.39-0.40).
+        weight 1 let the distribution term dominate and lowered the test encoding r (0.346 vs 0.394-0.396,
+        ``benchmarks/results/quality.json``).
     swd_projections : int
         Random directions per step.
     swd_p : float
