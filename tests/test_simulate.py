@@ -228,6 +228,14 @@ def test_cli_simulate_and_info(tmp_path, capsys):
     assert "train: 4 images x 4 reps, 17 channels x 100 samples" in text and "test: 4 images x 4 reps" in text
     assert main(["data", "info", str(tmp_path / "missing")]) == 2
     assert "holds no dataset" in capsys.readouterr().err
+    # a custom cap from an MNE montage and a channel list (the things-eeg2 window)
+    custom = tmp_path / "custom"
+    assert main(["data", "simulate", "--out", str(custom), "--montage", "biosemi64:O1,Oz,O2,PO7,PO8",
+                 "--n-train", "4", "--n-test", "4", "--test-reps", "4", "--seed", "1"]) == 0
+    capsys.readouterr()
+    train = EpochsDataset.load(custom / "train")
+    assert train.epochs.shape == (4, 4, 5, 100) and train.montage.ch_names == ("O1", "Oz", "O2", "PO7", "PO8")
+    assert train.montage.name == "biosemi64:O1,Oz,O2,PO7,PO8" and np.all(np.isfinite(train.epochs))
 
 
 def test_noise_ceiling_protocol():

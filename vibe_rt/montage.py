@@ -186,6 +186,12 @@ def _mne_eeg_positions(mne_montage: str) -> dict[str, np.ndarray]:
     return {ch["ch_name"]: ch["loc"][:3].copy() for ch in info["chs"]}
 
 
+def _eeg_channels(mne_montage: str) -> list[str]:
+    """The EEG channels of an MNE built-in montage (fiducials and EOG-like extras left out)."""
+    return [n for n in _mne_eeg_positions(mne_montage) if not n.upper().startswith(("EXG", "EOG", "ECG", "A1", "A2",
+                                                                                   "M1", "M2"))]
+
+
 def make_montage(
     mne_montage: str,
     ch_names: Sequence[str],
@@ -264,12 +270,25 @@ def list_montages() -> list[str]:
 
 @lru_cache(maxsize=8)
 def get_montage(name: str) -> Montage:
-    """A preset montage by name; unknown names raise :class:`ConfigError` listing the valid ones."""
-    try:
-        factory = _PRESETS[name]
-    except KeyError:
+    """A preset montage, or a custom EEG one written ``MNE_MONTAGE[:CH1,CH2,...]``.
+
+    The custom form takes the channels (all of them when none are listed) and positions of an MNE built-in
+    montage (:func:`mne.channels.get_builtin_montages`, e.g. ``biosemi64`` or ``standard_1020:O1,Oz,O2``) with
+    the things-eeg2 rate and window (100 Hz, -0.2 s, 100 samples); use :func:`make_montage` for another window.
+    Unknown names raise :class:`ConfigError` listing the valid ones.
+    """
+    factory = _PRESETS.get(name)
+    if factory is not None:
+        return factory()
+    import mne
+
+    mne_name, _, channels = name.partition(":")
+    if mne_name not in mne.channels.get_builtin_montages():
         raise ConfigError(
-            f"unknown montage {name!r}; valid presets: {', '.join(list_montages())} "
-            "(or build a custom one with vibe_rt.montage.make_montage from an MNE montage name)"
-        ) from None
-    return factory()
+            f"unknown montage {name!r}; valid presets: {', '.join(list_montages())}, or MNE_MONTAGE[:CH1,CH2,...] "
+            f"with an MNE montage ({', '.join(mne.channels.get_builtin_montages()[:8])}, ...)"
+        )
+    names = [c.strip() for c in channels.split(",") if c.strip()] or _eeg_channels(mne_name)
+    preset = _things_eeg2()
+    return make_montage(mne_name, names, sfreq=preset.sfreq, tmin=preset.tmin, n_times=preset.n_times,
+                        name=name if channels else mne_name)

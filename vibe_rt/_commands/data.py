@@ -21,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                          description="Simulate stimulus images and M/EEG epochs from a physiological model "
                                      "(see docs/simulator.md).")
     sim.add_argument("--out", "-o", default="data/simulated", help="output folder (default: %(default)s)")
-    sim.add_argument("--montage", default="things-eeg2", help="montage preset (default: %(default)s)")
+    sim.add_argument("--montage", default="things-eeg2", help="preset (things-eeg2, things-meg) or a custom EEG "
+                     "cap MNE_MONTAGE[:CH1,CH2,...], e.g. biosemi64 or colin27_1005:O1,Oz,O2 (100 Hz, -0.2..0.79 s) "
+                     "(default: %(default)s)")
     sim.add_argument("--n-train", type=int, default=None, help="training images (default per montage)")
     sim.add_argument("--train-reps", type=int, default=None, help="repetitions per training image")
     sim.add_argument("--n-test", type=int, default=None, help="test images (default per montage)")
