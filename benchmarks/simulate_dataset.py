@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--n-test", type=int, default=None)
+    parser.add_argument("--noise-scale", type=float, default=0.4, help="background level (default 0.4: the "
+                        "embedded model's training data; 1 = realistic)")
     parser.add_argument("--machine", default=None, help="name in the result file (default: detected)")
     args = parser.parse_args(argv)
 
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     from vibe_rt.montage import get_montage, make_montage
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vibe-sim-"))
-    cfg = SimulationConfig(montage=args.montage, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    cfg = SimulationConfig(montage=args.montage, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                           noise_scale=args.noise_scale)
     rss0 = _peak_rss_mb()
     t0 = time.perf_counter()
     train, test = simulate_dataset(cfg, out)

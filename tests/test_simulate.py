@@ -228,6 +228,8 @@ def test_cli_simulate_and_info(tmp_path, capsys):
     assert "train: 4 images x 4 reps, 17 channels x 100 samples" in text and "test: 4 images x 4 reps" in text
     assert main(["data", "info", str(tmp_path / "missing")]) == 2
     assert "holds no dataset" in capsys.readouterr().err
+    default = EpochsDataset.load(out / "train").epochs
+    assert 1e-5 < np.sqrt(np.mean(default ** 2)) < 5e-5  # the default background is realistic EEG: tens of uV
     # a custom cap from an MNE montage and a channel list (the things-eeg2 window)
     custom = tmp_path / "custom"
     assert main(["data", "simulate", "--out", str(custom), "--montage", "biosemi64:O1,Oz,O2,PO7,PO8",

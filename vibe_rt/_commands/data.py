@@ -31,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     sim.add_argument("--image-dir", default=None, help="use the images in this folder instead of procedural ones")
     sim.add_argument("--noise-scale", type=float, default=None,
-                     help="background level relative to realistic (default 0.4)")
+                     help="background level relative to realistic (default 1 = realistic; the embedded model "
+                     "was trained at 0.4)")
     sim.add_argument("--variability", type=float, default=1.0, help="trial-to-trial jitter scale")
     imp = sub.add_parser("import", help="convert THINGS-EEG2/THINGS-MEG files or a recording to a dataset folder",
                          description="Convert published THINGS files or an own recording into the dataset folder "

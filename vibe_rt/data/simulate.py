@@ -431,7 +431,9 @@ class SimulationConfig:
     image_size : int
         Side of procedural images in pixels.
     noise_scale : float
-        Multiplies the background activity (1.0 = realistic levels of :mod:`vibe_rt.data.noise`).
+        Multiplies the background activity (1.0, the default = realistic levels of :mod:`vibe_rt.data.noise`:
+        single-trial rms about 14 uV for things-eeg2; the embedded model was trained at 0.4, see
+        docs/simulator.md).
     variability : float
         Scales trial-to-trial amplitude/latency jitter.
     """
@@ -444,7 +446,7 @@ class SimulationConfig:
     seed: int = 0
     image_dir: str | None = None
     image_size: int = 128
-    noise_scale: float = 0.4
+    noise_scale: float = 1.0
     variability: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
