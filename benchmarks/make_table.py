@@ -72,6 +72,13 @@ def latency_table(results: Path) -> str | None:
                    "lookahead ms", "late", "onsets"], rows)
 
 
+def _wall_rate_error(rec: dict) -> float:
+    """Arrival rate vs nominal on the receiver's clock, %: the result field, or from the drift of older files."""
+    if "wall_rate_error_pct" in rec:
+        return rec["wall_rate_error_pct"]
+    return -rec["latency_drift_ms_per_min"] / 60e3 * 100
+
+
 def stream_table(results: Path) -> str | None:
     rows = []
     for machine, doc in _load(results, "stream-*.json"):
@@ -84,14 +91,16 @@ def stream_table(results: Path) -> str | None:
             lat = rec["receive_latency_ms"]
             rows.append([machine, name, f"{_f(cfg.get('duration_s'), 0)} s, {cfg.get('channels')} ch @ "
                                         f"{_f(cfg.get('srate'), 0)} Hz",
-                         f"{rec['rate_error_pct']:.1e}", _f(lat.get("p50"), 2), _f(lat.get("p99"), 2),
+                         f"{rec['rate_error_pct']:.1e}", f"{_wall_rate_error(rec):.1e}", _f(lat.get("p50"), 2),
+                         _f(lat.get("p99"), 2),
                          _f(rec.get("latency_drift_ms_per_min"), 3), str(rec.get("gaps", "-")),
                          _f(strm.get("push_lag_ms", {}).get("p99"), 2),
                          _f(strm.get("outlet_thread_cpu_pct")), _f(strm.get("process_cpu_pct")),
                          _f((doc.get("load_average_before") or [None])[0], 1)])
     if not rows:
         return None
-    return _table(["machine", "streamer", "run", "rate error %", "receive latency p50 ms", "p99",
+    return _table(["machine", "streamer", "run", "timestamp rate error %", "wall-clock rate error %",
+                   "receive latency p50 ms", "p99",
                    "drift ms/min", "gaps", "push lag p99 ms", "outlet CPU %", "process CPU %", "load avg"], rows)
 
 
@@ -164,7 +173,9 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
      "of the first LSL sample holding the response (glass-to-LSL; the lookahead by design + up to one push "
      "interval)."),
     ("Stream timing (`vibe-rt bench stream`)", stream_table,
-     "Received by a pylsl inlet in another process; receive latency = arrival - intended push time."),
+     "Received by a pylsl inlet in another process; receive latency = arrival - intended push time; timestamp "
+     "rate error = samples received vs the span of their timestamps (catches lost samples); wall-clock rate error "
+     "= arrival rate on the receiver's clock vs nominal (from the drift: does the stream keep time?)."),
     ("Throughput (`vibe-rt bench throughput`)", throughput_table,
      "Events/s sustained (batch / mean latency, preprocessing included) at the best batch size whose p99 "
      "latency per call stays below the target (half the lookahead)."),

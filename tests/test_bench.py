@@ -168,5 +168,6 @@ def test_analyse_received_synthetic():
     assert res["rate_error_pct"] == pytest.approx(-100 / 4999, rel=1e-3)  # 4998 intervals over 4999 periods
     assert res["receive_latency_ms"]["p50"] == pytest.approx(2.0 + 0.08, abs=0.05)
     assert res["latency_drift_ms_per_min"] == pytest.approx(1.0, rel=1e-3)
+    assert res["wall_rate_error_pct"] == pytest.approx(-100 * 0.001 / 60, rel=1e-3)  # arrives 1 ms/min slow
     assert res["ts_regularity"]["max_abs_dev_s"] == pytest.approx(1 / fs, rel=1e-6)
     assert res["series"]["samples"][2] == 500 and len(res["series"]["t_s"]) == 9  # first second is warm-up

@@ -9,10 +9,12 @@ Default: staged. Measured on CPU with ONNX Runtime (batch 1, 1 thread, shared 2-
 interleaved round-robin; ``benchmarks/results/inference_latency-cpu-amd-epyc-2c.json``), over three runs the
 fused tiny chain was 0.24-0.32 ms faster at the minimum (2.69-2.76 ms vs 2.99-3.01 ms, 8-11 %); medians
 disagreed between runs (fused 2.94 vs 3.52 ms in one, 4.91 vs 4.82 ms in another: machine load). ViT-B-32:
-fused 233 vs 238 ms (min). Staged stays the default because per-stage timings are part of the predictor's
-contract (latency budget, status line); latency-critical callers (the stream pipeline) should pass
-``fused=True`` and get ``timings = {"chain", "total"}``. On a GPU, where each stage boundary is a host round
-trip, the gap should be larger: measure with ``benchmarks/inference_latency.py --device cuda``.
+fused 233 vs 238 ms (min). Staged stays the default, and the stream pipeline uses it: per-stage timings are
+part of the predictor's contract (latency budget, status line), a calibration's latent adapter runs between
+the Q-Former and the decoder, and the fused gain on CPU is within the noise of the median. Callers that want
+the fused graph pass ``fused=True`` and get ``timings = {"chain", "total"}``. On a GPU, where each stage
+boundary is a host round trip, the gap should be larger: measure with
+``benchmarks/inference_latency.py --device cuda``.
 """
 
 from __future__ import annotations
