@@ -128,12 +128,16 @@ def inference_table(results: Path) -> str | None:
                     continue
                 sp = doc.get("summary", {}).get(model, {}).get("speedup_vs_torch_fp32_p50", {}).get(label)
                 tot = r["batch1"]["total_ms"]
-                rows.append([machine, model, label, _f(tot["p50"], 2), _f(tot["p99"], 2), _f(tot["min"], 2),
-                             f"{sp:.2f}x" if sp else "-", _f(r.get("best_throughput_per_s"), 0)])
+                stages = r["batch1"].get("stages_ms", {})
+                per_stage = " / ".join(_f(stages[s]["p50"], 2) for s in ("encoder", "qformer", "decoder")
+                                       if s in stages) or "(one graph)"
+                rows.append([machine, model, label, _f(tot["p50"], 2), _f(tot.get("p95"), 2), _f(tot["p99"], 2),
+                             _f(tot["min"], 2), per_stage, f"{sp:.2f}x" if sp else "-",
+                             f"{r.get('best_batch', '-')}: {_f(r.get('best_throughput_per_s'), 0)}"])
     if not rows:
         return None
-    return _table(["machine", "model", "variant", "batch-1 p50 ms", "p99", "min", "vs torch (p50)",
-                   "best images/s"], rows)
+    return _table(["machine", "model", "variant", "batch-1 p50 ms", "p95", "p99", "min",
+                   "encoder / Q-Former / decoder p50 ms", "vs torch (p50)", "best batch: images/s"], rows)
 
 
 def quality_table(results: Path) -> str | None:
@@ -180,7 +184,8 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
      "Events/s sustained (batch / mean latency, preprocessing included) at the best batch size whose p99 "
      "latency per call stays below the target (half the lookahead)."),
     ("Inference latency per backend (`benchmarks/inference_latency.py`)", inference_table,
-     "Random weights; batch 1; torch eager fp32 is the reference."),
+     "default: the embedded model; base: ViT-B-32 chain with random weights (latency does not depend on them); "
+     "torch eager fp32 is the reference; best batch: the highest throughput of the batch sizes tried."),
     ("Quality (`vibe-rt bench quality`, `vibe-rt train default`)", quality_table,
      "Encoding r: mean over channels x time of the Pearson r across test images vs a random half of the "
      "repetitions (100 splits); the ridge baseline uses the same image features."),

@@ -183,6 +183,25 @@ def test_parse_marker():
     assert parse_marker([0]) is None
 
 
+def test_snapshots_thin_out_with_many_images(montage):
+    """A snapshot costs time in proportion to the images seen: with 200 images one is taken every 10 events, so
+    the cost per event stays flat; the running mean of the event r is exact all the same."""
+    from vibe_rt.compare.comparator import KEYS_PER_SNAPSHOT
+
+    rng = np.random.default_rng(0)
+    comp = Comparator(montage)
+    x = rng.standard_normal((montage.n_channels, montage.n_times))
+    for i in range(400):
+        comp.update(x + rng.standard_normal(x.shape), x, f"img{i % 200}")
+    late = [h for h in comp.history if h["n_events"] > 200]  # all 200 images seen: one snapshot per 10 events
+    assert len(late) == 200 // (200 // KEYS_PER_SNAPSHOT) and late[-1]["n_events"] > 390
+    assert comp.summary()["mean_event_r"] == pytest.approx(np.mean([e["r"] for e in comp.events]), rel=1e-12)
+    n_small = Comparator(montage)
+    for i in range(30):
+        n_small.update(x + rng.standard_normal(x.shape), x, f"img{i % 6}")
+    assert len(n_small.history) == 30  # few images: a snapshot per event
+
+
 def test_comparator_rejects_bad_shape(montage):
     c = Comparator(montage)
     with pytest.raises(ConfigError, match="expected"):

@@ -42,9 +42,9 @@ def resolve_model(spec: str | Path | None = None, montage: str = "things-eeg2") 
     Parameters
     ----------
     spec : str | Path | None
-        None: the embedded default (``vibe_rt/assets/vibe-default.*``) or, when it is missing, the tiny preset
-        with random weights (latency does not depend on the weights; said in the description); ``"tiny"`` /
-        ``"base"``: a random-init preset; anything else: a checkpoint path.
+        None or ``"default"``: the embedded default (``vibe_rt/assets/vibe-default.*``) or, when it is missing,
+        the tiny preset with random weights (said in the description); ``"tiny"`` / ``"base"``: a random-init
+        preset; anything else: a checkpoint path.
     montage : str
         Montage of the presets.
     """
@@ -58,7 +58,7 @@ def resolve_model(spec: str | Path | None = None, montage: str = "things-eeg2") 
         torch.manual_seed(0)  # the same random weights every run: the engine cache (keyed by weights) is reused
         return getattr(ViBE, name)(montage).eval()
 
-    if spec is None:
+    if spec is None or str(spec) == "default":
         try:
             return load_default_model().eval(), f"embedded default ({default_checkpoint_path().name})"
         except CheckpointError as err:
@@ -295,7 +295,7 @@ def summarise(variants: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run(*, device: str = "cpu", models: str = "tiny,base", montage: str = "things-eeg2",
+def run(*, device: str = "cpu", models: str = "default,base", montage: str = "things-eeg2",
         backend: str | None = None, seconds: float | None = None, min_iters: int = 20, max_iters: int = 2000,
         warmup: int = 10, threads: int | None = None, engines_dir: str | Path | None = None,
         out_dir: str | Path | None = None, write: bool = True) -> tuple[dict[str, Any], Path | None]:
@@ -305,7 +305,8 @@ def run(*, device: str = "cpu", models: str = "tiny,base", montage: str = "thing
     ----------
     device : {"cpu", "cuda"}
     models : str
-        Comma list of ViBE presets (``tiny``, ``base``) or checkpoint paths.
+        Comma list of ``default`` (the embedded model), ViBE presets (``tiny``, ``base``: random weights) or
+        checkpoint paths.
     backend : str | None
         Variants (see :func:`parse_variants`); None: every variant available on ``device``.
     seconds : float | None
@@ -378,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--models", default="tiny,base", help="comma list of ViBE presets (tiny, base) or paths")
+    parser.add_argument("--models", default="default,base", help="comma list: default (the embedded model), "
+                        "presets with random weights (tiny, base) or checkpoint paths")
     parser.add_argument("--montage", default="things-eeg2")
     parser.add_argument("--backend", default=None, help="comma list of variants (default: all available)")
     parser.add_argument("--seconds", type=float, default=None, help="time per batch-1 measurement")

@@ -76,6 +76,12 @@ class _State:
     history: list[dict[str, Any]] = field(default_factory=list)
     r_ch_sum: np.ndarray | None = None
     r_ch_n: np.ndarray | None = None
+    r_sum: float = 0.0
+    r_n: int = 0
+    since_snapshot: int = 0
+
+
+KEYS_PER_SNAPSHOT = 20
 
 
 class Comparator:
@@ -91,7 +97,10 @@ class Comparator:
     max_lag_s : float
         Largest latency searched by cross-correlation, seconds.
     history_every : int
-        Take a metrics snapshot (ERP r, latency, noise ceiling ...) every this many events.
+        Take a metrics snapshot (ERP r, latency, noise ceiling ...) every this many events, at least; with many
+        images it is taken every ``n_images // KEYS_PER_SNAPSHOT`` events instead, because a snapshot costs time
+        in proportion to the number of images (0.6 s at 1000 images on one core): the cost per event stays
+        constant, and a live comparison keeps up with a 5 Hz RSVP over thousands of images.
     """
 
     def __init__(
@@ -189,7 +198,12 @@ class Comparator:
         s.r_ch_sum[ok] += r_ch[ok]
         s.r_ch_n[ok] += 1
         s.events.append(rec)
-        if len(s.events) % self.history_every == 0:
+        if rec["r"] == rec["r"]:  # not NaN
+            s.r_sum += rec["r"]
+            s.r_n += 1
+        s.since_snapshot += 1
+        if s.since_snapshot >= max(self.history_every, len(self._acc) // KEYS_PER_SNAPSHOT):
+            s.since_snapshot = 0
             snap = self._erp_metrics(compact=True)
             snap.update(n_events=len(s.events), time=rec["time"], event_r=rec["r"],
                         mean_event_r=self._mean_event_r(), wall=_time.time())
@@ -249,8 +263,8 @@ class Comparator:
         return ErpSet(keys, live, synth, counts, odd, even)
 
     def _mean_event_r(self) -> float:
-        rs = [e["r"] for e in self._s.events if e["r"] == e["r"]]
-        return float(np.mean(rs)) if rs else float("nan")
+        s = self._s
+        return s.r_sum / s.r_n if s.r_n else float("nan")
 
     def _erp_metrics(self, compact: bool = False) -> dict[str, Any]:
         e = self.erps()
