@@ -6,14 +6,13 @@ separate graphs by default (per-stage timings for the latency budget); ``fused=T
 chain graph instead (one graph, no host round trips between stages).
 
 Default: staged. Measured on CPU with ONNX Runtime (batch 1, 1 thread, shared 2-core AMD EPYC, variants
-interleaved round-robin; ``benchmarks/results/inference_latency-cpu-amd-epyc-2c.json``), over three runs the
-fused tiny chain was 0.24-0.32 ms faster at the minimum (2.69-2.76 ms vs 2.99-3.01 ms, 8-11 %); medians
-disagreed between runs (fused 2.94 vs 3.52 ms in one, 4.91 vs 4.82 ms in another: machine load). ViT-B-32:
-fused 233 vs 238 ms (min). Staged stays the default, and the stream pipeline uses it: per-stage timings are
-part of the predictor's contract (latency budget, status line), a calibration's latent adapter runs between
-the Q-Former and the decoder, and the fused gain on CPU is within the noise of the median. Callers that want
-the fused graph pass ``fused=True`` and get ``timings = {"chain", "total"}``. On a GPU, where each stage
-boundary is a host round trip, the gap should be larger: measure with
+interleaved round-robin; ``benchmarks/results/inference_latency-cpu-amd-epyc-2c.json``): on the embedded model
+the fused chain takes 2.67 ms at the median against 3.09 ms staged (14 %; 17 % in another run, 8-11 % at the
+minimum in earlier ones); on ViT-B-32 they are equal within 1 %. Staged stays the default, and the stream
+pipeline uses it: per-stage timings are part of the predictor's contract (latency budget, status line), a
+calibration's latent adapter runs between the Q-Former and the decoder, and 0.4 ms is 0.2 % of the default
+250 ms lookahead. Callers that want the fused graph pass ``fused=True`` and get ``timings = {"chain",
+"total"}``. On a GPU, where each stage boundary is a host round trip, the gap should be larger: measure with
 ``benchmarks/inference_latency.py --device cuda``.
 """
 
