@@ -116,3 +116,26 @@ def test_live_stream_loss_and_reconnect(montage, tmp_path):
     assert abs(s["latency_s"] - 0.024) < 2.0 / montage.sfreq
     path = write_report(tmp_path / "rep", live.comparator, outages=live.outages(), gaps=gaps, figures=False)
     assert "outages" in path.read_text()
+
+
+def test_live_query_by_type_never_finds_the_synthesized_stream(source_id):
+    """`--live EEG --synth vibe-rt`: both are EEG streams; the live one is never resolved to the synthesized one."""
+    import pylsl
+
+    from vibe_rt.compare.live import resolve_stream
+
+    kind = f"EEG-{source_id}"  # a type of their own: no other stream on the machine answers the query
+
+    def outlet(name: str) -> pylsl.StreamOutlet:
+        return pylsl.StreamOutlet(pylsl.StreamInfo(name, kind, 2, 100.0, pylsl.cf_float32, f"{source_id}-{name}"))
+
+    synth, amp = outlet("synth"), outlet("amp")
+    try:
+        found = resolve_stream(f"{source_id}-synth", signal=True, timeout=5.0)
+        assert found is not None and found.name() == "synth"
+        for _ in range(5):
+            live = resolve_stream(kind, signal=True, timeout=5.0, exclude_uids=[found.uid()])
+            assert live is not None and live.name() == "amp"
+        assert resolve_stream(f"{source_id}-synth", signal=True, timeout=0.5, exclude_uids=[found.uid()]) is None
+    finally:
+        del synth, amp

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time as _time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -37,11 +37,14 @@ def _pylsl() -> Any:
     return import_optional_dependency("pylsl")
 
 
-def resolve_stream(query: str, *, signal: bool, timeout: float = 5.0) -> Any | None:
+def resolve_stream(query: str, *, signal: bool, timeout: float = 5.0,
+                   exclude_uids: Sequence[str] = ()) -> Any | None:
     """Find one LSL stream whose name, type or source_id equals ``query`` (signal: rate > 0; else markers).
 
     ``query=None`` for markers finds a stream of type ``Markers`` or ``annotations``. Where several match,
-    string-format marker streams are preferred (vibe-rt's JSON markers) over numeric ones.
+    string-format marker streams are preferred (vibe-rt's JSON markers) over numeric ones. Streams whose uid
+    is in ``exclude_uids`` are never returned (the live query ``EEG`` must not find the synthesized EEG stream
+    being compared with it).
     """
     pylsl = _pylsl()
     rate = "nominal_srate>0" if signal else "nominal_srate=0"
@@ -50,6 +53,8 @@ def resolve_stream(query: str, *, signal: bool, timeout: float = 5.0) -> Any | N
     else:
         q = query.replace("'", "")
         pred = f"(name='{q}' or type='{q}' or source_id='{q}') and {rate}"
+    for uid in exclude_uids:
+        pred += " and not(uid='{}')".format(uid.replace("'", ""))
     found = pylsl.resolve_bypred(pred, 1, timeout)
     found = [s for s in found if (s.nominal_srate() > 0) == signal]
     if not found:
@@ -183,8 +188,10 @@ class LiveComparator:
         """Resolve the streams (raise :class:`StreamError` if absent), open inlets, start the worker thread."""
         if self._thread is not None:
             return self
-        for h in self._handles.values():
-            info = resolve_stream(h.query, signal=h.signal, timeout=self.resolve_timeout)
+        # the synthesized stream first, so that the live query cannot resolve to it
+        for h in sorted(self._handles.values(), key=lambda h: h.role != "synth"):
+            exclude = [self._handles["synth"].uid] if h.role == "live" and "synth" in self._handles else []
+            info = resolve_stream(h.query, signal=h.signal, timeout=self.resolve_timeout, exclude_uids=exclude)
             if info is None:
                 what = "signal" if h.signal else "marker"
                 raise StreamError(
