@@ -87,6 +87,31 @@ def test_fif_with_stim_channel_and_log(tmp_path):
     np.testing.assert_allclose(rec.onsets, np.round(onsets * FS) / FS, atol=1e-9)
 
 
+def test_an_rsvp_experiment_log_is_a_stimulus_log(tmp_path):
+    """The log that `vibe-rt experiment rsvp` writes (comment lines, a `code` column, onsets on the LSL clock)
+    epochs a recording of the same run by its trigger codes."""
+    import mne
+
+    from vibe_rt.experiment.log import ExperimentLog
+
+    data, onsets, order = make_session(seed=2)
+    info = mne.create_info(list(THINGS_EEG2_CHANNELS) + ["STI 014"], FS, ["eeg"] * 17 + ["stim"])
+    stim = np.zeros((1, data.shape[1]))
+    for img, on in zip(order, onsets):
+        stim[0, int(round(on * FS)): int(round(on * FS)) + 5] = img + 1
+    path = tmp_path / "rec_raw.fif"
+    mne.io.RawArray(np.vstack([data, stim]), info, verbose="error").save(path, verbose="error")
+    log = ExperimentLog(tmp_path / "rsvp.tsv", header={"vibe_rt_experiment": "rsvp", "refresh_hz": 60.0})
+    for k, (img, on) in enumerate(zip(order, onsets)):
+        log.write(trial=k, image=f"stim/img{img}.png", code=int(img) + 1, actual_onset_lsl=5000.0 + on,
+                  planned_onset=5000.0 + on, dropped=0, marker="stim")
+    log.comment("n_dropped", 0)
+    log.close()
+    rows = read_stimulus_log(tmp_path / "rsvp.tsv")
+    assert len(rows) == len(order) and rows[0]["event"] == str(order[0] + 1) and rows[0]["onset"] is None
+    check_epochs(load_recording(path, tmp_path / "rsvp.tsv", montage="things-eeg2"), order, 3)
+
+
 def test_brainvision_export_annotations_ragged(tmp_path):
     import mne
 

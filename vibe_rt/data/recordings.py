@@ -410,18 +410,21 @@ def read_stimulus_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a CSV/TSV stimulus log.
 
     Each row is a dict with ``image`` (str; column ``image``, else ``key`` or ``image_id``), ``event``
-    (normalised code, or None without an ``event`` column), ``onset`` (float, or None; column ``onset``, else
-    ``time``) and ``columns`` (all columns of the row, as read).
+    (normalised code; column ``event``, else ``code`` or ``trigger``; None without one), ``onset`` (float, or
+    None; column ``onset``, else ``time``) and ``columns`` (all columns of the row, as read). Lines starting
+    with ``#`` are comments: a ``vibe-rt experiment rsvp`` log reads as it is (its ``code``
+    column matches the trigger codes of the recording; its onsets are on the LSL clock, so they are not used).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"stimulus log {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")
-    delim = "\t" if path.suffix.lower() == ".tsv" or text.split("\n", 1)[0].count("\t") else ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delim)
+    lines = [x for x in path.read_text(encoding="utf-8-sig").splitlines() if not x.lstrip().startswith("#")]
+    delim = "\t" if path.suffix.lower() == ".tsv" or (lines and lines[0].count("\t")) else ","
+    reader = csv.DictReader(lines, delimiter=delim)
     fields = {f.strip().lower(): f for f in (reader.fieldnames or [])}
     icol = next((fields[k] for k in ("image", "key", "image_id") if k in fields), None)
     tcol = next((fields[k] for k in ("onset", "time") if k in fields), None)
+    ecol = next((fields[k] for k in ("event", "code", "trigger") if k in fields), None)
     if icol is None:
         raise DataError(f"{path}: a stimulus log needs an 'image' column (and 'event' and/or 'onset'); "
                         f"found columns {list(fields)}")
@@ -431,7 +434,7 @@ def read_stimulus_log(path: str | os.PathLike) -> list[dict[str, Any]]:
             onset = row.get(tcol, "") if tcol is not None else ""
             rows.append({
                 "image": row[icol].strip(),
-                "event": normalise_code(row[fields["event"]]) if "event" in fields else None,
+                "event": normalise_code(row[ecol]) if ecol is not None else None,
                 "onset": float(onset) if onset not in (None, "") else None,
                 "columns": dict(row),
             })
