@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -139,3 +140,48 @@ def test_live_query_by_type_never_finds_the_synthesized_stream(source_id):
         assert resolve_stream(f"{source_id}-synth", signal=True, timeout=0.5, exclude_uids=[found.uid()]) is None
     finally:
         del synth, amp
+
+
+def test_cli_live_compare_with_live_view(montage, tmp_path, capsys):
+    """`vibe-rt compare --live NAME --synth NAME --report DIR`: both streams replayed by PlayerLSL; while it runs the
+    report folder is a self-reloading live view, at the end a final report."""
+    import threading
+
+    from vibe_rt.cli import main
+
+    full = get_montage("things-eeg2")
+    kw = dict(n_images=3, n_reps=4, sfreq=SFREQ, isi=0.45, lead_s=3.0, seed=4)  # time to connect before onsets
+    live_gt = make_ground_truth(full, latency_s=0.024, gain=(0.8, 1.2), noise=1e-6, **kw)
+    synth_gt = make_ground_truth(full, latency_s=0.0, gain=(1.0, 1.0), noise=0.0, **kw)
+    tag = uuid.uuid4().hex[:8]
+    players = [_player(live_gt.raw, f"amp-{tag}", f"amp-{tag}"), _player(synth_gt.raw, f"syn-{tag}", f"syn-{tag}")]
+    rep = tmp_path / "rep"
+    seen_live: list[str] = []
+
+    def watch() -> None:  # what a browser would load while the comparison runs
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10 and not seen_live:
+            page = rep / "index.html"
+            if page.is_file() and "http-equiv='refresh'" in page.read_text():
+                seen_live.append(page.read_text())
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        rc = main(["compare", "--live", f"amp-{tag}", "--markers", f"amp-{tag}-annotations", "--synth", f"syn-{tag}",
+                   "--montage", "things-eeg2", "--report", str(rep), "--live-view", "1", "--duration", "9", "--quiet"])
+    finally:
+        watcher.join()
+        for p in players:
+            _stop(p)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "live view:" in out and "events compared: 12 (3 images), lost: 0" in out, out
+    assert seen_live and "live: updated every 1 s" in seen_live[0]
+    final = (rep / "index.html").read_text()
+    assert "refresh" not in final and (rep / "erp_overlay.png").is_file() and (rep / "metrics_over_time.png").is_file()
+    assert not list(rep.glob(".*tmp*"))  # every file was replaced atomically
+    # (the two players start a few ms apart, so the latency here is not the ground truth's; see the test above)
+    report = json.loads((rep / "report.json").read_text())
+    assert report["summary"]["n_events"] == 12 and report["summary"]["erp_r_aligned"] > 0.9

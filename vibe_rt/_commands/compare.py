@@ -44,6 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--report", type=Path, metavar="DIR", help="write report.json, erps.npz, PNG figures and "
                    "index.html to DIR")
     g.add_argument("--no-html", action="store_true", help="no HTML page in the report")
+    g.add_argument("--live-view", type=float, default=5.0, metavar="S", help="live: with --report, rewrite the "
+                   "report every S seconds while running; its index.html reloads itself, so a browser shows the ERP "
+                   "overlay per channel group and the metrics over time as they evolve (default: 5; 0: only at "
+                   "the end)")
     g.add_argument("--quiet", action="store_true", help="no status line")
     parser.set_defaults(func=run)
 
@@ -129,6 +133,16 @@ def _print_summary(s: dict[str, Any], out: Any) -> None:
               f"(live later > 0)  ERP RMSE: {f(s['erp_rmse'], '.3g')}\n")
 
 
+def _write_live_view(args: argparse.Namespace, live: Any) -> None:
+    """Rewrite the report folder from a snapshot of the running comparison (the worker goes on meanwhile)."""
+    from ..compare.report import write_report
+
+    comp = live.snapshot()
+    if comp.n_events:
+        write_report(args.report, comp, outages=live.outages(), gaps=live.data_gaps(),
+                     info={"mode": "live (running)", "streams": live.info()}, refresh_s=args.live_view)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
@@ -148,7 +162,11 @@ def run(args: argparse.Namespace) -> int:
                               unit_override=args.live_unit, resolve_timeout=resolve_timeout,
                               **comparator_kwargs(args))
         live.start()
-        t0 = time.monotonic()
+        t0 = next_view = time.monotonic()
+        view = args.report is not None and args.live_view > 0 and not args.no_html
+        if view:
+            sys.stdout.write(f"live view: {args.report / 'index.html'} (open it in a browser; it reloads every "
+                             f"{args.live_view:g} s)\n")
         try:
             while args.duration is None or time.monotonic() - t0 < args.duration:
                 time.sleep(0.5)
@@ -157,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.flush()
                 if not live.running:
                     break
+                if view and time.monotonic() >= next_view:
+                    _write_live_view(args, live)
+                    next_view = time.monotonic() + args.live_view
         except KeyboardInterrupt:
             pass
         finally:

@@ -14,6 +14,7 @@ lost, never compared against filled-in data.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time as _time
 from dataclasses import dataclass, field
@@ -259,6 +260,11 @@ class LiveComparator:
                 "noise_ceiling": h.get("noise_ceiling", float("nan")),
                 "error": repr(self._error) if self._error else None,
             }
+
+    def snapshot(self) -> Comparator:
+        """A copy of the comparator as it is now, for a live view drawn while the worker goes on."""
+        with self._lock:
+            return copy.deepcopy(self.comparator)
 
     def status_line(self) -> str:
         """Compact one-line status (the CLI prints it in place)."""

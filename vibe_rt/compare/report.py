@@ -7,13 +7,15 @@ group), ``metrics_over_time.png`` (event r, running ERP r, noise ceiling, latenc
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import html
 import json
 import math
+import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -149,6 +151,7 @@ def write_report(
     info: dict[str, Any] | None = None,
     figures: bool = True,
     html_page: bool = True,
+    refresh_s: float | None = None,
 ) -> Path:
     """Write a comparison report folder and return the path of its ``report.json``.
 
@@ -164,22 +167,27 @@ def write_report(
         Streams, files, options (stored as is).
     figures, html_page : bool
         Write the PNG figures / the HTML page.
+    refresh_s : float | None
+        Live view: the HTML page reloads itself every this many seconds (a browser shows the comparison as it
+        runs; no server). Every file is replaced atomically, so a reader never sees a half-written one.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     montage = comparator.montage
     summary = comparator.summary()
     erps = comparator.erps()
-    erps.save(str(out / ERPS_FILE))
+    with _replacing(out / ERPS_FILE) as tmp:
+        erps.save(str(tmp))
     files = {"erps": ERPS_FILE}
     if figures and erps.keys:
-        _fig_erp(erps, montage, out / "erp_overlay.png")
-        files["erp_overlay"] = "erp_overlay.png"
-        _fig_channels(summary, montage, out / "per_channel.png")
-        files["per_channel"] = "per_channel.png"
+        figs = [("erp_overlay", lambda path: _fig_erp(erps, montage, path)),
+                ("per_channel", lambda path: _fig_channels(summary, montage, path))]
         if comparator.history:
-            _fig_time(comparator.history, out / "metrics_over_time.png")
-            files["metrics_over_time"] = "metrics_over_time.png"
+            figs.append(("metrics_over_time", lambda path: _fig_time(comparator.history, path)))
+        for name, draw in figs:
+            with _replacing(out / f"{name}.png") as tmp:
+                draw(tmp)
+            files[name] = f"{name}.png"
     report = {
         "format": "vibe-rt-compare-report",
         "version": 1,
@@ -193,13 +201,26 @@ def write_report(
         "files": files,
     }
     path = out / REPORT_JSON
-    path.write_text(json.dumps(to_jsonable(report), indent=1))
+    with _replacing(path) as tmp:
+        tmp.write_text(json.dumps(to_jsonable(report), indent=1))
     if html_page and figures:
-        _html(out, report)
+        with _replacing(out / "index.html") as tmp:
+            _html(tmp, report, refresh_s)
     return path
 
 
-def _html(out: Path, report: dict[str, Any]) -> None:
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix) and move it over ``path`` when the block succeeds."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _html(path: Path, report: dict[str, Any], refresh_s: float | None = None) -> None:
     s = report["summary"]
 
     def f(v: Any, fmt: str = ".3f") -> str:
@@ -214,10 +235,12 @@ def _html(out: Path, report: dict[str, Any]) -> None:
     table = "".join(f"<tr><td>{html.escape(str(a))}</td><td>{html.escape(str(b))}</td></tr>" for a, b in rows)
     imgs = "".join(f'<h2>{html.escape(k)}</h2><img src="{html.escape(v)}" style="max-width:100%">'
                    for k, v in report["files"].items() if v.endswith(".png"))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>vibe-rt comparison</title></head><body>"
-            f"<h1>vibe-rt comparison ({html.escape(report['montage']['name'])})</h1>"
+    live = (f"<meta http-equiv='refresh' content='{refresh_s:g}'>" if refresh_s else "")
+    note = (f"<p>live: updated every {refresh_s:g} s ({html.escape(report['created'])})</p>" if refresh_s else "")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'>{live}<title>vibe-rt comparison</title></head>"
+            f"<body><h1>vibe-rt comparison ({html.escape(report['montage']['name'])})</h1>{note}"
             f"<table border=1 cellpadding=4>{table}</table>{imgs}</body></html>")
-    (out / "index.html").write_text(page, encoding="utf-8")
+    path.write_text(page, encoding="utf-8")
 
 
 def read_report(path: str | Path) -> tuple[dict[str, Any], ErpSet, Montage]:
