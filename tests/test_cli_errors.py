@@ -80,8 +80,8 @@ CASES = [
     ("compare-montage-unknown", ["compare", "--live", "x", "--synth", "vibe-rt", "--montage", "nope"],
      "unknown montage"),
     ("compare-live-file-missing", ["compare", "--live-file", "{tmp}/nope.xdf", "--synth", "vibe-rt"], "nope.xdf"),
-    ("compare-live-missing", ["compare", "--live", "NoSuchStream", "--synth", "NoSuchSynth", "--duration", "1"],
-     "no LSL signal stream 'NoSuchStream'"),
+    ("compare-streams-missing", ["compare", "--live", "NoSuchStream", "--synth", "NoSuchSynth", "--duration", "1"],
+     "no LSL signal stream 'NoSuchSynth' found within 1 s (synth)"),  # the synthesized stream is resolved first
     ("calibrate-session-missing", ["calibrate", "--session", "{tmp}/nope", "--out", "{tmp}/c.json",
                                    "--synth", "vibe-rt"], "nope"),
     ("data-simulate-montage-unknown", ["data", "simulate", "--montage", "nope", "--out", "{tmp}/sim"],
