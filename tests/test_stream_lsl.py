@@ -57,7 +57,10 @@ def test_stream_metadata_and_regular_timestamps(source_id):
         inlet = _inlet(source_id)
         info = inlet.info(timeout=5)
         data, stamps = [], []
+        _pull(inlet, 0.3, [], [])  # connected and delivering
+        t_pull = pylsl.local_clock()
         _pull(inlet, 2.5, data, stamps)
+        t_pull = pylsl.local_clock() - t_pull
         status = pipe.status()
         marker_infos = [pylsl.resolve_byprop("source_id", f"{source_id}-{k}", timeout=3) for k in ("markers", "codes")]
     assert info.type() == "EEG" and info.channel_count() == 4 and info.nominal_srate() == 500
@@ -77,6 +80,7 @@ def test_stream_metadata_and_regular_timestamps(source_id):
     assert float(desc.child("synchronization").child_value("output_delay")) == pytest.approx(0.1)
     assert desc.child("vibe_rt").child_value("backend") == "test-pulse"
     assert desc.child("vibe_rt").child_value("model_hash") == "abc123"
+    assert desc.child("acquisition").child_value("model")
     (smk,), (cmk,) = marker_infos
     assert (smk.type(), smk.channel_format(), smk.nominal_srate()) == ("Markers", pylsl.cf_string, 0)
     assert (cmk.type(), cmk.channel_format(), cmk.nominal_srate()) == ("Markers", pylsl.cf_int32, 0)
@@ -85,6 +89,9 @@ def test_stream_metadata_and_regular_timestamps(source_id):
     x = np.array(data)
     assert len(ts) > 1000 and np.all(np.isfinite(x))
     assert np.max(np.abs(np.diff(ts) - 1 / 500)) < 1e-6  # perfectly regular timestamps
+    # as received: the samples pulled in 2.5 s of the receiver's clock span 2.5 s of signal (the nominal rate,
+    # give or take one push interval at either end)
+    assert len(ts) / 500 == pytest.approx(t_pull, abs=0.05)
     assert 2 < x.std() < 100  # microvolts of background activity
     assert status["effective_srate"] == pytest.approx(500, rel=0.005)
     assert status["push_lag_ms"]["p50"] < 20
@@ -199,6 +206,31 @@ def test_record_brainvision_matches_stream(source_id, tmp_path):
     stim = [a for a in raw.annotations if a["description"].startswith("Stimulus")]
     assert len(stim) == 3
     assert np.allclose([a["onset"] for a in stim], np.array(onsets) - t0, atol=1 / 500)
+
+
+def test_calibration_channel_map_gives_the_device_labels(source_id, tmp_path):
+    """A profile whose channel map names the live device's labels: the stream and the recording carry them
+    (interpolated channels keep the model's), so the simulator stands in for the amplifier's stream."""
+    import mne
+
+    pred = PulsePredictor()
+    names = list(pred.montage.ch_names)
+    profile = {"format": "vibe-rt-calibration", "version": 1, "channels": names, "gain": [1.0] * len(names),
+               "latency_s": 0.0, "channel_map": {names[0]: "EEG 001", names[1]: "interpolated:spline",
+                                                 names[2]: names[2].lower()}}
+    path = tmp_path / "rec.vhdr"
+    pipe = StreamPipeline(pred, srate=250, lookahead=0.1, source_id=source_id, record=path, calibration=profile)
+    expected = ["EEG 001", names[1], names[2].lower(), names[3]]
+    with pipe:
+        info = _inlet(source_id).info(timeout=5)
+        time.sleep(0.3)
+    ch, labels = info.desc().child("channels").child("channel"), []
+    while not ch.empty():
+        labels.append(ch.child_value("label"))
+        ch = ch.next_sibling()
+    assert labels == expected
+    assert mne.io.read_raw_brainvision(path, verbose="error").ch_names == expected
+    assert list(pipe.montage.ch_names) == names  # calibration gains and shifts still match the model's labels
 
 
 def test_push_marker_goes_to_lsl_and_recording(source_id, tmp_path):

@@ -17,6 +17,7 @@ A failure in any worker thread is stored, shown in :meth:`StreamPipeline.status`
 from __future__ import annotations
 
 import collections
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -86,6 +87,23 @@ def _calibration_for(profile: dict, montage: Montage) -> dict:
         logger.warning("the calibration profile has no entry for %s: gain 1, no shift", missing)
     return {**profile, "channels": list(montage.ch_names), "ch_names": list(montage.ch_names), "gain": gain,
             "latency_s": latency[0] if len(set(latency)) == 1 else latency}
+
+
+def _device_labels(montage: Montage, channel_map: dict[str, str] | None) -> Montage:
+    """``montage`` with each channel renamed to the live device's label that a calibration profile's channel
+    map gives it (model channel -> live channel; interpolated channels and clashing names keep the model's)."""
+    if not channel_map:
+        return montage
+    lower = {str(k).lower(): str(v) for k, v in channel_map.items()}
+    names = [lower.get(c.lower(), c) for c in montage.ch_names]
+    names = [n if n and not n.startswith("interpolated") else c for n, c in zip(names, montage.ch_names)]
+    if len(set(names)) != len(names):
+        logger.warning("the calibration's channel map gives several channels one label; streaming the model's")
+        return montage
+    if names != list(montage.ch_names):
+        logger.info("streaming with the device's channel labels from the calibration profile: %s",
+                    ", ".join(f"{c}->{n}" for c, n in zip(montage.ch_names, names) if c != n))
+    return dataclasses.replace(montage, ch_names=tuple(names))
 
 
 def _install_adapter(predictor: Predictor | None, adapter: dict) -> None:
@@ -180,6 +198,8 @@ class StreamPipeline:
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
                                  line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
         self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None
+        # the outlet and the recording carry the live device's labels where the profile's channel map has them
+        self.output_montage = _device_labels(self.montage, (calibration or {}).get("channel_map"))
         if calibration is not None and calibration.get("adapter") is not None:
             _install_adapter(predictor, calibration["adapter"])
         self.record_path = Path(record) if record else None
@@ -221,14 +241,15 @@ class StreamPipeline:
         if self._started:
             return self
         units = self.synth.units
-        self.outlets = LslOutlets(self.montage, self.srate, units, name=self.name, source_id=self.source_id,
+        self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.name, source_id=self.source_id,
                                   lookahead=self.lookahead, chunk_size=self.chunk, extra=self.extra_meta)
         t0 = self.clock()
         self.synth.t0 = t0
         self.sample_clock = SampleClock(self.srate, t0, self.lookahead)
         if self.record_path is not None:
             try:
-                self.writer = BrainVisionWriter(self.record_path, list(self.montage.ch_names), units, self.srate, t0)
+                self.writer = BrainVisionWriter(self.record_path, list(self.output_montage.ch_names), units,
+                                                self.srate, t0)
             except BaseException:
                 self.outlets.close()
                 raise
