@@ -91,7 +91,7 @@ def test_stream_metadata_and_regular_timestamps(source_id):
     assert np.max(np.abs(np.diff(ts) - 1 / 500)) < 1e-6  # perfectly regular timestamps
     # as received: the samples pulled in 2.5 s of the receiver's clock span 2.5 s of signal (the nominal rate,
     # give or take one push interval at either end)
-    assert len(ts) / 500 == pytest.approx(t_pull, abs=0.05)
+    assert len(ts) / 500 == pytest.approx(t_pull, abs=0.1)
     assert 2 < x.std() < 100  # microvolts of background activity
     assert status["effective_srate"] == pytest.approx(500, rel=0.005)
     assert status["push_lag_ms"]["p50"] < 20
