@@ -1,7 +1,8 @@
 """Stream timing: vibe-rt's outlet loop vs MNE-LSL's PlayerLSL, received by an LSL inlet in another process.
 
 A thin entry point: the benchmark is :mod:`vibe_rt.bench.stream`, also run by ``vibe-rt bench stream`` (this
-script takes the same options). See ``benchmarks/README.md`` for what each number means.
+script takes the same options). Writes ``results/stream-<machine>.json``. See ``benchmarks/README.md`` for what
+each number means.
 
 Usage::
 
@@ -9,16 +10,7 @@ Usage::
     python benchmarks/stream_timing.py --quick --no-peer
 """
 
-from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
-
-if importlib.util.find_spec("vibe_rt") is None:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vibe_rt.cli import main  # noqa: E402
+from _entry import run
 
 if __name__ == "__main__":
-    raise SystemExit(main(["bench", "stream", *sys.argv[1:]]))
+    raise SystemExit(run("stream"))
