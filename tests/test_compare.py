@@ -208,7 +208,7 @@ def test_comparator_rejects_bad_shape(montage):
         c.update(np.zeros((3, 5)), np.zeros((3, 5)), "x")
 
 
-def test_cli_compare_and_calibrate(tmp_path, capsys):
+def test_cli_compare_and_calibrate(tmp_path, capsys, monkeypatch):
     """`vibe-rt compare --live-file ... --synth FILE` (a recording of the synthesized stream, epoched around the
     same markers), then `vibe-rt calibrate --session REPORT`."""
     from vibe_rt.cli import main
@@ -244,6 +244,11 @@ def test_cli_compare_and_calibrate(tmp_path, capsys):
     fit = load_calibration(prof_path)["metrics_heldout"]["adapter"]
     assert f"latent adapter: held-out r {fit['identity_r']:+.3f}" in out
     assert (load_calibration(prof_path)["adapter"] is not None) == fit["kept"] == ("kept (penalty" in out)
+    # without --out the profile goes to calibration/<session name>.json (relative to the working directory)
+    monkeypatch.chdir(tmp_path)
+    assert main(["calibrate", "--session", str(rep / "report.json")]) == 0
+    assert "profile: calibration/report.json" in capsys.readouterr().out
+    assert load_calibration(tmp_path / "calibration" / "report.json")["latency_s"] == prof["latency_s"]
     # a user error is one line, exit code 2
     assert main(["compare", "--montage", "things-eeg2", "--synth", "x"]) == 2
     assert "--live" in capsys.readouterr().err

@@ -18,7 +18,8 @@ repetitions), and the profile then works only with that model.
 Use the profile with: vibe-rt stream --calibration calibration/NAME.json
 
 examples:
-  vibe-rt calibrate --session reports/session1 --out calibration/lab-eeg.json
+  vibe-rt calibrate --session reports/session1                  # -> calibration/session1.json
+  vibe-rt calibrate --session reports/session1 --out calibration/lab-eeg.json --adapter
   vibe-rt calibrate --session rec.fif --stimulus-log stim.csv --model ckpt/vibe --images stimuli/ \\
       --out calibration/rec.json
 """
@@ -34,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--session", type=Path, required=True, metavar="REPORT_OR_FILE",
                         help="comparison report folder/report.json, or a recording (.fif .vhdr .edf .bdf .xdf)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.json",
-                        help="profile to write, e.g. calibration/NAME.json")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE.json",
+                        help="profile to write (default: calibration/<session name>.json)")
     parser.add_argument("--per-channel-latency", action="store_true", help="fit one latency per channel "
                         "(noisier) instead of one overall")
     parser.add_argument("--adapter", action="store_true", help="also fit a small latent adapter for --model "
@@ -44,11 +45,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def default_profile_path(session: Path) -> Path:
+    """``calibration/<name>.json`` for a report folder (its name), its report.json (the folder's) or a recording
+    (its stem)."""
+    if session.suffix.lower() == ".json":
+        session = session.parent
+    return Path("calibration") / f"{session.stem if session.is_file() else session.name}.json"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..compare.calibrate import fit_calibration, save_calibration
     from ..compare.report import read_report
 
     session = args.session
+    if args.out is None:
+        args.out = default_profile_path(session)
     if session.is_dir() or session.suffix.lower() == ".json":
         report, erps, montage = read_report(session)
         channel_map = (report.get("info", {}).get("channel_match")
