@@ -175,14 +175,16 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("Latency inside the pipeline (`vibe-rt bench latency`)", latency_table,
      "ready = capture -> response in the synthesizer (must stay below the lookahead); emitted = capture -> push "
      "of the first LSL sample holding the response (glass-to-LSL; the lookahead by design + up to one push "
-     "interval)."),
+     "interval). Threads as in the stream: torch every core, ONNX Runtime cores - 1."),
     ("Stream timing (`vibe-rt bench stream`)", stream_table,
      "Received by a pylsl inlet in another process; receive latency = arrival - intended push time; timestamp "
      "rate error = samples received vs the span of their timestamps (catches lost samples); wall-clock rate error "
      "= arrival rate on the receiver's clock vs nominal (from the drift: does the stream keep time?)."),
     ("Throughput (`vibe-rt bench throughput`)", throughput_table,
-     "Events/s sustained (batch / mean latency, preprocessing included) at the best batch size whose p99 "
-     "latency per call stays below the target (half the lookahead)."),
+     "Events/s sustained (batch / mean latency of back-to-back predictor calls, preprocessing included) at the "
+     "best batch size whose p99 latency per call stays below the target (half the lookahead); batch sizes double "
+     "until the target breaks. Threads: torch uses every core, ONNX Runtime cores - 1 (one left for capture and "
+     "the outlet), as in the stream."),
     ("Inference latency per backend (`benchmarks/inference_latency.py`)", inference_table,
      "default: the embedded model; base: ViT-B-32 chain with random weights (latency does not depend on them); "
      "torch eager fp32 is the reference; best batch: the highest throughput of the batch sizes tried."),

@@ -236,3 +236,22 @@ def test_rsvp_drives_synthesized_stream(display: str, source_id: str, tmp_path: 
     r = np.corrcoef(avg_post[keep].ravel(), pred_on_grid[keep].ravel())[0, 1]
     assert r > 0.95, (kind, r)
     np.testing.assert_allclose(np.abs(avg_post[keep]).max(), np.abs(pred_on_grid[keep]).max(), rtol=0.25)
+
+
+def test_cli_rsvp_with_synthesized_stream(display: str, source_id: str, tmp_path: Path, capsys) -> None:  # noqa: F811
+    """`vibe-rt experiment rsvp` end to end: window, embedded model on torch, stream, log and summary."""
+    from vibe_rt.cli import main
+    from vibe_rt.experiment import read_log
+
+    _write_images(tmp_path / "img", 8, seed=2)
+    log, summary = tmp_path / "run.tsv", tmp_path / "run.json"
+    rc = main(["experiment", "rsvp", "--images", str(tmp_path / "img"), "--windowed", "--size", "320x240",
+               "--on", "0.05", "--off", "0.05", "--sequence-length", "4", "--pause", "0.1", "--seed", "1",
+               "--backend", "torch", "--srate", "250", "--source-id", source_id, "--log", str(log),
+               "--summary", str(summary)])
+    assert rc == 0
+    assert "presented 8/8 images" in capsys.readouterr().out
+    header, rows = read_log(log)
+    assert len(rows) == 8 and header["pacing"] == "clock"
+    s = json.loads(summary.read_text())
+    assert s["n_presented"] == 8 and s["stream"]["events"] == 8 and s["stream"].get("nonfinite_dropped", 0) == 0

@@ -47,7 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--video", default=None, help="latency: use this video (looped) instead of the demo source")
     parser.add_argument("--target-ms", type=float, default=None,
                         help="throughput: p99 latency target per call (default lookahead/2)")
-    parser.add_argument("--max-batch", type=int, default=None, help="throughput: largest batch (default 64, quick 8)")
+    parser.add_argument("--max-batch", type=int, default=None, help="throughput: largest batch (default 512: the "
+                        "sweep ends where the target breaks; quick 8)")
     parser.add_argument("--splits", type=int, default=None, help="quality: random half splits (default 100)")
     parser.add_argument("--no-peer", action="store_true", help="stream: skip MNE-LSL's PlayerLSL")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
@@ -83,7 +84,7 @@ def _one(which: str, args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         from ..bench import throughput
 
         return throughput.run(backend=args.backend, model=model, device=args.device, lookahead=args.lookahead,
-                              target_ms=args.target_ms, max_batch=args.max_batch or (8 if args.quick else 64),
+                              target_ms=args.target_ms, max_batch=args.max_batch or (8 if args.quick else 512),
                               seconds=0.5 if args.quick else 1.5, min_iters=5 if args.quick else 10,
                               threads=args.threads, engines_dir=args.engines_dir, out_dir=args.out)
     from ..bench import quality

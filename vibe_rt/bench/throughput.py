@@ -58,7 +58,7 @@ def plot(path: Path, results: dict[str, Any], target_ms: float) -> Path:
 
 
 def run(*, backend: str | None = None, model: str | Path | None = None, device: str = "cpu",
-        lookahead: float = 0.25, target_ms: float | None = None, max_batch: int = 64, seconds: float = 1.5,
+        lookahead: float = 0.25, target_ms: float | None = None, max_batch: int = 512, seconds: float = 1.5,
         min_iters: int = 10, warmup: int = 3, threads: int | None = None, engines_dir: str | Path | None = None,
         out_dir: str | Path | None = None, write: bool = True, plot_png: bool = True
         ) -> tuple[dict[str, Any], Path | None]:
