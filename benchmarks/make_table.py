@@ -171,6 +171,59 @@ def quality_table(results: Path) -> str | None:
                    "data"], rows)
 
 
+def comparator_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "comparator-*.json"):
+        for r in doc.get("recovery", []):
+            rows.append([machine, _f(r["latency_true_ms"]), _f(r["noise_uv"]), _f(r["latency_est_ms"], 2),
+                         _f(r["gain_error_max_pct"]), _f(r["erp_r"], 3), _f(r["erp_r_aligned"], 3),
+                         _f(r["expected_r_noise_free"], 3), _f(r["noise_ceiling"], 3), f"{r['n_events']}/{r['n_lost']}"])
+    if not rows:
+        return None
+    return _table(["machine", "true latency ms", "noise uV", "estimated ms", "max gain error %", "ERP r",
+                   "latency-aligned r", "noise-free r", "noise ceiling", "events/lost"], rows)
+
+
+def calibration_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "comparator-*.json"):
+        c, a = doc.get("calibration"), doc.get("adapter")
+        if c:
+            rows.append([machine, "gain + latency (24 ms, 3 uV session)",
+                         f"{c['in_sample']['before']['erp_r']:.3f} -> {c['in_sample']['after']['erp_r']:.3f}",
+                         f"{c['held_out']['before']['erp_r']:.3f} -> {c['held_out']['after']['erp_r']:.3f}", "-"])
+        if a:
+            i, h = a["in_sample_r"], a["held_out_r"]
+            rows.append([machine, f"+ latent adapter ({a['n_images']} images whose latent differs, fit "
+                                  f"{a['fit_seconds']:.0f} s, {'kept' if a['kept'] else 'not kept'})",
+                         f"{i['before']:.3f} -> {i['gain_latency']:.3f} -> {_f(i['adapter'], 3)}",
+                         f"{h['before']:.3f} -> {h['gain_latency']:.3f} -> {h['adapter']:.3f}",
+                         _f(a["ceiling_r"], 3)])
+        for u in doc.get("update_cost", []):
+            ms = u["ms"]
+            rows.append([machine, f"cost of one comparison, {u['n_images']} images", f"mean {ms['mean']:.1f} ms",
+                         f"p99 {ms['p99']:.1f} ms", f"max {ms['max']:.0f} ms"])
+    if not rows:
+        return None
+    return _table(["machine", "what", "ERP r in sample (or cost)", "held out", "ceiling"], rows)
+
+
+def experiment_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "experiment_timing-*.json"):
+        def pc(key: str) -> str:
+            d = doc.get(key) or {}
+            return f"{_f(d.get('p50'), 2)} / {_f(d.get('p99'), 2)}"
+        rows.append([machine, f"{doc.get('display', '-')}, {doc.get('pacing')} at {_f(doc.get('refresh_hz'), 1)} Hz",
+                     f"{doc.get('n_presented')}/{doc.get('n_trials')}", str(doc.get("n_markers_received")),
+                     str(doc.get("dropped_frames")), pc("push_delay_ms"), pc("receive_delay_ms"),
+                     pc("onset_error_ms"), pc("soa_error_ms")])
+    if not rows:
+        return None
+    return _table(["machine", "display", "presented", "markers received", "dropped frames",
+                   "flip -> marker pushed p50 / p99 ms", "-> received", "onset vs frame grid", "SOA error"], rows)
+
+
 SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("Latency inside the pipeline (`vibe-rt bench latency`)", latency_table,
      "ready = capture -> response in the synthesizer (must stay below the lookahead); emitted = capture -> push "
@@ -188,6 +241,17 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("Inference latency per backend (`benchmarks/inference_latency.py`)", inference_table,
      "default: the embedded model; base: ViT-B-32 chain with random weights (latency does not depend on them); "
      "torch eager fp32 is the reference; best batch: the highest throughput of the batch sizes tried."),
+    ("Comparator on ground truth (`benchmarks/comparator.py`)", comparator_table,
+     "Offline comparison (the live mode shares the code) of recordings whose responses are gain[c] x erp(t - "
+     "latency) + noise, 12 images x 8 repetitions, gains 0.7-1.4: the latency is recovered to a fraction of a "
+     "model sample (10 ms) at every noise level; gain errors grow with the noise."),
+    ("Calibration (`benchmarks/comparator.py`)", calibration_table,
+     "Held out: fitted on the odd repetitions, scored on the even ones. The comparison cost is per event, one "
+     "core; snapshots of the running metrics thin out as images accumulate, so the mean stays flat."),
+    ("PsychoPy RSVP timing (`benchmarks/experiment_timing.py`)", experiment_table,
+     "Under Xvfb (no vsync: frames paced by the clock at an emulated refresh), markers only: this measures the "
+     "software path (flip time -> LSL marker -> inlet) and the frame logic, not a monitor's photon timing; the "
+     "marker timestamp is the flip time by construction."),
     ("Quality (`vibe-rt bench quality`, `vibe-rt train default`)", quality_table,
      "Encoding r: mean over channels x time of the Pearson r across test images vs a random half of the "
      "repetitions (100 splits); the ridge baseline uses the same image features."),
