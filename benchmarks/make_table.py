@@ -54,6 +54,9 @@ def _load(results: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+_LATENCY_STAGES = ("capture", "queue_wait", "preprocess", "inference", "synth_add", "push")
+
+
 def latency_table(results: Path) -> str | None:
     rows = []
     for machine, doc in _load(results, "latency-*.json"):
@@ -62,14 +65,15 @@ def latency_table(results: Path) -> str | None:
             if "error" in r:
                 continue
             st, g = r["stages_ms"], r["glass_to_lsl_ms"]
-            rows.append([machine, label, _f(st.get("inference", {}).get("p50"), 2),
+            stages = " / ".join(_f(st.get(k, {}).get("p50"), 2) for k in _LATENCY_STAGES)
+            rows.append([machine, label, stages, _f(st.get("inference", {}).get("p50"), 2),
                          _f(st.get("inference", {}).get("p99"), 2), _f(g["ready"].get("p50")),
                          _f(g["ready"].get("p99")), _f(g["emitted"].get("p50")), _f(g["emitted"].get("p99")),
                          _f(la, 0), str(r["counters"].get("late", "-")), str(g["ready"].get("n", "-"))])
     if not rows:
         return None
-    return _table(["machine", "backend", "inference p50 ms", "p99", "ready p50 ms", "p99", "emitted p50 ms", "p99",
-                   "lookahead ms", "late", "onsets"], rows)
+    return _table(["machine", "backend", "p50 ms: " + " / ".join(_LATENCY_STAGES), "inference p50 ms", "p99",
+                   "ready p50 ms", "p99", "emitted p50 ms", "p99", "lookahead ms", "late", "onsets"], rows)
 
 
 def _wall_rate_error(rec: dict) -> float:
@@ -228,7 +232,10 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("Latency inside the pipeline (`vibe-rt bench latency`)", latency_table,
      "ready = capture -> response in the synthesizer (must stay below the lookahead); emitted = capture -> push "
      "of the first LSL sample holding the response (glass-to-LSL; the lookahead by design + up to one push "
-     "interval). Threads as in the stream: torch every core, ONNX Runtime cores - 1."),
+     "interval). Threads as in the stream: torch every core, ONNX Runtime cores - 1. Stages: capture = frame "
+     "stamp -> onset dispatched (the demo source stamps frames at their nominal time, so a camera's own capture "
+     "delay is not in it), queue_wait, preprocess, inference (all three networks), synth_add (resampling to the "
+     "output rate + overlap-add), push (one LSL push call)."),
     ("Stream timing (`vibe-rt bench stream`)", stream_table,
      "Received by a pylsl inlet in another process; receive latency = arrival - intended push time; timestamp "
      "rate error = samples received vs the span of their timestamps (catches lost samples); wall-clock rate error "
