@@ -16,11 +16,14 @@ the logic and software latency (clock conversion, marker push, frame pacing unde
 refresh timing or the photon latency. On a real display with vsync use ``--pacing vsync`` and a photodiode for
 the latter.
 
+With ``--synth`` the run drives the synthesized stream (embedded model on ONNX Runtime, 1000 Hz), whose marker
+stream is then the one received: the same questions under inference load.
+
 Usage::
 
-    python benchmarks/experiment_timing.py [--duration 120] [--pacing auto]
+    python benchmarks/experiment_timing.py [--duration 120] [--pacing auto] [--synth]
 
-Writes ``benchmarks/results/experiment_timing-<machine>.json``.
+Writes ``benchmarks/results/experiment_timing-<machine>.json`` (``experiment_timing_synth-...`` with ``--synth``).
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=120.0, help="approximate run length, s (default 120)")
     parser.add_argument("--pacing", default="auto", choices=("auto", "vsync", "clock"))
     parser.add_argument("--size", default="800x600", help="window size (default 800x600)")
+    parser.add_argument("--synth", action="store_true", help="drive the synthesized stream too (embedded model, "
+                        "ONNX Runtime, 1000 Hz): the markers then come from the stream, under inference load")
     args = parser.parse_args()
 
     xvfb = _start_xvfb()
@@ -98,7 +103,14 @@ def main() -> int:
         reps = max(1, int(np.ceil(n_trials / n_images)))
         cfg = RsvpConfig(**{**cfg.to_dict(), "repetitions": reps, "response_window": tuple(cfg.response_window)})
         sid = unique_source_id("vibe-rt-bench")
-        outlets = MarkerOutlets("bench", sid)
+        if args.synth:
+            from vibe_rt.runtime.predictor import create_predictor
+            from vibe_rt.stream import StreamPipeline
+
+            outlets = StreamPipeline(create_predictor(backend="onnxruntime"), srate=1000.0, lookahead=0.25,
+                                     name="bench", source_id=sid, seed=0).start()
+        else:
+            outlets = MarkerOutlets("bench", sid)
         info = pylsl.resolve_byprop("source_id", f"{sid}-markers", timeout=10)[0]
         inlet = pylsl.StreamInlet(info, max_buflen=600)
         inlet.open_stream(timeout=10)
@@ -120,11 +132,12 @@ def main() -> int:
             t0 = time.perf_counter()
             result = run_rsvp(images, cfg, sink=outlets, size=(w, h), pacing=args.pacing, log_path=log_path)
             wall = time.perf_counter() - t0
-            time.sleep(0.5)
+            time.sleep(0.5 + (0.5 if args.synth else 0.0))  # the stream's markers follow the lookahead
             stop.set()
             thread.join(2)
             header, rows = read_log(log_path)
-        outlets.close()
+        stream_status = outlets.status() if args.synth else None
+        (outlets.stop if args.synth else outlets.close)()
         rows = [r for r in rows if r["marker"] in ("stim", "target")]
         onsets = np.array([r["actual_onset_lsl"] for r in rows])
         marker_ts = np.array([t for t, _ in received])
@@ -158,8 +171,12 @@ def main() -> int:
             "clock_offset_uncertainty_us": 1e6 * summary["clock_offset_uncertainty_s"],
             "clock_drift_us": None if summary["clock_drift_s"] is None else 1e6 * summary["clock_drift_s"],
             "load_average": list(os.getloadavg()),
+            "synthesized_stream": None if stream_status is None else {
+                k: stream_status.get(k) for k in ("events", "late", "late_dropped", "overload_dropped",
+                                                  "nonfinite_dropped", "onset_to_ready_ms", "effective_srate")},
         }
-        path = write_result("experiment_timing", payload, out_dir=RESULTS_DIR)
+        path = write_result("experiment_timing_synth" if args.synth else "experiment_timing", payload,
+                            out_dir=RESULTS_DIR)
         print(f"{result.n_presented} onsets in {wall:.0f} s ({result.pacing} pacing at {result.timing.refresh_hz:g} "
               f"Hz); markers received {len(received)}; dropped frames {result.n_dropped}; marker-flip max "
               f"{payload['marker_vs_flip_ms'].get('max', float('nan')):.4f} ms; push delay p50/p99 "

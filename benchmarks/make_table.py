@@ -181,7 +181,8 @@ def comparator_table(results: Path) -> str | None:
         for r in doc.get("recovery", []):
             rows.append([machine, _f(r["latency_true_ms"]), _f(r["noise_uv"]), _f(r["latency_est_ms"], 2),
                          _f(r["gain_error_max_pct"]), _f(r["erp_r"], 3), _f(r["erp_r_aligned"], 3),
-                         _f(r["expected_r_noise_free"], 3), _f(r["noise_ceiling"], 3), f"{r['n_events']}/{r['n_lost']}"])
+                         _f(r["expected_r_noise_free"], 3), _f(r["noise_ceiling"], 3),
+                         f"{r['n_events']}/{r['n_lost']}"])
     if not rows:
         return None
     return _table(["machine", "true latency ms", "noise uV", "estimated ms", "max gain error %", "ERP r",
@@ -214,17 +215,19 @@ def calibration_table(results: Path) -> str | None:
 
 def experiment_table(results: Path) -> str | None:
     rows = []
-    for machine, doc in _load(results, "experiment_timing-*.json"):
+    for machine, doc in _load(results, "experiment_timing*-*.json"):
         def pc(key: str) -> str:
             d = doc.get(key) or {}
             return f"{_f(d.get('p50'), 2)} / {_f(d.get('p99'), 2)}"
-        rows.append([machine, f"{doc.get('display', '-')}, {doc.get('pacing')} at {_f(doc.get('refresh_hz'), 1)} Hz",
+        mode = "synthesized stream" if doc.get("synthesized_stream") else "markers only"
+        display = f"{doc.get('display', '-')}, {doc.get('pacing')} at {_f(doc.get('refresh_hz'), 1)} Hz"
+        rows.append([machine, mode, display,
                      f"{doc.get('n_presented')}/{doc.get('n_trials')}", str(doc.get("n_markers_received")),
                      str(doc.get("dropped_frames")), pc("push_delay_ms"), pc("receive_delay_ms"),
                      pc("onset_error_ms"), pc("soa_error_ms")])
     if not rows:
         return None
-    return _table(["machine", "display", "presented", "markers received", "dropped frames",
+    return _table(["machine", "run", "display", "presented", "markers received", "dropped frames",
                    "flip -> marker pushed p50 / p99 ms", "-> received", "onset vs frame grid", "SOA error"], rows)
 
 
@@ -256,9 +259,10 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
      "Held out: fitted on the odd repetitions, scored on the even ones. The comparison cost is per event, one "
      "core; snapshots of the running metrics thin out as images accumulate, so the mean stays flat."),
     ("PsychoPy RSVP timing (`benchmarks/experiment_timing.py`)", experiment_table,
-     "Under Xvfb (no vsync: frames paced by the clock at an emulated refresh), markers only: this measures the "
-     "software path (flip time -> LSL marker -> inlet) and the frame logic, not a monitor's photon timing; the "
-     "marker timestamp is the flip time by construction."),
+     "Under Xvfb (no vsync: frames paced by the clock at an emulated refresh): this measures the software path "
+     "(flip time -> LSL marker -> inlet) and the frame logic, not a monitor's photon timing; the marker timestamp "
+     "is the flip time by construction. With the synthesized stream, its markers are pushed once the response "
+     "is placed, so they arrive up to the lookahead (250 ms) after the flip."),
     ("Quality (`vibe-rt bench quality`, `vibe-rt train default`)", quality_table,
      "Encoding r: mean over channels x time of the Pearson r across test images vs a random half of the "
      "repetitions (100 splits); the ridge baseline uses the same image features."),

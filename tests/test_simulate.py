@@ -151,7 +151,7 @@ def test_background_is_continuous_and_seeded():
 
 
 def test_background_meg_is_femtotesla_scaled():
-    """MEG background sits in the femto- to pico-tesla range (its cost is measured by benchmarks/simulate_dataset.py)."""
+    """MEG background sits in the femto- to pico-tesla range (benchmarks/simulate_dataset.py measures its cost)."""
     meg = BackgroundNoise(get_montage("things-meg"), 200.0, seed=0).generate(2000)
     assert 50e-15 < np.median(meg.std(0)) < 3e-12
 

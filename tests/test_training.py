@@ -139,7 +139,8 @@ from vibe_rt.training.stage1 import Stage1Config, train_vae
 mont = get_montage("things-eeg2").with_window(100.0, -0.2, 16)
 data = EpochsDataset(rng.normal(size=(48, 2, 17, 16)).astype(np.float32) * 1e-6, mont, [f"i{k}" for k in range(48)])
 s1 = train_vae(data, Stage1Config(vae={"widths": [4, 8], "latent_tokens": 2, "latent_dim": 4, "hidden": 8},
-                                  epochs=12, batch_size=16, patience=1, progress=False, warmup_steps=1, lr=0.1), ctx=ctx)
+                                  epochs=12, batch_size=16, patience=1, progress=False, warmup_steps=1, lr=0.1),
+               ctx=ctx)
 with open(sys.argv[1] + f".rank{ctx.rank}", "w") as f:
     json.dump({"world": ctx.world_size, "w": w, "epochs": len(res.history),
                "vae_epochs": len(s1.history), "vae_val": [h["val_mse"] for h in s1.history]}, f)

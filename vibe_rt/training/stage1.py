@@ -232,7 +232,8 @@ def train_vae(
     logger.info(
         "stage 1: %d train / %d val images, %d samples (%s) per epoch, VAE %s (%.2f M parameters), %s",
         len(tr_img), len(val_img), len(samples), cfg.inputs, cfg.size,
-        sum(p.numel() for p in vae.parameters()) / 1e6, f"{ctx.world_size} processes" if ctx.distributed else "1 process",
+        sum(p.numel() for p in vae.parameters()) / 1e6,
+        f"{ctx.world_size} processes" if ctx.distributed else "1 process",
     )
 
     def train_step(model: torch.nn.Module, pos: np.ndarray, *, epoch: int, batch: int, step: int,
