@@ -261,8 +261,8 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("PsychoPy RSVP timing (`benchmarks/experiment_timing.py`)", experiment_table,
      "Under Xvfb (no vsync: frames paced by the clock at an emulated refresh): this measures the software path "
      "(flip time -> LSL marker -> inlet) and the frame logic, not a monitor's photon timing; the marker timestamp "
-     "is the flip time by construction. With the synthesized stream, its markers are pushed once the response "
-     "is placed, so they arrive up to the lookahead (250 ms) after the flip."),
+     "is the flip time by construction. With the synthesized stream its markers are pushed once the response "
+     "is placed in the signal (after inference), so they are received a few ms later than markers-only ones."),
     ("Quality (`vibe-rt bench quality`, `vibe-rt train default`)", quality_table,
      "Encoding r: mean over channels x time of the Pearson r across test images vs a random half of the "
      "repetitions (100 splits); the ridge baseline uses the same image features."),
