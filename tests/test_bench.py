@@ -141,7 +141,7 @@ def test_make_table_renders(tmp_path):
     assert mt.main(["--results", str(results), str(readme), str(other)]) == 0
     text = readme.read_text()
     assert "STALE TABLE" not in text and text.endswith(f"{mt.END}\n\ntail\n") and text.startswith("# x\n\nintro")
-    assert "| cpu-test-2c | torch-fp32 | 2.00 | 3.00 | 12.5 | 3.0 | 251.2 |" in text
+    assert "| cpu-test-2c | torch-fp32 | - / - / - / 2.00 / - / - | 2.00 | 3.00 | 12.5 | 3.0 | 251.2 |" in text
     assert "tensorrt-fp16" not in text  # failed variants are left out
     assert "| cpu-test-2c | vibe-rt | 600 s, 64 ch @ 1000 Hz | 1.0e-09 |" in text
     assert "| cpu-test-2c | onnxruntime-fp32 | 4.00 | 8 | 30.00 | 420 | 125 |" in text
