@@ -242,3 +242,22 @@ def test_xdf_with_marker_stream(tmp_path):
     (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
     ds = load_recording(xdf, tmp_path / "log.csv")
     check_epochs(ds, order, 3)
+
+
+def test_offline_comparison_of_an_xdf_recording(tmp_path):
+    """`compare --live-file session.xdf`: signal and marker streams of an XDF file (LSL timestamps) compared with
+    the known per-image responses: every event found, no latency, the ERPs match."""
+    pytest.importorskip("pyxdf")
+    from vibe_rt.compare import DictSynth, compare_offline
+
+    fs = 250.0
+    data, onsets, order = make_session(seed=3, fs=fs)
+    t0 = 7000.0
+    xdf = tmp_path / "session.xdf"
+    write_xdf(xdf, data * 1e6, t0, fs, [(t0 + on, f"img{i}") for on, i in zip(onsets, order)])
+    pre = int(round(-EEG.tmin * EEG.sfreq))
+    synth = {f"img{i}": np.concatenate([np.zeros((17, pre)), erp_for(i, EEG.sfreq)], axis=1)[:, : EEG.n_times]
+             for i in set(order)}
+    s = compare_offline(xdf, EEG, DictSynth(synth)).comparator.summary()
+    assert s["n_events"] == len(order) and s["n_lost"] == 0 and s["n_keys"] == 3
+    assert abs(s["latency_s"]) < 0.5 / EEG.sfreq and s["erp_r"] > 0.95
