@@ -128,6 +128,33 @@ def test_markers_line_up_with_evoked_peaks(source_id):
     assert np.all(x[ts < onsets[0] - 1 / srate] == 0)  # nothing before the first onset (rounding: half a sample)
 
 
+def _streamed_response(source_id: str, calibration: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """Stream one pulse response (no background) and return the received samples (n, C) and times since onset."""
+    pipe = StreamPipeline(PulsePredictor(latency=0.1), background=None, srate=1000, lookahead=0.2,
+                          source_id=source_id, calibration=calibration)
+    with pipe:
+        sig = _inlet(source_id)
+        data, stamps = [], []
+        onset = pylsl.local_clock() + 0.05
+        pipe.submit_onset(np.zeros((16, 16, 3), np.uint8), onset)
+        _pull(sig, 1.2, data, stamps)
+    return np.array(data), np.array(stamps) - onset
+
+
+def test_calibration_scales_and_delays_the_streamed_response(source_id):
+    """`--calibration`: gain 2 on the first channel and a 30 ms latency show in what an inlet receives."""
+    plain, t_plain = _streamed_response(source_id, None)
+    names = list(PulsePredictor().montage.ch_names)
+    profile = {"format": "vibe-rt-calibration", "version": 1, "channels": names,
+               "gain": [2.0] + [1.0] * (len(names) - 1), "latency_s": 0.03}
+    calib, t_calib = _streamed_response(f"{source_id}-cal", profile)
+    for ch, gain in ((0, 2.0), (1, 1.0)):
+        peak_plain, peak_calib = np.argmax(plain[:, ch]), np.argmax(calib[:, ch])
+        assert t_plain[peak_plain] == pytest.approx(0.1, abs=0.002)
+        assert t_calib[peak_calib] == pytest.approx(0.13, abs=0.002)
+        assert calib[peak_calib, ch] == pytest.approx(gain * plain[peak_plain, ch], rel=0.02)
+
+
 def test_slow_predictor_gives_counted_late_events_not_gaps(source_id):
     srate = 250
     pred = PulsePredictor(delay=0.3)  # longer than the lookahead
