@@ -229,5 +229,17 @@ def test_every_stage_exports_to_onnx(tiny, tmp_path):
         for name, module in tiny.stages().items():
             err = _onnx_parity(module, inputs[name], tmp_path / f"{name}.onnx")
             assert err < 1e-4, (name, err)
+
+        class PosteriorMean(torch.nn.Module):  # the TSC-VAE encoder half (training, calibration adapter)
+            def __init__(self, encoder: torch.nn.Module) -> None:
+                super().__init__()
+                self.encoder = encoder
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.encoder(x)[0]
+
+        epochs = torch.randn(1, tiny.montage.n_channels, tiny.montage.n_times)
+        err = _onnx_parity(PosteriorMean(tiny.vae.encoder), epochs, tmp_path / "vae_encoder.onnx")
+        assert err < 1e-4, ("vae_encoder", err)
     finally:
         tiny.set_normalisation(np.zeros(tiny.montage.n_channels), np.ones(tiny.montage.n_channels))
