@@ -215,6 +215,11 @@ def test_things_meg_malformed(tmp_path):
     with pytest.raises(DataError, match="not in the file") as err:
         load_things_meg(partial, montage="things-meg")
     assert str(partial) in str(err.value)
+    with pytest.raises(DataError, match="100 MEG channels, expected 271") as err:
+        load_things_meg(partial)
+    assert str(partial) in str(err.value)
+    subset, _ = load_things_meg(partial, expect_channels=None)  # a subset, asked for
+    assert subset.montage.n_channels == 100
     with pytest.raises(DataError, match="does not exist"):
         load_things_meg(tmp_path / "preprocessed_P9-epo.fif")
     junk = tmp_path / "junk-epo.fif"

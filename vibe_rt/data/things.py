@@ -197,7 +197,8 @@ def montage_from_info(info: Any, *, tmin: float, n_times: int, name: str, picks:
 
 def load_things_meg(path: str | os.PathLike, *, montage: Montage | str | None = None,
                     exclude_test_concepts: bool = True, image_root: str | os.PathLike | None = None,
-                    out_dir: str | os.PathLike | None = None) -> tuple[EpochsDataset, EpochsDataset]:
+                    out_dir: str | os.PathLike | None = None,
+                    expect_channels: int | None = THINGS_MEG_N_CHANNELS) -> tuple[EpochsDataset, EpochsDataset]:
     """Training and test data from one THINGS-MEG ``preprocessed_P{n}-epo.fif`` file.
 
     Parameters
@@ -217,6 +218,9 @@ def load_things_meg(path: str | os.PathLike, *, montage: Montage | str | None = 
         Write the converted datasets there (``train/`` and ``test/``, :meth:`EpochsDataset.save` layout) as
         they are read, and return memory maps: the full THINGS-MEG training set (22k images x 271 x 281) does
         not fit in memory. Default: in memory (fine for subsets and tests).
+    expect_channels : int | None
+        With ``montage=None``: the number of MEG channels the file must have (the published files: 271); a
+        partial file is an error naming it. None accepts any count (a subset or another system).
 
     Returns
     -------
@@ -246,10 +250,10 @@ def load_things_meg(path: str | os.PathLike, *, montage: Montage | str | None = 
     if montage is None:
         montage = file_montage
         order = list(picks)
-        if len(picks) != THINGS_MEG_N_CHANNELS:
-            logger.warning("%s has %d MEG channels; the published THINGS-MEG files have %d: a subset or another "
-                           "system (pass montage='things-meg' to require the full set)", path.name, len(picks),
-                           THINGS_MEG_N_CHANNELS)
+        if expect_channels is not None and len(picks) != expect_channels:
+            raise DataError(f"{path}: {len(picks)} MEG channels, expected {expect_channels} (the published "
+                            "THINGS-MEG files: 272 CTF sensors minus MRO11); a partial file? For a subset or "
+                            "another system pass expect_channels=None")
     else:
         montage = get_montage(montage) if isinstance(montage, str) else montage
         index = {n: p for n, p in zip(file_montage.ch_names, picks)}
