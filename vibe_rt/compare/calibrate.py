@@ -36,8 +36,8 @@ from ..montage import Montage
 from . import metrics as M
 from .comparator import ErpSet
 
-__all__ = ["FORMAT", "VERSION", "fit_calibration", "apply_calibration", "load_calibration", "save_calibration",
-           "erp_metrics"]
+__all__ = ["FORMAT", "VERSION", "fit_calibration", "apply_calibration", "load_calibration", "resolve_calibration",
+           "save_calibration", "scale_and_shift", "erp_metrics"]
 
 FORMAT = "vibe-rt-calibration"
 VERSION = 2  # 1: gain, latency, channel map; 2: + latent adapter
@@ -228,6 +228,39 @@ def load_calibration(path: str | Path) -> dict[str, Any]:
     return profile
 
 
+def resolve_calibration(profile: dict[str, Any], montage: Montage) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per-channel gain and latency shift (in ``montage`` samples) of a profile, in ``montage`` channel order.
+
+    Profile channels are matched by label, case-insensitively; montage channels absent from the profile keep
+    gain 1 and no shift and are returned in ``missing``. A streaming caller resolves once and applies
+    :func:`scale_and_shift` per batch.
+    """
+    _validate(profile, "profile")
+    idx = {c.lower(): i for i, c in enumerate(profile["channels"])}
+    gain = np.ones(montage.n_channels)
+    lat_ch = np.zeros(montage.n_channels)
+    lat = profile["latency_s"]
+    missing = []
+    for m, c in enumerate(montage.ch_names):
+        i = idx.get(c.lower())
+        if i is None:
+            missing.append(c)
+            continue
+        gain[m] = float(profile["gain"][i])
+        lat_ch[m] = float(lat[i]) if isinstance(lat, list) else float(lat)
+    return gain, lat_ch * montage.sfreq, missing
+
+
+def scale_and_shift(epochs: np.ndarray, gain: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``gain[c] * x(t - shift[c])`` on epochs ``(..., C, T)`` (shift in samples; see :func:`apply_calibration`)."""
+    x = np.asarray(epochs)
+    if np.all(shift == shift[0]):
+        y = M.shift_signal(x, float(shift[0]))
+    else:
+        y = M.shift_signal(x, np.broadcast_to(shift, x.shape[:-1]))
+    return (y * gain[:, None]).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+
+
 def apply_calibration(epochs: np.ndarray, montage: Montage, profile: dict[str, Any]) -> np.ndarray:
     """Apply a calibration profile to synthesized epochs.
 
@@ -248,7 +281,6 @@ def apply_calibration(epochs: np.ndarray, montage: Montage, profile: dict[str, A
         shifts by cubic-spline interpolation; samples shifted in from outside the window repeat the edge.
         (A streaming synthesizer may instead delay the onset by ``latency_s``, which loses nothing at the edge.)
     """
-    _validate(profile, "profile")
     x = np.asarray(epochs)
     if x.shape[-2:-1] != (montage.n_channels,):
         raise ConfigError(f"epochs have {x.shape[-2] if x.ndim >= 2 else '?'} channels, montage "
@@ -256,23 +288,7 @@ def apply_calibration(epochs: np.ndarray, montage: Montage, profile: dict[str, A
     if profile.get("montage") not in (None, montage.name):
         logger.info("applying calibration for montage %r to montage %r (matched by channel label)",
                     profile.get("montage"), montage.name)
-    idx = {c.lower(): i for i, c in enumerate(profile["channels"])}
-    gain = np.ones(montage.n_channels)
-    lat_ch = np.zeros(montage.n_channels)
-    lat = profile["latency_s"]
-    missing = []
-    for m, c in enumerate(montage.ch_names):
-        i = idx.get(c.lower())
-        if i is None:
-            missing.append(c)
-            continue
-        gain[m] = float(profile["gain"][i])
-        lat_ch[m] = float(lat[i]) if isinstance(lat, list) else float(lat)
+    gain, shift, missing = resolve_calibration(profile, montage)
     if missing:
         logger.warning("calibration profile has no entry for %s: gain 1, no shift", missing)
-    shift = lat_ch * montage.sfreq
-    if np.all(shift == shift[0]):
-        y = M.shift_signal(x, float(shift[0]))
-    else:
-        y = M.shift_signal(x, np.broadcast_to(shift, x.shape[:-1]))
-    return (y * gain[:, None]).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+    return scale_and_shift(x, gain, shift)

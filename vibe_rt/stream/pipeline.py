@@ -30,7 +30,7 @@ import numpy as np
 from .._logs import logger
 from ..errors import ConfigError, StreamError
 from ..montage import Montage
-from ..compare.calibrate import apply_calibration
+from ..compare.calibrate import resolve_calibration, scale_and_shift
 from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
 from .events import EventPolicy, Stimulus, StimulusFactory
 from .lsl import LslOutlets
@@ -58,26 +58,12 @@ class Predictor(Protocol):
 
 def _calibration_for(profile: dict, montage: Montage) -> dict:
     """A calibration profile resolved once for the streamed channels (gain and latency per channel, in montage
-    order), so that the inference thread neither re-matches labels nor logs per batch.
+    order, and ``"shift_samples"``), so that the inference thread neither re-matches labels nor logs per batch.
 
     Raises :class:`ConfigError` when the profile covers none of the channels (a profile for another montage);
     channels it lacks keep gain 1 and no shift (logged once).
     """
-    from ..compare.calibrate import _validate
-
-    _validate(profile, "the calibration profile")
-    idx = {str(c).lower(): i for i, c in enumerate(profile["channels"])}
-    lat = profile["latency_s"]
-    gain, latency, missing = [], [], []
-    for c in montage.ch_names:
-        i = idx.get(c.lower())
-        if i is None:
-            missing.append(c)
-            gain.append(1.0)
-            latency.append(0.0)
-        else:
-            gain.append(float(profile["gain"][i]))
-            latency.append(float(lat[i]) if isinstance(lat, list) else float(lat))
+    gain, shift, missing = resolve_calibration(profile, montage)
     if len(missing) == montage.n_channels:
         raise ConfigError(f"the calibration profile {profile.get('name', '')!r} (montage "
                           f"{profile.get('montage')!r}) has none of the streamed channels "
@@ -85,8 +71,10 @@ def _calibration_for(profile: dict, montage: Montage) -> dict:
                           f"{montage.name!r} (vibe-rt calibrate) or leave --calibration out")
     if missing:
         logger.warning("the calibration profile has no entry for %s: gain 1, no shift", missing)
-    return {**profile, "channels": list(montage.ch_names), "ch_names": list(montage.ch_names), "gain": gain,
-            "latency_s": latency[0] if len(set(latency)) == 1 else latency}
+    latency = (shift / montage.sfreq).tolist()
+    return {**profile, "channels": list(montage.ch_names), "ch_names": list(montage.ch_names),
+            "gain": gain.tolist(), "latency_s": latency[0] if len(set(latency)) == 1 else latency,
+            "shift_samples": shift}
 
 
 def _device_labels(montage: Montage, channel_map: dict[str, str] | None) -> Montage:
@@ -198,6 +186,7 @@ class StreamPipeline:
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
                                  line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
         self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None
+        self._cal_gain = np.asarray(self.calibration["gain"]) if self.calibration is not None else None
         # the outlet and the recording carry the live device's labels where the profile's channel map has them
         self.output_montage = _device_labels(self.montage, (calibration or {}).get("channel_map"))
         if calibration is not None and calibration.get("adapter") is not None:
@@ -470,7 +459,7 @@ class StreamPipeline:
                 epochs = np.asarray(epochs)[:, self._ch_idx]
                 if self.calibration is not None:
                     with np.errstate(all="ignore"):
-                        epochs = apply_calibration(epochs, self.montage, self.calibration)
+                        epochs = scale_and_shift(epochs, self._cal_gain, self.calibration["shift_samples"])
                 onsets = [s.onset for s, _ in batch]
                 prepared = self.synth.prepare_batch(epochs)  # resampling outside the lock the outlet waits on
                 with self._synth_lock:
@@ -521,10 +510,11 @@ class StreamPipeline:
             start, n = pacer.due()
             if n:
                 emitted = []
-                with self._synth_lock:
-                    data = self.synth.render(start, n)
+                with self._synth_lock:  # only the ring buffer is shared: background and noise are added outside
+                    pending = self.synth.take(start, n)
                     while self._unemitted and self._unemitted[0][0] < start + n:
                         emitted.append(heapq.heappop(self._unemitted)[1])
+                data = self.synth.finish(pending, start)
                 stamps = sc.timestamps(start, n)
                 t_push = clock()
                 self.outlets.push_signal(data, stamps)

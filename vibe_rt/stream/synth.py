@@ -378,13 +378,27 @@ class Synthesizer:
         return out
 
     def render(self, start: int, n: int) -> np.ndarray:
-        """Output samples ``start .. start + n - 1`` as (n, C) float32 in output units.
+        """Output samples ``start .. start + n - 1`` as (n, C) float32 in output units: :meth:`take` then
+        :meth:`finish`.
 
         Calls must be sequential (``start`` equal to the number of samples rendered so far).
         """
+        return self.finish(self.take(start, n), start)
+
+    def take(self, start: int, n: int) -> np.ndarray:
+        """The pending responses of the next ``n`` samples as (n, C) float64, advancing :attr:`n_rendered`: the
+        only part of rendering that touches state shared with :meth:`add_prepared` (a threaded caller holds its
+        lock for this, not for :meth:`finish`)."""
         if start != self.n_rendered:
             raise ValueError(f"render must continue at sample {self.n_rendered}, got {start}")
         out = self._take(start, n)
+        self.n_rendered += n
+        return out
+
+    def finish(self, out: np.ndarray, start: int) -> np.ndarray:
+        """Add background and line noise to :meth:`take`'s samples (from ``start``), cast to float32 and zero
+        non-finite values (counted). Used by the one rendering thread only."""
+        n = out.shape[0]
         si = None  # background + line noise in SI units, scaled to output units once
         if self.background is not None:
             si = np.array(self.background.generate(n), dtype=np.float64)  # a copy: may be a view of its buffer
@@ -400,7 +414,6 @@ class Synthesizer:
         if bad.any():
             self.counters["nonfinite_samples"] += int(bad.sum())
             out32[bad] = 0.0
-        self.n_rendered += n
         return out32
 
     @property
