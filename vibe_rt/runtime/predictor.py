@@ -137,15 +137,6 @@ class Predictor:
         timings["total"] = time.perf_counter() - start
         return np.ascontiguousarray(x, dtype=np.float32), timings
 
-    def predict_frames(self, frames: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """:meth:`preprocess` then :meth:`predict`; ``timings["preprocess"]`` is added."""
-        t0 = time.perf_counter()
-        pixels = self.preprocess(frames)
-        t_pre = time.perf_counter() - t0
-        epochs, timings = self.predict(pixels)
-        timings["preprocess"] = t_pre
-        return epochs, timings
-
     def warmup(self, batch: int = 1, n: int = 3) -> None:
         """Run every graph ``n`` times at ``batch`` (allocations, autotuning, CUDA graph capture)."""
         for name in self._order:

@@ -164,18 +164,11 @@ class SceneChange:
         if threshold < 0 or refractory < 0 or (max_interval is not None and max_interval <= 0):
             raise ConfigError("scene-change policy: threshold and refractory must be >= 0, max_interval > 0")
         self.threshold, self.refractory, self.max_interval, self.size = threshold, refractory, max_interval, size
-        self.last_difference = 0.0
         self.reset()
 
     def reset(self) -> None:
         self._ref: np.ndarray | None = None
         self._last_onset = -np.inf
-
-    def difference(self, frame: Frame) -> float:
-        """Mean absolute difference of ``frame`` from the last onset frame (inf before the first)."""
-        if self._ref is None:
-            return float("inf")
-        return float(np.mean(np.abs(grey_thumbnail(frame.image, self.size) - self._ref)))
 
     def __call__(self, frame: Frame) -> bool:
         t = frame.t_capture
@@ -183,7 +176,6 @@ class SceneChange:
             return False
         thumb = grey_thumbnail(frame.image, self.size)
         diff = float("inf") if self._ref is None else float(np.mean(np.abs(thumb - self._ref)))
-        self.last_difference = diff
         forced = self.max_interval is not None and t - self._last_onset >= self.max_interval
         if diff > self.threshold or forced:
             self._ref, self._last_onset = thumb, t

@@ -121,14 +121,12 @@ class MarkerOutlets:
         self.markers = pylsl.StreamOutlet(minfo)
         self.codes = pylsl.StreamOutlet(cinfo)
         self._ids = itertools.count()
-        self.n_pushed = 0
 
     def push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None = None) -> None:
         """Push a JSON marker and (when not None) its numeric code, both stamped ``timestamp``."""
         self.markers.push_sample([json.dumps(marker, separators=(",", ":"))], timestamp)
         if code is not None:
             self.codes.push_sample([int(code)], timestamp)
-        self.n_pushed += 1
 
     def submit_onset(self, image: np.ndarray, onset_time: float, meta: dict) -> None:
         """Push the markers of an onset (status ``marker-only``; the image is not used: there is no signal).

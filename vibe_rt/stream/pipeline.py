@@ -217,7 +217,6 @@ class StreamPipeline:
         self._errors: list[BaseException] = []
         self._busy = 0
         self._started = False
-        self._started_source = True
 
     # lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> "StreamPipeline":
@@ -251,7 +250,6 @@ class StreamPipeline:
             try:
                 self.source.start()
             except BaseException:
-                self._started_source = False
                 self.stop()
                 raise
             self._spawn("dispatch", self._dispatch_loop)
@@ -272,7 +270,7 @@ class StreamPipeline:
         for th in self._threads:
             th.join(timeout)
         self._threads = []
-        if self.source is not None and self._started and self._started_source:
+        if self.source is not None and self._started:
             try:
                 self.source.stop()
             except BaseException as err:
@@ -394,7 +392,6 @@ class StreamPipeline:
         except BaseException as err:
             logger.error("the %s thread failed: %r", label, err)
             self._errors.append(err)
-            self.stats.error = err
 
     def _enqueue(self, stim: Stimulus) -> None:
         dropped = None
@@ -402,7 +399,6 @@ class StreamPipeline:
             if len(self._queue) >= self.max_queue:
                 dropped = self._queue.popleft()[0]
             self._queue.append((stim, self.clock()))
-            self.stats.queue_depth = len(self._queue)
             self._cond.notify()
         if dropped is not None:
             self.stats.incr("overload_dropped")
@@ -431,7 +427,6 @@ class StreamPipeline:
             while self._queue and len(batch) < self.max_batch:
                 batch.append(self._queue.popleft())
             self._busy = len(batch)
-            self.stats.queue_depth = len(self._queue)
         return batch
 
     def _inference_loop(self) -> None:

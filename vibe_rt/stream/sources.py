@@ -101,7 +101,6 @@ class FrameSource:
         self.dropped_frames = 0
         self.drops = 0  # device drop-outs (camera lost)
         self.reconnects = 0
-        self.frames = 0
 
     # subclass API -------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -171,7 +170,6 @@ class FrameSource:
         while not self._stop.is_set():
             try:
                 self._queue.put_nowait(frame)
-                self.frames += 1
                 return
             except queue.Full:
                 if self.drop_oldest:
@@ -506,11 +504,3 @@ class DemoSource(FrameSource):
             return None
         return img, target, {"scene": self.scene_index}
 
-
-def make_source(kind: str, **kw: Any) -> FrameSource:
-    """A source by kind: ``"camera"``, ``"video"``, ``"images"`` or ``"demo"`` (keyword arguments as above)."""
-    kinds = {"camera": CameraSource, "video": VideoSource, "images": ImageFolderSource, "demo": DemoSource}
-    try:
-        return kinds[kind](**kw)
-    except KeyError:
-        raise SourceError(f"unknown source {kind!r}; use one of {', '.join(kinds)}") from None
