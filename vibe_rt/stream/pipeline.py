@@ -120,8 +120,10 @@ class StreamPipeline:
     channels : sequence of str | None
         Subset of the montage channels to stream (default: all).
     background : Background | "auto" | None
-        ``generate(n) -> (n, C)`` SI units; ``"auto"`` builds :func:`~vibe_rt.stream.synth.make_background`;
-        None streams the evoked responses on silence.
+        ``generate(n) -> (n, C)`` SI units; ``"auto"`` builds :func:`~vibe_rt.stream.synth.make_background`
+        (scaled by ``noise_scale``); None streams the evoked responses on silence.
+    noise_scale : float
+        Level of the ``"auto"`` background relative to realistic.
     srate : float
         Output sampling rate (Hz).
     lookahead : float
@@ -160,7 +162,7 @@ class StreamPipeline:
                  late_policy: str = "clip", line_noise: float = 0, record: str | Path | None = None,
                  calibration: dict | None = None, chunk_s: float = 0.005, max_queue: int = 8,
                  max_batch: int = 4, clock: Clock | None = None, extra_meta: dict[str, Any] | None = None,
-                 seed: int | None = None, synth_kwargs: dict[str, Any] | None = None,
+                 seed: int | None = None, noise_scale: float = 1.0, synth_kwargs: dict[str, Any] | None = None,
                  stats_window: int = 1000) -> None:
         from .events import EveryFrame
 
@@ -182,7 +184,7 @@ class StreamPipeline:
         if isinstance(background, str):
             if background != "auto":
                 raise ConfigError(f"background must be 'auto', None or a generator, got {background!r}")
-            background = make_background(self.montage, self.srate, seed=seed)
+            background = make_background(self.montage, self.srate, seed=seed, scale=noise_scale)
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
                                  line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
         self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None

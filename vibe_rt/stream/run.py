@@ -21,7 +21,7 @@ from .clock import lsl_clock
 from .events import make_policy
 from .pipeline import Predictor, StreamPipeline, _calibration_for
 from ..montage import Montage
-from .synth import make_background, resample_factors
+from .synth import resample_factors
 from .sources import CameraSource, DemoSource, FrameSource, ImageFolderSource, VideoSource
 
 SOURCES = ("camera", "video", "images", "demo", "none")
@@ -216,10 +216,8 @@ def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
         predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
         meta = {**loaded_meta, **meta}
     channels = _channels(cfg.montage, predictor.montage)
-    montage = predictor.montage.pick(channels) if channels else predictor.montage
-    background = make_background(montage, cfg.srate, seed=cfg.seed, scale=cfg.noise_scale)
     return StreamPipeline(
-        predictor, source=source, policy=policy, channels=channels, background=background,
+        predictor, source=source, policy=policy, channels=channels, noise_scale=cfg.noise_scale,
         srate=cfg.srate, lookahead=cfg.lookahead, name=cfg.name, source_id=cfg.source_id,
         late_policy=cfg.late_policy, line_noise=cfg.line_noise, record=cfg.record, calibration=calibration,
         chunk_s=cfg.chunk_ms / 1000.0, max_queue=cfg.max_queue, max_batch=cfg.max_batch, extra_meta=meta,
