@@ -109,29 +109,26 @@ class LatentAdapter:
             raise ConfigError(f"{where}: malformed adapter ({err})") from err
 
 
-def _normalise(model, erps: np.ndarray):
-    import torch
-
-    mean = model.norm_mean.detach().cpu().double().numpy()[:, None]
-    std = model.norm_std.detach().cpu().double().numpy()[:, None]
-    return torch.as_tensor((np.asarray(erps, float) - mean) / std, dtype=torch.float32)
+def _normalisation(model) -> tuple[np.ndarray, np.ndarray]:
+    """The model's per-channel training mean and std ``(C, 1)`` (float64)."""
+    return (model.norm_mean.detach().cpu().double().numpy()[:, None],
+            model.norm_std.detach().cpu().double().numpy()[:, None])
 
 
 def encode_latents(model, erps: np.ndarray) -> np.ndarray:
     """VAE posterior means ``(K, latent_tokens, latent_dim)`` of ERPs ``(K, C, T)`` (SI units, model montage)."""
-    import torch
+    from ..training.stage2 import vae_latents
 
-    with torch.no_grad():
-        mu, _ = model.vae.encode(_normalise(model, erps))
-    return mu.numpy()
+    mean, std = _normalisation(model)
+    return vae_latents(model.vae, (np.asarray(erps, float) - mean) / std)
 
 
 def decode_latents(model, z: np.ndarray) -> np.ndarray:
-    """Epochs ``(K, C, T)`` in SI units from latents (the model's decoder stage)."""
-    import torch
+    """Epochs ``(K, C, T)`` in SI units from latents (the VAE decoder, de-normalised)."""
+    from ..training import stage2
 
-    with torch.no_grad():
-        return model.decoder_stage()(torch.as_tensor(np.asarray(z, np.float32))).double().numpy()
+    mean, std = _normalisation(model)
+    return stage2.decode_latents(model.vae, np.asarray(z, np.float32)) * std + mean
 
 
 def fit_latent_adapter(model, z: np.ndarray, target: np.ndarray, gain: np.ndarray, *, penalty: float,
@@ -153,12 +150,11 @@ def fit_latent_adapter(model, z: np.ndarray, target: np.ndarray, gain: np.ndarra
     import torch
 
     decoder = model.vae.decoder.eval()
-    std = model.norm_std.detach().cpu().double()
-    mean = model.norm_mean.detach().cpu().double()
+    mean, std = _normalisation(model)
     # target in the decoder's normalised units, per channel; gain applied to the decoded SI epoch
-    g = torch.as_tensor(np.asarray(gain, float))
-    tgt = ((torch.as_tensor(np.asarray(target, float)) - g[:, None] * mean[:, None]) / std[:, None]).float()
-    gn = g.float()[:, None]
+    g = np.asarray(gain, float)[:, None]
+    tgt = torch.as_tensor((np.asarray(target, float) - g * mean) / std, dtype=torch.float32)
+    gn = torch.as_tensor(g, dtype=torch.float32)
     zt = torch.as_tensor(np.asarray(z, np.float32))
     scale = torch.ones(zt.shape[1:], requires_grad=True)
     shift = torch.zeros(zt.shape[1:], requires_grad=True)

@@ -86,7 +86,7 @@ from ._forward import leadfield
 from .ceiling import noise_ceiling
 from .dataset import EpochsDataset, write_header
 from .noise import BackgroundNoise
-from .stimuli import list_images, make_stimulus, read_image, write_image
+from .stimuli import _grid, list_images, make_stimulus, read_image, write_image
 
 _FEATURE_SIZE = 64
 _NR_N = 2.0
@@ -190,11 +190,6 @@ def default_sources() -> tuple[Source, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- features
-def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
-    c = (np.arange(n) + 0.5) / n * 2 - 1
-    return np.meshgrid(c, -c)
-
-
 def _filter_bank(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Analytic log-Gabor filters (3 scales x 4 orientations) in the frequency domain, peak gain 2."""
     fx = np.fft.fftfreq(n)[None, :] * n  # cycles per image

@@ -235,6 +235,11 @@ class ImageEncoder(nn.Module):
         """The projected CLIP image embedding ``(B, embed_dim)``."""
         return self.visual(pixels)[0]
 
+    def tokens_and_pooled(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` and :meth:`pooled` from one pass of the tower."""
+        pooled, tokens = self.visual(pixels)
+        return tokens, pooled
+
     def preprocess_frames(self, frames: np.ndarray) -> np.ndarray:
         """Resize, centre-crop and normalise RGB frames like open_clip's evaluation transform.
 

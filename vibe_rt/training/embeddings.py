@@ -126,8 +126,9 @@ def image_features(
         else:
             pix = encoder.preprocess_frames(frames)
         px = torch.from_numpy(np.ascontiguousarray(pix, dtype=np.float32))
-        tokens.append(encoder(px).float().cpu().numpy())
-        pooled.append(encoder.pooled(px).float().cpu().numpy())
+        tok_b, pool_b = encoder.tokens_and_pooled(px)  # one pass of the image tower for both
+        tokens.append(tok_b.float().cpu().numpy())
+        pooled.append(pool_b.float().cpu().numpy())
     encoder.train(was_training)
     tok = np.concatenate(tokens).astype(np.float32)
     pool = np.concatenate(pooled).astype(np.float32)

@@ -72,10 +72,9 @@ def predict_epochs(
     mapper: nn.Module, vae: nn.Module, tokens: np.ndarray, mean: np.ndarray, std: np.ndarray, batch: int = 256
 ) -> np.ndarray:
     """Image tokens ``(N, n_tokens, D)`` -> mapper -> VAE decoder -> epochs ``(N, C, T)`` (de-normalised)."""
-    mapper.eval()
-    vae.eval()
-    t = torch.from_numpy(np.ascontiguousarray(tokens, np.float32))
-    out = torch.cat([vae.decode(mapper(t[i : i + batch])) for i in range(0, len(t), batch)]).numpy()
+    from .stage2 import decode_latents, predict_latents
+
+    out = decode_latents(vae, predict_latents(mapper, tokens, batch), batch)
     return out * std[None, :, None] + mean[None, :, None]
 
 
