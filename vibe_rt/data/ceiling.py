@@ -8,7 +8,9 @@ halves, 100 times, and the correlations are averaged over splits.
 * noise ceiling, upper bound: r(mean of all repetitions, mean of half B);
 * encoding accuracy of a prediction: r(prediction, mean of half A).
 
-Repetitions that are NaN (ragged recordings) are ignored in the means.
+Repetitions that are NaN (ragged recordings) are ignored in the means. The computation is
+:func:`vibe_rt.training.metrics.encoding_scores` (the evaluation's); this module keeps the dataset-facing checks
+and result dictionaries.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
+from ..training.metrics import encoding_scores, pearson_across
 
 
 def pearson_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -35,12 +38,7 @@ def pearson_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise DataError(f"cannot correlate arrays of shapes {a.shape} and {b.shape}")
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    den = np.sqrt((a**2).sum(0) * (b**2).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(0) / den
-    return np.where(den > 0, r, 0.0)
+    return pearson_across(a, b, axis=0)
 
 
 def _check(test_epochs: np.ndarray) -> np.ndarray:
@@ -52,14 +50,6 @@ def _check(test_epochs: np.ndarray) -> np.ndarray:
     if x.shape[0] < 3:
         raise DataError(f"correlation across images needs at least 3 test images, got {x.shape[0]}")
     return x
-
-
-def _half_means(x: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    half = x.shape[1] // 2
-    a, b = x[:, perm[:half]], x[:, perm[half: 2 * half]]
-    if np.isnan(x).any():
-        return np.nanmean(a, axis=1), np.nanmean(b, axis=1)
-    return a.mean(axis=1), b.mean(axis=1)
 
 
 def noise_ceiling(test_epochs: np.ndarray, n_splits: int = 100, seed: int | None = 0) -> dict:
@@ -80,17 +70,9 @@ def noise_ceiling(test_epochs: np.ndarray, n_splits: int = 100, seed: int | None
         ``lower`` and ``upper``: (n_channels, n_times) maps of Pearson r averaged over splits;
         ``lower_mean`` and ``upper_mean``: their means (floats); ``n_splits``, ``n_reps``.
     """
-    x = _check(test_epochs).astype(np.float32, copy=False)
-    rng = np.random.default_rng(seed)
-    full = np.nanmean(x, axis=1) if np.isnan(x).any() else x.mean(axis=1)
-    lower = np.zeros(x.shape[2:])
-    upper = np.zeros(x.shape[2:])
-    for _ in range(int(n_splits)):
-        a, b = _half_means(x, rng.permutation(x.shape[1]))
-        lower += pearson_map(a, b)
-        upper += pearson_map(full, b)
-    lower /= n_splits
-    upper /= n_splits
+    x = _check(test_epochs)
+    scores = encoding_scores(None, x, n_splits=int(n_splits), seed=seed)
+    lower, upper = scores.ceiling_lower, scores.ceiling_upper
     return {"lower": lower, "upper": upper, "lower_mean": float(lower.mean()), "upper_mean": float(upper.mean()),
             "n_splits": int(n_splits), "n_reps": int(x.shape[1])}
 
@@ -121,12 +103,7 @@ def encoding_correlation(prediction: np.ndarray, test_epochs: np.ndarray, n_spli
     if pred.shape != (x.shape[0],) + x.shape[2:]:
         raise DataError(f"prediction of shape {pred.shape} does not match test epochs {x.shape} "
                         "(expected (n_images, n_channels, n_times))")
-    rng = np.random.default_rng(seed)
-    acc = np.zeros(x.shape[2:])
-    for _ in range(int(n_splits)):
-        a, _ = _half_means(x, rng.permutation(x.shape[1]))
-        acc += pearson_map(pred, a)
-    acc /= n_splits
+    acc = encoding_scores(pred, x, n_splits=int(n_splits), seed=seed).r_map
     full = np.nanmean(x, axis=1) if np.isnan(x).any() else x.mean(axis=1)
     per_image = pearson_map(pred.reshape(len(pred), -1).T, full.reshape(len(full), -1).T)
     return {"map": acc, "mean": float(acc.mean()), "per_image": per_image, "n_splits": int(n_splits)}
