@@ -25,7 +25,7 @@ import numpy as np
 from .._json import to_jsonable
 
 __all__ = [
-    "cpu_model", "cpu_counts", "gpu_info", "machine_name", "library_versions", "machine_info", "load_average",
+    "cpu_model", "cpu_counts", "gpu_info", "machine_name", "machine_info", "load_average",
     "percentiles", "default_out_dir", "result_path", "write_result", "save_histograms", "checkout_root",
 ]
 
@@ -84,14 +84,6 @@ def machine_name() -> str:
     if gpus:
         return _slug(gpus[0]["name"])
     return f"cpu-{_slug(cpu_model())}-{cpu_counts()['usable']}c"
-
-
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of vibe-rt and the libraries it uses (None where absent)."""
-    from .. import __version__
-    from ..system import library_versions as _versions
-
-    return {"vibe-rt": __version__, **_versions()}
 
 
 def load_average() -> list[float] | None:

@@ -29,12 +29,6 @@ NAME = "quality"
 _QUICK_SIM = {"n_train": 300, "train_reps": 2, "n_test": 50, "test_reps": 12}
 
 
-def _checkpoint_doc(path: Path) -> dict[str, Any]:
-    from ..checkpoint import read_checkpoint_config
-
-    return read_checkpoint_config(path)
-
-
 def models_to_score(models: list[str | Path] | None = None, *, include_default: bool = True
                     ) -> list[tuple[str, Path]]:
     """(name, checkpoint path) of the embedded default (when present) and each given checkpoint.
@@ -136,6 +130,7 @@ def run(*, models: list[str | Path] | None = None, data: str | Path | None = Non
     ridge : {"tokens", "pooled", "both"}
         Features of the ridge baseline.
     """
+    from ..checkpoint import read_checkpoint_config
     from ..training.pipeline import evaluate_checkpoint
 
     todo = models_to_score(models, include_default=include_default)
@@ -144,7 +139,7 @@ def run(*, models: list[str | Path] | None = None, data: str | Path | None = Non
     load_before = load_average()
     for name, path in todo:
         try:
-            doc = _checkpoint_doc(path)
+            doc = read_checkpoint_config(path)
             data_dir = Path(data) if data is not None else simulated_data(doc, quick=quick, cache=cache)
             logger.info("quality: scoring %s on %s (%d splits)", name, data_dir, n_splits)
             rep = evaluate_checkpoint(path, data_dir, None, n_splits=n_splits, seed=seed, baseline=True,

@@ -52,14 +52,6 @@ class ChannelMatch:
     ignored: list[str] = field(default_factory=list)
     method: str = "none"
 
-    def apply_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        """Map a continuous chunk ``(n_samples, n_live)`` to model channels ``(n_samples, n_model)``."""
-        return np.asarray(chunk) @ self.weights.T
-
-    def apply_epochs(self, epochs: np.ndarray) -> np.ndarray:
-        """Map epochs ``(..., n_live, T)`` to model channels ``(..., n_model, T)``."""
-        return np.einsum("ml,...lt->...mt", self.weights, np.asarray(epochs))
-
     def to_dict(self) -> dict[str, object]:
         """JSON-serialisable description (for reports and calibration profiles)."""
         out: dict[str, object] = dict(self.matched)

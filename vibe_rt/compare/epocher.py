@@ -137,8 +137,6 @@ class EpochExtractor:
         self._pending: list[Marker] = []
         self.gaps: list[tuple[float, float]] = []
         self.last_time: float | None = None
-        self.first_time: float | None = None
-        self.n_samples = 0
 
     # ----------------------------------------------------------------------------------------- input
     def push(self, timestamps: np.ndarray, data: np.ndarray) -> None:
@@ -161,9 +159,6 @@ class EpochExtractor:
                 self.gaps.append((float(ts[i]), float(ts[i + 1])))
         self._chunks.append((ts, x))
         self.last_time = float(ts[-1])
-        if self.first_time is None:
-            self.first_time = float(ts[0])
-        self.n_samples += ts.size
         while self._chunks and self._chunks[0][0][-1] < self.last_time - self.buffer_s:
             self._chunks.popleft()
 

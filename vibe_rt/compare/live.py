@@ -181,8 +181,6 @@ class LiveComparator:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.session: Session | None = None
-        self.started_wall: float | None = None
-        self.stopped_wall: float | None = None
 
     # -------------------------------------------------------------------------------------- lifecycle
     def start(self) -> "LiveComparator":
@@ -206,7 +204,6 @@ class LiveComparator:
         synth: Any = self._make_extractor(self._handles["synth"]) if "synth" in self._handles else self._synth_src
         self.session = Session(self.comparator, ext, synth, on_event=self._on_event)
         self._stop.clear()
-        self.started_wall = _time.time()
         self._thread = threading.Thread(target=self._run, name="vibe-rt-compare", daemon=True)
         self._thread.start()
         return self
@@ -225,7 +222,6 @@ class LiveComparator:
                         h.outages.append(self._outage(h, end=None))
                         h.down_since = None
                     self._close(h)
-            self.stopped_wall = _time.time()
         if self._error is not None:
             err, self._error = self._error, None
             raise StreamError(f"the live comparator's worker failed: {err!r}") from err

@@ -119,7 +119,6 @@ class Session:
         self._live_ready: dict[int, tuple[Marker, np.ndarray]] = {}
         self._synth_ready: dict[int, np.ndarray] = {}
         self._dead: set[int] = set()
-        self.markers: list[Marker] = []
 
     @property
     def montage(self) -> Montage:
@@ -130,7 +129,6 @@ class Session:
         """Register an event at ``time`` (LSL seconds)."""
         m = Marker(float(time), str(key), dict(payload or {}), self._seq)
         self._seq += 1
-        self.markers.append(m)
         self.live.add_marker(m)
         if isinstance(self.synth, EpochExtractor):
             self.synth.add_marker(m)

@@ -15,10 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .._logs import logger
-from ..stream.events import onset_marker  # imported here, not at the first onset (it costs ~100 ms once)
 from ..stream.lsl import MarkerOutlets
 
-__all__ = ["MarkerOutlets", "OnsetSink", "marker_json", "push_event_marker", "unique_source_id"]
+__all__ = ["MarkerOutlets", "OnsetSink", "push_event_marker", "unique_source_id"]
 
 
 class OnsetSink(Protocol):
@@ -26,14 +25,6 @@ class OnsetSink(Protocol):
 
     def submit_onset(self, image: np.ndarray, onset_time: float, meta: dict) -> Any:
         """Place the response to ``image`` (uint8 RGB) at ``onset_time`` (LSL seconds) and push its markers."""
-
-
-def marker_json(event_id: int, onset: float, meta: dict[str, Any], status: str = "marker-only") -> dict[str, Any]:
-    """The JSON marker of an onset, in the layout of the streaming pipeline's markers.
-
-    See :func:`vibe_rt.stream.events.onset_marker` (this is the same function).
-    """
-    return onset_marker(event_id, onset, meta, status)
 
 
 def push_event_marker(sink: Any, marker: dict[str, Any], timestamp: float, code: int | None) -> bool:

@@ -46,9 +46,10 @@ import numpy as np
 from .._imports import import_optional_dependency
 from .._logs import logger
 from ..errors import ConfigError, DataError, VibeError
+from ..stream.events import onset_marker  # imported here, not at the first onset (it costs ~100 ms once)
 from .clock import ClockOffset, lsl_clock, measure_offset
 from .log import ExperimentLog
-from .markers import OnsetSink, marker_json, push_event_marker
+from .markers import OnsetSink, push_event_marker
 from .rsvp import (RESPONSE_CODE, FramePacer, FrameTiming, RsvpConfig, Trial, build_trials, frame_timing,
                    score_responses)
 
@@ -279,7 +280,7 @@ class OnsetReporter:
         if self.sink is not None:
             m = {"key": key, "source": "psychopy", "code": RESPONSE_CODE, "kind": "response"}
             m.update(meta or {})
-            push_event_marker(self.sink, marker_json(-1, t, m, status="response"), t, RESPONSE_CODE)
+            push_event_marker(self.sink, onset_marker(-1, t, m, status="response"), t, RESPONSE_CODE)
         return t
 
 

@@ -137,7 +137,7 @@ def init_distributed(device: str | None = None) -> DistContext:
     return DistContext(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
-def epoch_indices(n: int, *, seed: int, epoch: int, ctx: DistContext, shuffle: bool = True) -> np.ndarray:
+def epoch_indices(n: int, *, seed: int, epoch: int, ctx: DistContext) -> np.ndarray:
     """Sample order of one epoch for this rank.
 
     Single process: a permutation seeded by ``(seed, epoch)`` (so a resumed run sees the same order).
@@ -147,12 +147,10 @@ def epoch_indices(n: int, *, seed: int, epoch: int, ctx: DistContext, shuffle: b
         from torch.utils.data import DistributedSampler
 
         sampler = DistributedSampler(
-            range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=shuffle, seed=seed, drop_last=False
+            range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=False
         )
         sampler.set_epoch(epoch)
         return np.fromiter(iter(sampler), dtype=np.int64)
-    if not shuffle:
-        return np.arange(n)
     g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
     return torch.randperm(n, generator=g).numpy()
 
