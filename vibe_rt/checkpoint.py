@@ -349,3 +349,8 @@ def require_default_checkpoint() -> Path:
 def load_default_model() -> ViBE:
     """Load the embedded default model (see :func:`require_default_checkpoint`)."""
     return load_checkpoint(require_default_checkpoint())
+
+
+def load_model(path: str | Path | None = None) -> ViBE:
+    """The checkpoint at ``path``, or the embedded default model when ``path`` is None (a ``--model`` option)."""
+    return load_checkpoint(path) if path else load_default_model()

@@ -75,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         channel_map = sess.live.match.to_dict()["map"]
     adapter_model = None
     if args.adapter:
-        from .. import checkpoint
+        from ..checkpoint import load_model
 
-        adapter_model = checkpoint.load_checkpoint(args.model) if args.model else checkpoint.load_default_model()
+        adapter_model = load_model(args.model)
     profile = fit_calibration(erps, montage, max_lag_s=args.max_lag_ms / 1000.0,
                               per_channel_latency=args.per_channel_latency, channel_map=channel_map,
                               name=args.out.stem, adapter_model=adapter_model)

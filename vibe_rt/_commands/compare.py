@@ -189,10 +189,12 @@ def run(args: argparse.Namespace) -> int:
         for o in outages:
             span = f"for {o['duration_s']:.2f} s" if o["duration_s"] is not None else "until stop"
             sys.stdout.write(f"missed: {o['stream']} stream down {span}, {o['events_lost']} event(s) lost\n")
-    _print_summary(comp.summary(), sys.stdout)
+    summary = comp.summary()
+    _print_summary(summary, sys.stdout)
     if args.report:
         from ..compare.report import write_report
 
-        path = write_report(args.report, comp, outages=outages, gaps=gaps, info=info, html_page=not args.no_html)
+        path = write_report(args.report, comp, outages=outages, gaps=gaps, info=info, html_page=not args.no_html,
+                            summary=summary)
         sys.stdout.write(f"report: {path}\n")
     return 0

@@ -49,16 +49,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
 
 
-def _load_model(path: str | None):
-    if path:
-        from ..checkpoint import load_checkpoint
-
-        return load_checkpoint(path)
-    from ..checkpoint import load_default_model
-
-    return load_default_model()
-
-
 def run(args: argparse.Namespace) -> int:
     action = args.engines_action
     if action == "build":
@@ -71,16 +61,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
     from ..runtime.backends import select_backend
     from ..runtime.cache import build_engines, parse_batch
 
     batch = parse_batch(args.batch)
-    backend = select_backend(args.backend)
-    if backend == "torch":
-        backend = "onnxruntime"
-    precision = args.precision or ("fp16" if backend == "tensorrt" else "fp32")
-    model = _load_model(args.model)
-    folder, manifest = build_engines(model, backend=backend, precision=precision, batch=batch,
+    backend = select_backend(args.backend)  # a missing dependency is reported before the model loads
+    model = load_model(args.model)
+    folder, manifest = build_engines(model, backend=backend, precision=args.precision, batch=batch,
                                      engines_dir=args.out, fused=not args.no_fused, force=args.force,
                                      calibration_dir=args.calibration)
     print(f"{manifest.backend} {manifest.precision} engines of model {manifest.model_hash} in {folder}")
@@ -118,10 +106,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
     from ..runtime.cache import verify_engines
     from ..runtime.manifest import default_engines_dir
 
-    model = _load_model(args.model)
+    model = load_model(args.model)
     results = verify_engines(args.out or default_engines_dir(), model)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))

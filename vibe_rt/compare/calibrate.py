@@ -34,6 +34,7 @@ from .._logs import logger
 from ..errors import ConfigError, DataError
 from ..montage import Montage
 from . import metrics as M
+from .metrics import erp_metrics
 from .comparator import ErpSet
 
 __all__ = ["FORMAT", "VERSION", "fit_calibration", "apply_calibration", "load_calibration", "resolve_calibration",
@@ -41,16 +42,6 @@ __all__ = ["FORMAT", "VERSION", "fit_calibration", "apply_calibration", "load_ca
 
 FORMAT = "vibe-rt-calibration"
 VERSION = 2  # 1: gain, latency, channel map; 2: + latent adapter
-
-
-def erp_metrics(live: np.ndarray, synth: np.ndarray) -> dict[str, Any]:
-    """r (pooled), r per channel, RMSE (SI) and RMSE per channel between ERPs ``(n_keys, C, T)``."""
-    return {
-        "erp_r": M.overall_r(live, synth),
-        "erp_r_per_channel": M.channel_r(live, synth).tolist(),
-        "erp_rmse": M.rmse(live, synth),
-        "erp_rmse_per_channel": np.asarray(M.rmse(live, synth, axis=(0, 2))).tolist(),
-    }
 
 
 def _fit(live: np.ndarray, synth: np.ndarray, sfreq: float, max_lag_s: float,

@@ -286,8 +286,7 @@ class Comparator:
                 out["noise_ceiling_per_channel"] = sh["noise_ceiling_per_channel"]
                 out["reliability_per_channel"] = sh["reliability_per_channel"]
         if not compact:
-            out["erp_r_per_channel"] = M.channel_r(e.live, e.synth).tolist()
-            out["erp_rmse_per_channel"] = np.asarray(M.rmse(e.live, e.synth, axis=(0, 2))).tolist()
+            out.update(M.erp_metrics(e.live, e.synth))
             out["latency"] = lat
             shifted = M.shift_signal(e.synth, lat["latency_samples"]) if np.isfinite(lat["latency_samples"]) \
                 else e.synth

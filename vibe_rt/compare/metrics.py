@@ -10,6 +10,8 @@ Conventions
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 
@@ -24,6 +26,7 @@ __all__ = [
     "estimate_latency",
     "fit_gain",
     "shift_signal",
+    "erp_metrics",
 ]
 
 
@@ -252,3 +255,13 @@ def fit_gain(live: np.ndarray, synth: np.ndarray) -> np.ndarray:
     den = (synth * synth).sum(axis=axes)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def erp_metrics(live: np.ndarray, synth: np.ndarray) -> dict[str, Any]:
+    """r (pooled), r per channel, RMSE (SI) and RMSE per channel between ERPs ``(n_keys, C, T)``."""
+    return {
+        "erp_r": overall_r(live, synth),
+        "erp_r_per_channel": channel_r(live, synth).tolist(),
+        "erp_rmse": rmse(live, synth),
+        "erp_rmse_per_channel": np.asarray(rmse(live, synth, axis=(0, 2))).tolist(),
+    }

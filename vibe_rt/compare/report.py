@@ -152,6 +152,7 @@ def write_report(
     figures: bool = True,
     html_page: bool = True,
     refresh_s: float | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> Path:
     """Write a comparison report folder and return the path of its ``report.json``.
 
@@ -170,11 +171,13 @@ def write_report(
     refresh_s : float | None
         Live view: the HTML page reloads itself every this many seconds (a browser shows the comparison as it
         runs; no server). Every file is replaced atomically, so a reader never sees a half-written one.
+    summary : dict | None
+        ``comparator.summary()`` when the caller has it already (it costs time in proportion to the images).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     montage = comparator.montage
-    summary = comparator.summary()
+    summary = summary if summary is not None else comparator.summary()
     erps = comparator.erps()
     with _replacing(out / ERPS_FILE) as tmp:
         erps.save(str(tmp))

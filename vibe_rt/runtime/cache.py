@@ -358,19 +358,21 @@ def build_engines(
     model,
     *,
     backend: str = "auto",
-    precision: str = "fp32",
+    precision: str | None = None,
     batch: tuple[int, int, int] = DEFAULT_BATCH,
     engines_dir: str | Path | None = None,
     fused: bool = True,
     force: bool = False,
     calibration_dir: str | Path | None = None,
 ) -> tuple[Path, EngineManifest]:
-    """``vibe-rt engines build``: ONNX export (onnxruntime) or TensorRT plans for ``model``."""
+    """``vibe-rt engines build``: ONNX export (onnxruntime; also for ``torch``, which needs no engines) or
+    TensorRT plans for ``model``; ``precision`` defaults to fp16 for TensorRT, fp32 otherwise."""
     from .backends import select_backend
 
     name = select_backend(backend)
-    if name == "auto" or name == "torch":
+    if name == "torch":
         name = "onnxruntime"
+    precision = precision or ("fp16" if name == "tensorrt" else "fp32")
     if name == "onnxruntime":
         if precision != "fp32":
             raise ConfigError(f"ONNX Runtime engines are fp32, not {precision}: use --backend tensorrt for "
