@@ -80,6 +80,18 @@ def _shape(array_shape) -> list[int | None]:
     return [None, *(int(d) for d in tuple(array_shape)[1:])]
 
 
+# ----------------------------------------------------------------------------------------------------- parity
+def _parity(backend, module, example, batch: int, seed: int) -> float:
+    """Relative error of a built stage against its torch module, on ``batch`` random inputs shaped like ``example``."""
+    x = random_inputs(example, batch, seed=seed)
+    return relative_error(backend.run({backend.input_name: x})[backend.output_name], torch_reference(module, x))
+
+
+def _tensorrt_tolerance(precision: str) -> float:
+    """Parity tolerance of a TensorRT plan (fp32 plans have their own: TF32 is off, reductions differ)."""
+    return TENSORRT_FP32_TOLERANCE if precision == "fp32" else PARITY_TOLERANCE[precision]
+
+
 # ------------------------------------------------------------------------------------------------------- ONNX
 def _onnx_parity(module, path: Path, example, *, device: str = "cpu") -> tuple[float, tuple, tuple]:
     from .backends import OnnxRuntimeBackend
@@ -322,7 +334,7 @@ def build_tensorrt_set(
     timing = timing_cache_path(engines_dir, version, gpu["compute_capability"])
     modules = stage_modules(model, fused=fused)
     examples = stage_example_inputs(model, batch=2)
-    tol = TENSORRT_FP32_TOLERANCE if precision == "fp32" else PARITY_TOLERANCE[precision]
+    tol = _tensorrt_tolerance(precision)
     t0 = time.perf_counter()
     stages: dict[str, StageArtifact] = {}
     for name in names:
@@ -331,9 +343,7 @@ def build_tensorrt_set(
                           timing_cache=timing, calibration=calib.get(name),
                           calibration_cache=folder / f"{name}.calib" if calib else None)
         backend = TensorRTBackend(plan, precision=precision)
-        x = random_inputs(examples[name], min(PARITY_BATCH, batch[2]), seed=1)
-        err = relative_error(backend.run({backend.input_name: x})[backend.output_name],
-                             torch_reference(modules[name], x))
+        err = _parity(backend, modules[name], examples[name], min(PARITY_BATCH, batch[2]), seed=1)
         logger.info("TensorRT %s %s plan: relative error vs torch fp32 %.2e (tolerance %.0e)", precision, name, err,
                     tol)
         if not err < tol:  # refused like an ONNX graph that fails parity: no manifest is written, so none loads
@@ -421,10 +431,8 @@ def verify_engines(engines_dir: str | Path | None = None, model=None) -> list[Ve
                 for name, art in manifest.stages.items():
                     validate_onnx_file(folder / art.file)
                     if manifest.model_hash == mhash:
-                        x = random_inputs(examples[name], PARITY_BATCH, seed=2)
                         be = OnnxRuntimeBackend(folder / art.file, validate=False)
-                        parity[name] = relative_error(be.run({be.input_name: x})[be.output_name],
-                                                      torch_reference(modules[name], x))
+                        parity[name] = _parity(be, modules[name], examples[name], PARITY_BATCH, seed=2)
                         if not parity[name] < PARITY_TOLERANCE["fp32"]:
                             raise EngineError(f"{name} graph differs from the model: relative error "
                                               f"{parity[name]:.3g}")
@@ -441,13 +449,11 @@ def verify_engines(engines_dir: str | Path | None = None, model=None) -> list[Ve
                 version, gpu = _tensorrt_target()
                 manifest.check_compatible(tensorrt_version=version, gpu=gpu, where=folder)
                 if manifest.model_hash == mhash:
-                    tol = TENSORRT_FP32_TOLERANCE if manifest.precision == "fp32" else PARITY_TOLERANCE[
-                        manifest.precision]
+                    tol = _tensorrt_tolerance(manifest.precision)
                     for name, art in manifest.stages.items():
                         be = TensorRTBackend(folder / art.file, precision=manifest.precision)
-                        x = random_inputs(examples[name], min(PARITY_BATCH, manifest.batch[2]), seed=2)
-                        parity[name] = relative_error(be.run({be.input_name: x})[be.output_name],
-                                                      torch_reference(modules[name], x))
+                        parity[name] = _parity(be, modules[name], examples[name],
+                                               min(PARITY_BATCH, manifest.batch[2]), seed=2)
                         if not parity[name] < tol:
                             raise EngineError(f"{name} plan differs from the model: relative error "
                                               f"{parity[name]:.3g} >= {tol:g}")
