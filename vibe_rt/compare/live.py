@@ -38,6 +38,16 @@ def _pylsl() -> Any:
     return import_optional_dependency("pylsl")
 
 
+def _rate_predicate(signal: bool) -> str:
+    """The part of an LSL resolve predicate that tells signal streams (rate > 0) from marker streams."""
+    return "nominal_srate>0" if signal else "nominal_srate=0"
+
+
+def _resolve(pred: str, signal: bool, timeout: float) -> list[Any]:
+    """Streams matching an LSL predicate, with the signal/marker kind checked again on each result."""
+    return [s for s in _pylsl().resolve_bypred(pred, 1, timeout) if (s.nominal_srate() > 0) == signal]
+
+
 def resolve_stream(query: str, *, signal: bool, timeout: float = 5.0,
                    exclude_uids: Sequence[str] = ()) -> Any | None:
     """Find one LSL stream whose name, type or source_id equals ``query`` (signal: rate > 0; else markers).
@@ -48,7 +58,7 @@ def resolve_stream(query: str, *, signal: bool, timeout: float = 5.0,
     being compared with it).
     """
     pylsl = _pylsl()
-    rate = "nominal_srate>0" if signal else "nominal_srate=0"
+    rate = _rate_predicate(signal)
     if query is None:
         pred = f"(type='Markers' or type='markers' or type='annotations') and {rate}"
     else:
@@ -56,8 +66,7 @@ def resolve_stream(query: str, *, signal: bool, timeout: float = 5.0,
         pred = f"(name='{q}' or type='{q}' or source_id='{q}') and {rate}"
     for uid in exclude_uids:
         pred += " and not(uid='{}')".format(uid.replace("'", ""))
-    found = pylsl.resolve_bypred(pred, 1, timeout)
-    found = [s for s in found if (s.nominal_srate() > 0) == signal]
+    found = _resolve(pred, signal, timeout)
     if not found:
         return None
     if not signal:
@@ -287,13 +296,17 @@ class LiveComparator:
         exts = [("live", self.session.live)]
         if isinstance(self.session.synth, EpochExtractor):
             exts.append(("synth", self.session.synth))
-        lost = self.comparator.lost
-        tmin, tmax = self.montage.tmin, self.montage.tmax
         for role, ext in exts:
             for g0, g1 in ext.gaps:
-                n = sum(1 for x in lost if x["time"] is not None and x["time"] + tmin < g1 and x["time"] + tmax > g0)
-                res.append({"stream": role, "start": g0, "end": g1, "duration_s": g1 - g0, "events_lost": n})
+                res.append({"stream": role, "start": g0, "end": g1, "duration_s": g1 - g0,
+                            "events_lost": self._n_lost_in(g0, g1)})
         return res
+
+    def _n_lost_in(self, t0: float, t1: float) -> int:
+        """Lost events whose epoch window overlaps the LSL time range ``(t0, t1)``."""
+        tmin, tmax = self.montage.tmin, self.montage.tmax
+        return sum(1 for x in self.comparator.lost
+                   if x["time"] is not None and x["time"] + tmin < t1 and x["time"] + tmax > t0)
 
     def info(self) -> dict[str, Any]:
         """Stream descriptions and clock corrections for the report."""
@@ -345,13 +358,11 @@ class LiveComparator:
             h.inlet = None
 
     def _outage(self, h: _Handle, end: float | None) -> dict[str, Any]:
-        lost = self.comparator.lost
         t0 = h.down_last_ts
         n = 0
         if t0 is not None and h.role != "markers":
             t1 = end if end is not None else float("inf")
-            n = sum(1 for x in lost if x["time"] is not None and x["time"] + self.montage.tmax > t0
-                    and x["time"] + self.montage.tmin < t1)
+            n = self._n_lost_in(t0, t1)
         return {"stream": h.role, "name": h.name, "source_id": h.source_id, "down_wall": h.down_since,
                 "start": t0, "end": end, "duration_s": None if end is None or t0 is None else end - t0,
                 "events_lost": n, "reason": "lost"}
@@ -365,13 +376,12 @@ class LiveComparator:
 
     def _find_again(self, h: _Handle) -> list[Any]:
         """Streams that can stand in for ``h``: same source_id and name (or, without a source_id, the query)."""
-        pylsl = _pylsl()
-        rate = "nominal_srate>0" if h.signal else "nominal_srate=0"
+        rate = _rate_predicate(h.signal)
         if h.source_id:
             pred = f"source_id='{h.source_id}' and name='{h.name}' and {rate}"
         else:
             pred = f"name='{h.name}' and {rate}"
-        return [s for s in pylsl.resolve_bypred(pred, 1, 0.2) if (s.nominal_srate() > 0) == h.signal]
+        return _resolve(pred, h.signal, 0.2)
 
     def _try_reconnect(self, h: _Handle, now: float) -> None:
         if now < h.next_try:
