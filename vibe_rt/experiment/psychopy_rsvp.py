@@ -51,7 +51,7 @@ from .clock import ClockOffset, lsl_clock, measure_offset
 from .log import ExperimentLog
 from .markers import OnsetSink, push_event_marker
 from .rsvp import (RESPONSE_CODE, FramePacer, FrameTiming, RsvpConfig, Trial, build_trials, frame_timing,
-                   score_responses)
+                   missed_frames, score_responses)
 
 PACING = ("auto", "vsync", "clock")
 MAX_VSYNC_HZ = 240.0
@@ -225,11 +225,8 @@ class OnsetReporter:
     def _record_flip(self, t_lsl: float) -> float:
         prev = self.flips.times[-1] if self.flips.times else math.nan
         interval = t_lsl - prev
-        missed = 0
-        if interval > self.drop_threshold * self.period:
-            missed = max(1, int(round(interval / self.period)) - 1)
         self.flips.times.append(t_lsl)
-        self.flips.missed.append(missed)
+        self.flips.missed.append(missed_frames(interval, self.period, self.drop_threshold))
         return interval
 
     def flip(self, image_id: str | int | None = None, image: np.ndarray | None = None,

@@ -248,6 +248,14 @@ def flip_intervals(flip_times: Sequence[float]) -> np.ndarray:
     return out
 
 
+def missed_frames(interval: float, period: float, threshold: float = 1.5) -> int:
+    """Frames missed before a flip that came ``interval`` s after the previous one: ``round(interval / period) -
+    1`` (at least 1) when the interval exceeds ``threshold`` periods, else 0 (also for NaN: the first flip)."""
+    if not interval > threshold * period:
+        return 0
+    return max(1, int(round(interval / period)) - 1)
+
+
 def detect_drops(flip_times: Sequence[float], period: float, threshold: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """Find dropped frames in a series of flip times.
 
@@ -271,9 +279,7 @@ def detect_drops(flip_times: Sequence[float], period: float, threshold: float = 
     if not period > 0:
         raise ConfigError(f"refresh period must be > 0 s, got {period}")
     intervals = flip_intervals(flip_times)
-    missed = np.zeros(intervals.shape, dtype=int)
-    late = np.nan_to_num(intervals, nan=0.0) > threshold * period
-    missed[late] = np.maximum(1, np.rint(intervals[late] / period).astype(int) - 1)
+    missed = np.array([missed_frames(i, period, threshold) for i in intervals], dtype=int)
     return intervals, missed
 
 
