@@ -23,7 +23,7 @@ THINGS_EEG2_CHANNELS = (
 THINGS_MEG_BAD_CHANNEL = "MRO11"
 THINGS_MEG_ABSENT = ("MLF25", "MRF43", "MRO13")  # CTF-275 sensors that the THINGS-MEG system does not record
 _MEG_HEAD_RADIUS_M = 0.115  # sphere on which the 2-D CTF-275 layout is projected (approximate positions)
-_UNITS = {"eeg": "V", "mag": "T", "grad": "T/m"}
+SI_UNITS = {"eeg": "V", "mag": "T", "grad": "T/m"}
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,9 @@ class Montage:
             raise ConfigError(f"montage {self.name!r} has duplicate channel names")
         if len(self.ch_types) != n:
             raise ConfigError(f"montage {self.name!r}: {len(self.ch_types)} channel types for {n} channels")
-        bad = sorted(set(self.ch_types) - set(_UNITS))
+        bad = sorted(set(self.ch_types) - set(SI_UNITS))
         if bad:
-            raise ConfigError(f"montage {self.name!r}: unknown channel types {bad}; use one of {sorted(_UNITS)}")
+            raise ConfigError(f"montage {self.name!r}: unknown channel types {bad}; use one of {sorted(SI_UNITS)}")
         if np.shape(self.positions) != (n, 3):
             raise ConfigError(f"montage {self.name!r}: positions must have shape ({n}, 3)")
         if self.sfreq <= 0 or self.n_times <= 0:
@@ -98,7 +98,13 @@ class Montage:
     @property
     def units(self) -> tuple[str, ...]:
         """SI unit per channel: ``"V"`` for EEG, ``"T"`` for magnetometers, ``"T/m"`` for gradiometers."""
-        return tuple(_UNITS[t] for t in self.ch_types)
+        return tuple(SI_UNITS[t] for t in self.ch_types)
+
+    @property
+    def unit(self) -> str:
+        """The one SI unit of all channels, or ``"SI"`` for a mixed montage (e.g. magnetometers + gradiometers)."""
+        units = set(self.units)
+        return units.pop() if len(units) == 1 else "SI"
 
     def create_info(self, sfreq: float | None = None) -> "mne.Info":  # noqa: F821
         """An :class:`mne.Info` with these channels and positions, at ``sfreq`` (default: model rate)."""

@@ -42,7 +42,7 @@ import numpy as np
 from .._imports import import_optional_dependency
 from .._logs import logger
 from ..errors import DataError
-from ..montage import Montage, get_montage
+from ..montage import SI_UNITS, Montage, get_montage
 from .dataset import EpochsDataset
 
 _CODE_RE = re.compile(r"^(?:[A-Za-z ]+/)?[A-Za-z]?\s*(\d+)(?:\.0+)?$")
@@ -54,7 +54,6 @@ _UNIT_WORDS = {
     "t": 1.0, "tesla": 1.0, "pt": 1e-12, "picotesla": 1e-12, "ft": 1e-15, "femtotesla": 1e-15,
     "t/m": 1.0, "ft/cm": 1e-13, "ft/m": 1e-15,
 }  # fmt: skip
-_SI_UNITS = {"eeg": "V", "mag": "T", "grad": "T/m"}
 _NOT_EVENTS = ("bad", "edge", "new segment")  # annotation prefixes that mark data, not stimuli
 DATA_TYPES = ("eeg", "mag", "grad")
 """Channel types that carry M/EEG data (what the comparator and the epoch loader use)."""
@@ -181,7 +180,7 @@ class Recording:
             name = Path(path).name if path is not None else str(raw.filenames[0] if raw.filenames and
                                                                 raw.filenames[0] else "raw")
         return cls(None, raw.times.copy(), float(raw.info["sfreq"]), raw.ch_names, types,
-                   [_SI_UNITS.get(t) for t in types], pos, markers, name=name, path=path, raw=raw,
+                   [SI_UNITS.get(t) for t in types], pos, markers, name=name, path=path, raw=raw,
                    stim_channel=stim_channel, marker_source="annotations")
 
     # ------------------------------------------------------------------------------------------ access
@@ -610,6 +609,6 @@ def load_recording(
         else:
             p = Path(k)
             paths.append(p if p.is_absolute() else base / p)
-    unit = montage.units[0] if len(set(montage.units)) == 1 else "SI"
+    unit = montage.unit
     return EpochsDataset(out, montage, paths, split, unit, {"source": str(rec.path), "log": str(log_path)
                                                              if log_path else None, "ragged": ragged})

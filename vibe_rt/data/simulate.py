@@ -550,7 +550,7 @@ def simulate_dataset(config: SimulationConfig | None = None, out_dir: str | os.P
     t_images = time.perf_counter() - t0
 
     model = EvokedModel(montage)
-    unit = montage.units[0] if len(set(montage.units)) == 1 else "SI"
+    unit = montage.unit
     timings = {"images_s": t_images}
     noise = BackgroundNoise(montage, montage.sfreq, seed=cfg.seed, scale=cfg.noise_scale)
     rng = np.random.default_rng([cfg.seed, 20])
