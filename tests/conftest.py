@@ -6,11 +6,11 @@ import os
 import tempfile
 from pathlib import Path
 
-# liblsl reads its configuration when first loaded: keep stream discovery on the local link only, so tests
-# never see (or disturb) streams on the lab network. Set before pylsl is imported anywhere.
-_LSL_CFG = Path(tempfile.gettempdir()) / "vibe-rt-tests-lsl.cfg"
-_LSL_CFG.write_text("[multicast]\nResolveScope = link\n[log]\nlevel = -2\n")
-os.environ.setdefault("LSLAPICFG", str(_LSL_CFG))
+# liblsl reads its configuration when first loaded: keep stream discovery on this machine (never the network
+# interface), set before pylsl or mne_lsl is imported anywhere.
+from vibe_rt.lsl_config import confine_lsl_to_machine  # noqa: E402  (a leaf module: imports neither)
+
+confine_lsl_to_machine(Path(tempfile.gettempdir()) / "vibe-rt-tests-lsl.cfg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

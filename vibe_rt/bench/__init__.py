@@ -7,8 +7,16 @@
 - :mod:`~vibe_rt.bench.quality`: encoding r of a model vs the ridge baseline and the noise ceiling.
 
 Each writes ``<out>/<name>-<machine>.json`` (see :mod:`~vibe_rt.bench.common`).
+
+Importing this package keeps LSL on this machine for the benchmark's outlets and inlets
+(:func:`~vibe_rt.lsl_config.confine_lsl_to_machine`, unless ``LSLAPICFG`` is already set): a benchmark never
+announces its streams on the network.
 """
 
 from __future__ import annotations
+
+from ..lsl_config import confine_lsl_to_machine
+
+confine_lsl_to_machine()
 
 BENCHMARKS = ("latency", "stream", "throughput", "quality")

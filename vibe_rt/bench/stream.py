@@ -32,8 +32,6 @@ Targets: rate error < 0.01 % (both), push lag p99 < 5 ms, outlet loop < 10 % of 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -48,14 +46,6 @@ from .common import load_average, percentiles, result_path, write_result
 NAME = "stream"
 TARGETS = {"rate_error_pct": 0.01, "push_lag_p99_ms": 5.0, "outlet_cpu_pct": 10.0}
 _WARMUP_S = 1.0
-
-
-def lsl_link_scope() -> None:
-    """Keep LSL discovery on this machine's link (set before liblsl loads; an existing LSLAPICFG is kept)."""
-    cfg = Path(tempfile.gettempdir()) / f"vibe-rt-bench-lsl-{os.getuid() if hasattr(os, 'getuid') else 0}.cfg"
-    if not cfg.is_file():
-        cfg.write_text("[multicast]\nResolveScope = link\n[log]\nlevel = -2\n")
-    os.environ.setdefault("LSLAPICFG", str(cfg))
 
 
 def bench_montage(n_channels: int):
@@ -119,7 +109,6 @@ def analyse_received(stamps: np.ndarray, arrivals: np.ndarray, srate: float, del
 
 def receiver(source_id: str, duration: float, srate: float, delay: float, out: Any) -> None:
     """Receive a stream for ``duration`` s after it connects; put :func:`analyse_received` into ``out``."""
-    lsl_link_scope()
     try:
         import pylsl
 
@@ -151,7 +140,6 @@ def receiver(source_id: str, duration: float, srate: float, delay: float, out: A
 def stream_vibe(source_id: str, n_channels: int, srate: float, chunk_ms: float, lookahead: float,
                 max_duration: float, stop: Any, out: Any) -> None:
     """Stream background activity with vibe-rt's pipeline (no model) until ``stop`` is set."""
-    lsl_link_scope()
     try:
         from ..stream import StreamPipeline
 
@@ -190,7 +178,6 @@ def stream_player(source_id: str, n_channels: int, srate: float, chunk_ms: float
     first wrap, with timestamps jumping back by exactly the recording length (measured here; not what this
     benchmark is about, so it is avoided).
     """
-    lsl_link_scope()
     try:
         import mne
         from mne_lsl.player import PlayerLSL
@@ -306,7 +293,6 @@ def run(*, duration: float = 60.0, channels: int = 64, srate: float = 1000.0, ch
     """
     if duration < 2:
         raise ConfigError(f"--duration must be at least 2 s for the stream benchmark, got {duration}")
-    lsl_link_scope()
     results: dict[str, Any] = {
         "question": "Does the vibe-rt stream keep its nominal rate, regular timestamps and push on time, "
                     "compared with MNE-LSL's PlayerLSL, as received by an LSL inlet in another process?",

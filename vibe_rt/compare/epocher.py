@@ -227,6 +227,8 @@ class EpochExtractor:
                 break
             if ts[0] <= t1:
                 parts.append((ts, x))
+        if not parts:  # the window lies wholly inside a gap between chunks
+            return np.zeros(0), np.zeros((0, self._chunks[0][1].shape[1]))
         parts.reverse()
         ts = np.concatenate([p[0] for p in parts])
         x = np.concatenate([p[1] for p in parts])

@@ -38,40 +38,64 @@ def _pylsl() -> Any:
     return import_optional_dependency("pylsl")
 
 
-def _rate_predicate(signal: bool) -> str:
-    """The part of an LSL resolve predicate that tells signal streams (rate > 0) from marker streams."""
-    return "nominal_srate>0" if signal else "nominal_srate=0"
+def _kind_ok(info: Any, signal: bool) -> bool:
+    """True when a resolved stream is of the wanted kind (signal: rate > 0; markers: irregular rate)."""
+    return (info.nominal_srate() > 0) == signal
 
 
-def _resolve(pred: str, signal: bool, timeout: float) -> list[Any]:
-    """Streams matching an LSL predicate, with the signal/marker kind checked again on each result."""
-    return [s for s in _pylsl().resolve_bypred(pred, 1, timeout) if (s.nominal_srate() > 0) == signal]
+def _wait_for(resolver: Any, accept: Callable[[Any], bool], timeout: float) -> list[Any]:
+    """Poll a ``pylsl.ContinuousResolver`` until a stream passes ``accept`` or ``timeout`` seconds pass.
+
+    A one-shot ``resolve_bypred(pred, 1, timeout)`` returns as soon as *any* stream answers, and a short one may
+    return before the first answer arrives at all (under ``ResolveScope = machine`` liblsl's first answer comes
+    after its multicast round-trip time, about 0.5 s): both made streams look absent that were there.
+    """
+    deadline = _time.monotonic() + timeout
+    while True:
+        found = [s for s in resolver.results() if accept(s)]
+        if found or _time.monotonic() >= deadline:
+            return found
+        _time.sleep(0.02)
 
 
-def resolve_stream(query: str, *, signal: bool, timeout: float = 5.0,
+def _resolver(pred: str) -> Any:
+    """A background resolver for ``pred`` that forgets a stream 2 s after its outlet stops answering."""
+    return _pylsl().ContinuousResolver(pred=pred, forget_after=_FORGET_AFTER_S)
+
+
+_FORGET_AFTER_S = 2.0
+
+
+def resolve_stream(query: str | None, *, signal: bool, timeout: float = 5.0,
                    exclude_uids: Sequence[str] = ()) -> Any | None:
     """Find one LSL stream whose name, type or source_id equals ``query`` (signal: rate > 0; else markers).
 
     ``query=None`` for markers finds a stream of type ``Markers`` or ``annotations``. Where several match,
     string-format marker streams are preferred (vibe-rt's JSON markers) over numeric ones. Streams whose uid
     is in ``exclude_uids`` are never returned (the live query ``EEG`` must not find the synthesized EEG stream
-    being compared with it).
+    being compared with it). Waits up to ``timeout`` seconds for a stream that passes every condition.
     """
     pylsl = _pylsl()
-    rate = _rate_predicate(signal)
     if query is None:
-        pred = f"(type='Markers' or type='markers' or type='annotations') and {rate}"
+        pred = "(type='Markers' or type='markers' or type='annotations')"
     else:
         q = query.replace("'", "")
-        pred = f"(name='{q}' or type='{q}' or source_id='{q}') and {rate}"
-    for uid in exclude_uids:
-        pred += " and not(uid='{}')".format(uid.replace("'", ""))
-    found = _resolve(pred, signal, timeout)
+        pred = f"(name='{q}' or type='{q}' or source_id='{q}')"
+    excluded = set(exclude_uids)
+    found = _wait_for(_resolver(pred), lambda s: _kind_ok(s, signal) and s.uid() not in excluded, timeout)
     if not found:
         return None
     if not signal:
         found.sort(key=lambda s: 0 if s.channel_format() == pylsl.cf_string else 1)
     return found[0]
+
+
+def _time_correction(inlet: Any) -> float | None:
+    """The inlet's current clock offset estimate (s), or None while liblsl has none yet (never blocks)."""
+    try:
+        return float(inlet.time_correction(0.0))
+    except Exception:  # noqa: BLE001 - pylsl raises TimeoutError (or LostError) before a first estimate
+        return None
 
 
 def stream_channels(info: Any) -> tuple[list[str], list[str], list[str | None], np.ndarray]:
@@ -118,6 +142,9 @@ class _Handle:
     n_reconnects: int = 0
     time_correction: float | None = None
     pending_outage: bool = False
+    finder: Any = None  # a ContinuousResolver on this stream's source_id and name, for stall checks and reconnects
+    finder_since: float = 0.0
+    dead_uid: str = ""  # the outlet that went away: never reconnected to
     outages: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -197,7 +224,9 @@ class LiveComparator:
         if self._thread is not None:
             return self
         # the synthesized stream first, so that the live query cannot resolve to it
-        for h in sorted(self._handles.values(), key=lambda h: h.role != "synth"):
+        # markers next: a marker pushed before its inlet connects is lost, a signal sample is not needed until the
+        # epoch of the first marker
+        for h in sorted(self._handles.values(), key=lambda h: ("synth", "markers", "live").index(h.role)):
             exclude = [self._handles["synth"].uid] if h.role == "live" and "synth" in self._handles else []
             info = resolve_stream(h.query, signal=h.signal, timeout=self.resolve_timeout, exclude_uids=exclude)
             if info is None:
@@ -332,10 +361,6 @@ class LiveComparator:
         inlet = pylsl.StreamInlet(info, max_buflen=max(30, int(self._buffer_s)), recover=False,
                                   processing_flags=flags)
         inlet.open_stream(5.0)
-        try:
-            h.time_correction = float(inlet.time_correction(2.0))
-        except Exception:  # pragma: no cover - timeout: clocksync flag still applies later
-            h.time_correction = None
         h.inlet = inlet
         h.source_id = info.source_id()
         h.uid = info.uid()
@@ -345,6 +370,10 @@ class LiveComparator:
                 h.ch_labels = stream_channels(inlet.info(2.0))[0]
             except Exception:  # pragma: no cover
                 h.ch_labels = None
+        if h.finder is None:  # resolves in the background from now on; it has seen this outlet before any check
+            pred = f"source_id='{h.source_id}' and name='{h.name}'" if h.source_id else f"name='{h.name}'"
+            h.finder = _resolver(pred)
+            h.finder_since = self._clock()
         h.last_data_wall = self._clock()
         h.backoff = 0.1
         logger.info("connected to %s stream %r (source_id %r)", h.role, h.name, h.source_id)
@@ -368,6 +397,7 @@ class LiveComparator:
                 "events_lost": n, "reason": "lost"}
 
     def _mark_down(self, h: _Handle, now: float) -> None:
+        h.dead_uid = h.uid
         self._close(h)
         h.down_since = _time.time()
         h.down_last_ts = h.last_ts
@@ -375,13 +405,9 @@ class LiveComparator:
         logger.warning("%s stream %r lost; re-resolving source_id %r", h.role, h.name, h.source_id)
 
     def _find_again(self, h: _Handle) -> list[Any]:
-        """Streams that can stand in for ``h``: same source_id and name (or, without a source_id, the query)."""
-        rate = _rate_predicate(h.signal)
-        if h.source_id:
-            pred = f"source_id='{h.source_id}' and name='{h.name}' and {rate}"
-        else:
-            pred = f"name='{h.name}' and {rate}"
-        return _resolve(pred, h.signal, 0.2)
+        """Streams that can stand in for ``h`` now (same source_id and name, or the same name without a source_id),
+        from its background resolver: never blocks the worker."""
+        return [s for s in h.finder.results() if _kind_ok(s, h.signal) and s.uid() != h.dead_uid]
 
     def _try_reconnect(self, h: _Handle, now: float) -> None:
         if now < h.next_try:
@@ -397,6 +423,8 @@ class LiveComparator:
 
     def _check_stalled(self, h: _Handle, now: float) -> None:
         """Silent for stall_s: is the outlet still the one we are connected to?"""
+        if now - h.finder_since < _FORGET_AFTER_S:
+            return  # its resolver may not have heard from the outlet yet: no verdict
         found = self._find_again(h)
         if not found or all(s.uid() != h.uid for s in found):
             self._mark_down(h, now)
@@ -416,6 +444,8 @@ class LiveComparator:
                 self._check_stalled(h, now)
             return False
         h.last_data_wall = now
+        if h.time_correction is None:  # for the report; measured once data flows, so that opening never blocks
+            h.time_correction = _time_correction(h.inlet)
         if h.pending_outage:
             h.outages.append(self._outage(h, end=float(ts[0])))
             h.pending_outage = False
