@@ -105,10 +105,11 @@ def main() -> int:
         sid = unique_source_id("vibe-rt-bench")
         if args.synth:
             from vibe_rt.runtime.predictor import create_predictor
-            from vibe_rt.stream import StreamPipeline
+            from vibe_rt.stream import OutputSpec, StreamPipeline, SynthSpec
 
-            outlets = StreamPipeline(create_predictor(backend="onnxruntime"), srate=1000.0, lookahead=0.25,
-                                     name="bench", source_id=sid, seed=0).start()
+            outlets = StreamPipeline(create_predictor(backend="onnxruntime"),
+                                     output=OutputSpec(srate=1000.0, lookahead=0.25, name="bench", source_id=sid),
+                                     synth=SynthSpec(seed=0)).start()
         else:
             outlets = MarkerOutlets("bench", sid)
         info = pylsl.resolve_byprop("source_id", f"{sid}-markers", timeout=10)[0]

@@ -261,11 +261,11 @@ def test_key_press_goes_through_the_pipeline_lock_and_recording(source_id: str, 
 
     from vibe_rt.experiment import ClockOffset, OnsetReporter
     from vibe_rt.montage import get_montage
-    from vibe_rt.stream import StreamPipeline
+    from vibe_rt.stream import OutputSpec, RecordSpec, StreamPipeline
 
     path = tmp_path / "keys.vhdr"
-    pipe = StreamPipeline(montage=get_montage("things-eeg2"), background=None, srate=200, lookahead=0.05,
-                          source_id=source_id, record=path)
+    pipe = StreamPipeline(montage=get_montage("things-eeg2"), background=None,
+                          output=OutputSpec(srate=200, lookahead=0.05, source_id=source_id), record=RecordSpec(path))
     with pipe:
         inlets = {}
         for kind in ("markers", "codes"):

@@ -184,15 +184,17 @@ def test_rsvp_drives_synthesized_stream(display: str, source_id: str, tmp_path: 
     """The real StreamPipeline places each predicted response at its flip time: the event average of the received
     signal matches the predicted epochs and is silent before the onsets."""
     from vibe_rt.experiment import RsvpConfig, run_rsvp
-    from vibe_rt.stream import StreamPipeline
+    from vibe_rt.stream import OutputSpec, StreamPipeline, SynthSpec
 
     predictor, kind = _predictor()
     srate = 250.0
     images = _write_images(tmp_path / "img", 6, seed=1)
     submitted: list[np.ndarray] = []
 
-    pipeline = StreamPipeline(predictor, background=None, srate=srate, lookahead=1.0, source_id=source_id,
-                              name="rsvp-synth-test", seed=0)
+    pipeline = StreamPipeline(predictor, background=None,
+                              output=OutputSpec(srate=srate, lookahead=1.0, source_id=source_id,
+                                                name="rsvp-synth-test"),
+                              synth=SynthSpec(seed=0))
 
     class Tee:
         def submit_onset(self, image: np.ndarray, onset_time: float, meta: dict) -> None:

@@ -17,7 +17,8 @@ import pytest
 from _stream_helpers import PulsePredictor
 
 from vibe_rt.errors import StreamError
-from vibe_rt.stream import DemoSource, FixedRate, StreamPipeline
+from vibe_rt.stream import (DemoSource, FixedRate, InferenceSpec, OutputSpec, RecordSpec, StreamPipeline,
+                            SynthSpec)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,8 +52,8 @@ def _pull_markers(inlet: pylsl.StreamInlet) -> tuple[list, list]:
 
 def test_stream_metadata_and_regular_timestamps(source_id):
     pred = PulsePredictor()
-    pipe = StreamPipeline(pred, srate=500, lookahead=0.1, name="meta-test", source_id=source_id, seed=0,
-                          extra_meta={"model_hash": "abc123"})
+    pipe = StreamPipeline(pred, output=OutputSpec(srate=500, lookahead=0.1, name="meta-test", source_id=source_id),
+                          synth=SynthSpec(seed=0), extra_meta={"model_hash": "abc123"})
     with pipe:
         inlet = _inlet(source_id)
         info = inlet.info(timeout=5)
@@ -100,7 +101,7 @@ def test_stream_metadata_and_regular_timestamps(source_id):
 def test_markers_line_up_with_evoked_peaks(source_id):
     srate, latency = 1000, 0.1
     pred = PulsePredictor(latency=latency)
-    pipe = StreamPipeline(pred, background=None, srate=srate, lookahead=0.2, source_id=source_id)
+    pipe = StreamPipeline(pred, background=None, output=OutputSpec(srate=srate, lookahead=0.2, source_id=source_id))
     with pipe:
         sig = _inlet(source_id)
         mk = _inlet(f"{source_id}-markers")
@@ -130,8 +131,8 @@ def test_markers_line_up_with_evoked_peaks(source_id):
 
 def _streamed_response(source_id: str, calibration: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """Stream one pulse response (no background) and return the received samples (n, C) and times since onset."""
-    pipe = StreamPipeline(PulsePredictor(latency=0.1), background=None, srate=1000, lookahead=0.2,
-                          source_id=source_id, calibration=calibration)
+    pipe = StreamPipeline(PulsePredictor(latency=0.1), background=None,
+                          output=OutputSpec(srate=1000, lookahead=0.2, source_id=source_id), calibration=calibration)
     with pipe:
         sig = _inlet(source_id)
         data, stamps = [], []
@@ -158,8 +159,9 @@ def test_calibration_scales_and_delays_the_streamed_response(source_id):
 def test_slow_predictor_gives_counted_late_events_not_gaps(source_id):
     srate = 250
     pred = PulsePredictor(delay=0.3)  # longer than the lookahead
-    pipe = StreamPipeline(pred, source=DemoSource(width=64, height=48), policy=FixedRate(3.0), srate=srate,
-                          lookahead=0.1, source_id=source_id, late_policy="clip", max_queue=2)
+    pipe = StreamPipeline(pred, source=DemoSource(width=64, height=48), policy=FixedRate(3.0),
+                          output=OutputSpec(srate=srate, lookahead=0.1, source_id=source_id),
+                          synth=SynthSpec(late_policy="clip"), inference=InferenceSpec(max_queue=2))
     with pipe:
         inlet = _inlet(source_id)
         data, stamps = [], []
@@ -177,7 +179,8 @@ def test_slow_predictor_gives_counted_late_events_not_gaps(source_id):
 
 
 def test_nan_predictions_are_dropped_and_counted(source_id):
-    pipe = StreamPipeline(PulsePredictor(nan=True), srate=250, lookahead=0.1, source_id=source_id, seed=1)
+    pipe = StreamPipeline(PulsePredictor(nan=True), output=OutputSpec(srate=250, lookahead=0.1, source_id=source_id),
+                          synth=SynthSpec(seed=1))
     with pipe:
         sig = _inlet(source_id)
         mk = _inlet(f"{source_id}-markers")
@@ -201,7 +204,7 @@ def test_worker_failure_is_shown_and_reraised(source_id):
         def predict(self, pixels):
             raise RuntimeError("engine exploded")
 
-    pipe = StreamPipeline(Broken(), srate=250, source_id=source_id).start()
+    pipe = StreamPipeline(Broken(), output=OutputSpec(srate=250, source_id=source_id)).start()
     pipe.submit_onset(np.zeros((8, 8, 3), np.uint8))
     deadline = time.monotonic() + 3
     while pipe.error is None and time.monotonic() < deadline:
@@ -215,7 +218,8 @@ def test_record_brainvision_matches_stream(source_id, tmp_path):
     import mne
 
     path = tmp_path / "rec.vhdr"
-    pipe = StreamPipeline(PulsePredictor(), srate=500, lookahead=0.1, source_id=source_id, record=path, seed=2)
+    pipe = StreamPipeline(PulsePredictor(), output=OutputSpec(srate=500, lookahead=0.1, source_id=source_id),
+                          record=RecordSpec(path), synth=SynthSpec(seed=2))
     with pipe:
         inlet = _inlet(source_id)
         data, stamps = [], []
@@ -246,7 +250,8 @@ def test_calibration_channel_map_gives_the_device_labels(source_id, tmp_path):
                "latency_s": 0.0, "channel_map": {names[0]: "EEG 001", names[1]: "interpolated:spline",
                                                  names[2]: names[2].lower()}}
     path = tmp_path / "rec.vhdr"
-    pipe = StreamPipeline(pred, srate=250, lookahead=0.1, source_id=source_id, record=path, calibration=profile)
+    pipe = StreamPipeline(pred, output=OutputSpec(srate=250, lookahead=0.1, source_id=source_id),
+                          record=RecordSpec(path), calibration=profile)
     expected = ["EEG 001", names[1], names[2].lower(), names[3]]
     with pipe:
         info = _inlet(source_id).info(timeout=5)
@@ -265,8 +270,8 @@ def test_push_marker_goes_to_lsl_and_recording(source_id, tmp_path):
     import mne
 
     path = tmp_path / "keys.vhdr"
-    pipe = StreamPipeline(montage=PulsePredictor().montage, background=None, srate=250, lookahead=0.05,
-                          source_id=source_id, record=path)
+    pipe = StreamPipeline(montage=PulsePredictor().montage, background=None,
+                          output=OutputSpec(srate=250, lookahead=0.05, source_id=source_id), record=RecordSpec(path))
     with pytest.raises(StreamError, match="not running"):
         pipe.push_marker({"kind": "response"}, 0.0, 7)
     with pipe:

@@ -28,11 +28,11 @@ def _tiny_model():
 
 def test_real_tiny_model_streams_evoked_responses(source_id):
     from vibe_rt.runtime.predictor import create_predictor
-    from vibe_rt.stream import DemoSource, FixedRate, StreamPipeline
+    from vibe_rt.stream import DemoSource, FixedRate, OutputSpec, StreamPipeline, SynthSpec
 
     predictor = create_predictor(_tiny_model(), backend="torch")
-    pipe = StreamPipeline(predictor, source=DemoSource(width=160, height=120), policy=FixedRate(4.0), srate=250,
-                          lookahead=0.3, source_id=source_id, seed=0)
+    pipe = StreamPipeline(predictor, source=DemoSource(width=160, height=120), policy=FixedRate(4.0),
+                          output=OutputSpec(srate=250, lookahead=0.3, source_id=source_id), synth=SynthSpec(seed=0))
     with pipe:
         inlet = pylsl.StreamInlet(pylsl.resolve_byprop("source_id", source_id, timeout=5)[0])
         info = inlet.info(timeout=5)

@@ -12,8 +12,8 @@ import pytest
 from _stream_helpers import PulsePredictor
 
 from vibe_rt.errors import SourceError
-from vibe_rt.stream import (CameraSource, EveryFrame, ImageFolderSource, SceneChange, StreamPipeline,
-                            VideoSource)
+from vibe_rt.stream import (CameraSource, EveryFrame, ImageFolderSource, InferenceSpec, OutputSpec, RecordSpec,
+                            SceneChange, StreamPipeline, VideoSource)
 
 
 def _write_video(path: Path, scenes: list[int], frames_per_scene: int, fps: float = 30.0) -> Path:
@@ -62,7 +62,7 @@ def test_video_pipeline_produces_expected_events(source_id, tmp_path):
     path = _write_video(tmp_path / "scenes.avi", [30, 120, 220], 10)  # 3 scenes of 1/3 s
     rec = tmp_path / "rec.vhdr"
     pipe = StreamPipeline(PulsePredictor(), source=VideoSource(path), policy=SceneChange(max_interval=None),
-                          srate=250, lookahead=0.1, source_id=source_id, record=rec)
+                          output=OutputSpec(srate=250, lookahead=0.1, source_id=source_id), record=RecordSpec(rec))
     with pipe:
         deadline = time.monotonic() + 10
         while not (pipe.source_finished and pipe.idle) and time.monotonic() < deadline:
@@ -125,8 +125,9 @@ def test_camera_loss_reconnects_and_the_stream_continues(source_id, tmp_path):
         return Paced(str(path))
 
     cam = CameraSource(0, capture_factory=factory, max_backoff=0.2)
-    pipe = StreamPipeline(PulsePredictor(), source=cam, policy=EveryFrame(), srate=250, lookahead=0.1,
-                          source_id=source_id, max_queue=4)
+    pipe = StreamPipeline(PulsePredictor(), source=cam, policy=EveryFrame(),
+                          output=OutputSpec(srate=250, lookahead=0.1, source_id=source_id),
+                          inference=InferenceSpec(max_queue=4))
     with pipe:
         inlet = pylsl.StreamInlet(pylsl.resolve_byprop("source_id", source_id, timeout=5)[0])
         inlet.open_stream(timeout=5)

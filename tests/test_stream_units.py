@@ -54,8 +54,6 @@ def test_sample_clock_due_and_emit_times():
     assert sc.n_due(10.2 + 10 / 250) == 11
     assert sc.emit_time(11) == pytest.approx(10.0 + 11 / 250 + 0.2)
     assert sc.sample_index(10.0 + 7.4 / 250) == 7 and sc.sample_index(10.0 + 7.6 / 250) == 8
-    with pytest.raises(ConfigError):
-        SampleClock(0, 0.0)
     assert chunk_samples(1000, 0.005) == 5 and chunk_samples(250, 0.005) == 1
 
 
@@ -339,11 +337,6 @@ def test_timestamps_are_exact_per_sample_values():
     sc = SampleClock(333.0, t0=12345.678901, lookahead=0.1)
     for start in (0, 7, 10**7, 3 * 10**9 + 1):  # up to ~100 days at 333 Hz
         assert sc.timestamps(start, 250) == [sc.t0 + i / sc.srate for i in range(start, start + 250)]
-    for bad in (float("inf"), float("nan")):
-        with pytest.raises(ConfigError):
-            SampleClock(bad, 0.0)
-        with pytest.raises(ConfigError):
-            SampleClock(1000.0, 0.0, lookahead=bad)
 
 
 def test_synth_render_longer_than_the_ring_does_not_repeat_responses():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
 from . import __version__
+from ._logs import LEVEL_VARIABLE, set_log_level
 from .errors import VibeError
 
 # One module per subcommand; each exposes ``add_parser(subparsers)`` and imports heavy libraries lazily.
@@ -20,6 +22,29 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         self.exit(2, f"vibe-rt: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose`` and ``-q/--quiet`` on ``parser`` and every subcommand below it."""
+    if "--verbose" not in parser._option_string_actions:
+        parser.add_argument("-v", "--verbose", action="count", default=0,
+                            help="more log output: progress details and debug messages")
+    if "--quiet" not in parser._option_string_actions:
+        parser.add_argument("-q", "--quiet", action="store_true",
+                            help="warnings and errors only (no progress or live status line)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_verbosity(sub)
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    """The CLI's log level: -v DEBUG, -q WARNING, else ``VIBE_RT_LOG_LEVEL`` or INFO (its own progress)."""
+    if getattr(args, "verbose", 0):
+        return "DEBUG"
+    if getattr(args, "quiet", False):
+        return "WARNING"
+    return os.environ.get(LEVEL_VARIABLE, "INFO")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        _add_verbosity(sub)
     return parser
 
 
@@ -48,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
+    set_log_level(_log_level(args))
     try:
         return int(args.func(args) or 0)
     except VibeError as err:

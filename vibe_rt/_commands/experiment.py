@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             outlets.close()
     else:
-        from ..stream.run import StreamConfig, build_pipeline
+        from ..stream import StreamConfig, build_pipeline
 
         cfg = StreamConfig(source="none", model=args.model, backend=args.backend, srate=args.srate,
                            name=args.name, source_id=args.source_id, lookahead=args.lookahead, seed=args.seed)

@@ -19,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
 
 Clock = Callable[[], float]
 
@@ -43,17 +42,14 @@ class SampleClock:
         Timestamp of sample 0 (LSL clock seconds).
     lookahead : float
         Output delay in seconds: sample ``n`` is emitted at ``timestamp(n) + lookahead``.
+
+    The values come checked from :meth:`vibe_rt.stream.config.StreamConfig.validate` (a positive finite rate, a
+    lookahead of 0..10 s).
     """
 
     srate: float
     t0: float
     lookahead: float = 0.25
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.srate) and self.srate > 0):
-            raise ConfigError(f"sampling rate must be a positive number of Hz, got {self.srate}")
-        if not (math.isfinite(self.lookahead) and self.lookahead >= 0):
-            raise ConfigError(f"lookahead must be a finite number of seconds >= 0, got {self.lookahead}")
 
     def timestamp(self, n: int) -> float:
         """Timestamp of sample ``n`` (seconds)."""

@@ -3,7 +3,7 @@
 Threads (only at the edges, joined by bounded queues)::
 
     capture thread (source)  --Frame-->  dispatch thread (event policy)  --Stimulus-->  inference thread
-        (Predictor.preprocess/predict, batching)  --epochs-->  Synthesizer (pure, under a lock)  <--render--
+        (ResponsePredictor.preprocess/predict, batching)  --epochs-->  Synthesizer (pure, under a lock)  <--render--
         outlet thread (paced on absolute LSL-clock targets, pushes chunks, appends the recording)
 
 The stimulus queue holds at most ``max_queue`` onsets; when inference cannot keep up the *oldest* waiting onset
@@ -22,7 +22,6 @@ import heapq
 import itertools
 import threading
 import time
-from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -32,6 +31,7 @@ from ..errors import ConfigError, StreamError
 from ..montage import Montage
 from ..compare.calibrate import resolve_calibration, scale_and_shift
 from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
+from .config import InferenceSpec, OutputSpec, RecordSpec, SynthSpec
 from .events import EventPolicy, Stimulus, StimulusFactory
 from .lsl import LslOutlets
 from .record import BrainVisionWriter
@@ -42,8 +42,8 @@ from .synth import Background, Synthesizer, make_background
 _IN_SIGNAL = ("ok", "clipped")
 
 
-class Predictor(Protocol):
-    """What the pipeline needs from :mod:`vibe_rt.runtime.predictor` (see CONTRACTS.md)."""
+class ResponsePredictor(Protocol):
+    """What the pipeline needs from a predictor (:class:`vibe_rt.runtime.predictor.Predictor` implements it)."""
 
     montage: Montage
     image_size: int
@@ -94,7 +94,7 @@ def _device_labels(montage: Montage, channel_map: dict[str, str] | None) -> Mont
     return dataclasses.replace(montage, ch_names=tuple(names))
 
 
-def _install_adapter(predictor: Predictor | None, adapter: dict) -> None:
+def _install_adapter(predictor: ResponsePredictor | None, adapter: dict) -> None:
     """Give the predictor a calibration profile's latent adapter (checked against its model)."""
     from ..compare.adapter import LatentAdapter
 
@@ -107,9 +107,12 @@ def _install_adapter(predictor: Predictor | None, adapter: dict) -> None:
 class StreamPipeline:
     """Runs a frame source and a predictor into LSL outlets in real time.
 
+    The arguments are typed values that :func:`vibe_rt.stream.run.preflight` builds from a validated
+    :class:`~vibe_rt.stream.config.StreamConfig`; the pipeline does not check them again.
+
     Parameters
     ----------
-    predictor : Predictor | None
+    predictor : ResponsePredictor | None
         Image -> epoch model; None streams background only (no events).
     source : FrameSource | None
         Frames; None when onsets come only from :meth:`submit_onset` (PsychoPy) or there are none.
@@ -119,87 +122,70 @@ class StreamPipeline:
         Needed only without a predictor (default: ``predictor.montage``).
     channels : sequence of str | None
         Subset of the montage channels to stream (default: all).
-    background : Background | "auto" | None
-        ``generate(n) -> (n, C)`` SI units; ``"auto"`` builds :func:`~vibe_rt.stream.synth.make_background`
-        (scaled by ``noise_scale``); None streams the evoked responses on silence.
-    noise_scale : float
-        Level of the ``"auto"`` background relative to realistic.
-    srate : float
-        Output sampling rate (Hz).
-    lookahead : float
-        Output delay (s): a sample stamped ``t`` is pushed at ``t + lookahead``.
-    name, source_id : str, str | None
-        LSL stream name and source id (default ``vibe-rt-<name>-<montage>``).
-    late_policy : {"clip", "drop"}
-        See :class:`~vibe_rt.stream.synth.Synthesizer`.
-    line_noise : {0, 50, 60}
-        Power-line frequency (0: none).
-    record : path-like | None
-        BrainVision ``.vhdr`` file to append the streamed signal and markers to.
+    output : OutputSpec
+        Rate, lookahead, push interval, LSL name and source id.
+    synth : SynthSpec
+        Late-response policy, background level, line noise, seed.
+    inference : InferenceSpec
+        Stimulus queue size and largest inference batch.
+    record : RecordSpec | None
+        BrainVision recording of the streamed signal and markers.
     calibration : dict | None
         A profile from :func:`vibe_rt.compare.calibrate.load_calibration`: per-channel gain and latency applied
         to the predicted epochs; its latent adapter, if any, is installed in ``predictor``.
-    chunk_s : float
-        Target push interval (s).
-    max_queue, max_batch : int
-        Stimulus queue size and largest inference batch.
+    background : Background | "auto" | None
+        ``generate(n) -> (n, C)`` SI units; ``"auto"`` builds :func:`~vibe_rt.stream.synth.make_background`
+        (scaled by ``synth.noise_scale``); None streams the evoked responses on silence.
     clock : callable | None
         Time source (default ``pylsl.local_clock``).
     extra_meta : dict | None
         Entries for the signal stream's ``desc/vibe_rt`` (model hash, backend ...).
-    seed : int | None
-        Seed of the background and line noise.
     synth_kwargs : dict | None
         More :class:`~vibe_rt.stream.synth.Synthesizer` options.
     stats_window : int
         Values kept per timing in :attr:`stats` (rolling percentiles); benchmarks raise it to keep a whole run.
     """
 
-    def __init__(self, predictor: Predictor | None = None, *, source: FrameSource | None = None,
+    def __init__(self, predictor: ResponsePredictor | None = None, *, source: FrameSource | None = None,
                  policy: EventPolicy | None = None, montage: Montage | None = None,
-                 channels: Sequence[str] | None = None, background: Background | str | None = "auto",
-                 srate: float = 1000.0, lookahead: float = 0.25, name: str = "vibe-rt", source_id: str | None = None,
-                 late_policy: str = "clip", line_noise: float = 0, record: str | Path | None = None,
-                 calibration: dict | None = None, chunk_s: float = 0.005, max_queue: int = 8,
-                 max_batch: int = 4, clock: Clock | None = None, extra_meta: dict[str, Any] | None = None,
-                 seed: int | None = None, noise_scale: float = 1.0, synth_kwargs: dict[str, Any] | None = None,
+                 channels: Sequence[str] | None = None, output: OutputSpec = OutputSpec(),
+                 synth: SynthSpec = SynthSpec(), inference: InferenceSpec = InferenceSpec(),
+                 record: RecordSpec | None = None, calibration: dict | None = None,
+                 background: Background | str | None = "auto", clock: Clock | None = None,
+                 extra_meta: dict[str, Any] | None = None, synth_kwargs: dict[str, Any] | None = None,
                  stats_window: int = 1000) -> None:
         from .events import EveryFrame
 
         if predictor is None and montage is None:
             raise ConfigError("StreamPipeline needs a predictor or, for a background-only stream, a montage")
-        if lookahead < 0:
-            raise ConfigError(f"--lookahead must be >= 0 s, got {lookahead}")
-        if max_queue < 1 or max_batch < 1:
-            raise ConfigError("max_queue and max_batch must be at least 1")
         self.predictor = predictor
         self.model_montage = predictor.montage if predictor is not None else montage
         assert self.model_montage is not None
         self.montage = self.model_montage.pick(list(channels)) if channels else self.model_montage
         self._ch_idx = np.array([self.model_montage.ch_names.index(c) for c in self.montage.ch_names])
         self.source, self.policy = source, policy or EveryFrame()
-        self.srate, self.lookahead = float(srate), float(lookahead)
-        self.name, self.source_id = name, source_id
+        self.output = output
+        self.srate, self.lookahead = float(output.srate), float(output.lookahead)
         self.clock = clock or lsl_clock
         if isinstance(background, str):
             if background != "auto":
                 raise ConfigError(f"background must be 'auto', None or a generator, got {background!r}")
-            background = make_background(self.montage, self.srate, seed=seed, scale=noise_scale)
-        self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
-                                 line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
+            background = make_background(self.montage, self.srate, seed=synth.seed, scale=synth.noise_scale)
+        self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
+                                 line_noise=synth.line_noise, seed=synth.seed, **(synth_kwargs or {}))
         self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None
         self._cal_gain = np.asarray(self.calibration["gain"]) if self.calibration is not None else None
         # the outlet and the recording carry the live device's labels where the profile's channel map has them
         self.output_montage = _device_labels(self.montage, (calibration or {}).get("channel_map"))
         if calibration is not None and calibration.get("adapter") is not None:
             _install_adapter(predictor, calibration["adapter"])
-        self.record_path = Path(record) if record else None
-        self.chunk = chunk_samples(self.srate, chunk_s)
-        self.max_queue, self.max_batch = int(max_queue), int(max_batch)
+        self.record = record
+        self.chunk = chunk_samples(self.srate, output.chunk_s)
+        self.max_queue, self.max_batch = inference.max_queue, inference.max_batch
         self.extra_meta = dict(extra_meta or {})
         if predictor is not None:
             self.extra_meta.setdefault("backend", getattr(predictor, "backend_name", "unknown"))
-        self.extra_meta.setdefault("late_policy", late_policy)
+        self.extra_meta.setdefault("late_policy", synth.late_policy)
         self.extra_meta.setdefault("event_policy", getattr(self.policy, "name", type(self.policy).__name__))
         self.extra_meta.setdefault("source", source.name if source is not None else "external")
         self.stats = PipelineStats(self.clock, window=stats_window)
@@ -231,15 +217,16 @@ class StreamPipeline:
         if self._started:
             return self
         units = self.synth.units
-        self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.name, source_id=self.source_id,
-                                  lookahead=self.lookahead, chunk_size=self.chunk, extra=self.extra_meta)
+        self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.output.name,
+                                  source_id=self.output.source_id, lookahead=self.lookahead, chunk_size=self.chunk,
+                                  extra=self.extra_meta)
         t0 = self.clock()
         self.synth.t0 = t0
         self.sample_clock = SampleClock(self.srate, t0, self.lookahead)
-        if self.record_path is not None:
+        if self.record is not None:
             try:
-                self.writer = BrainVisionWriter(self.record_path, list(self.output_montage.ch_names), units,
-                                                self.srate, t0)
+                self.writer = BrainVisionWriter(self.record.path, list(self.output_montage.ch_names), units,
+                                                self.srate, t0, overwrite=self.record.overwrite)
             except BaseException:
                 self.outlets.close()
                 raise
@@ -328,10 +315,14 @@ class StreamPipeline:
             st.set_counter("source_drops", self.source.drops)
             st.set_counter("source_reconnects", self.source.reconnects)
             st.set_counter("source_dropped_frames", self.source.dropped_frames)
+            st.set_counter("source_skipped", getattr(self.source, "skipped", 0))
         with self._cond:
             st.queue_depth = len(self._queue)
         st.error = self.error
-        return st.snapshot()
+        snap = st.snapshot()
+        if self.writer is not None:
+            snap["recording"] = self.writer.failure or "ok"
+        return snap
 
     # external onsets ----------------------------------------------------------------------------------------
     def submit_onset(self, image: np.ndarray, onset_time: float | None = None, meta: dict | None = None) -> int:
@@ -410,6 +401,9 @@ class StreamPipeline:
         assert self.source is not None
         while not self._stop.is_set():
             frame = self.source.get(timeout=0.05)
+            while not self.source.notices.empty():
+                notice = self.source.notices.get_nowait()
+                self._push_marker(notice, notice["time"], None, "Comment", f"{notice['status']}-{notice['reason']}")
             if frame is None:
                 if self.source.error is not None:
                     raise self.source.error

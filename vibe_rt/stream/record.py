@@ -2,30 +2,41 @@
 
 The header (.vhdr) and marker file header (.vmrk) are written when recording starts; each pushed chunk is
 appended to the .eeg file (float32, multiplexed, in the streamed units) and flushed, and each marker is
-appended to the .vmrk and flushed. The files are therefore readable by :func:`mne.io.read_raw_brainvision`
-at any moment: after a normal stop, after Ctrl-C, and after the process was killed (everything pushed before
-the kill is there, as the OS keeps flushed data even when the process dies).
+appended to the .vmrk and flushed once the data it points into is written. The files are therefore readable by
+:func:`mne.io.read_raw_brainvision` at any moment: after a normal stop, after Ctrl-C, and after the process was
+killed (everything pushed before the kill is there, as the OS keeps flushed data even when the process dies).
+
+The recorder fails alone: when a write fails (disk full, device removed), it cuts both files back to their last
+complete sample and marker line, closes them, logs one line naming the cause, and ignores what comes after;
+the stream goes on. :attr:`BrainVisionWriter.failure` says what happened. A recording never replaces an earlier
+one unless asked (``overwrite=True``).
 
 Markers: responses in the signal (status ``ok`` or ``clipped``) are ``Stimulus`` markers ``S<code>`` (MNE
 annotation ``Stimulus/S  1``); onsets whose response was dropped are ``Comment`` markers naming the status
-(``Comment/dropped-late`` ...). EEG is stored in microvolts (MNE converts to volts); MEG channels are stored in
-tesla with unit ``T`` (MNE does not know MEG in BrainVision files and reads them as misc channels).
+(``Comment/dropped-late`` ...). A marker whose sample was never written (the stream stopped first) is left out.
+EEG is stored in microvolts (MNE converts to volts); MEG channels are stored in tesla with unit ``T`` (MNE does
+not know MEG in BrainVision files and reads them as misc channels).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
+import os
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from .._logs import logger
 from ..errors import ConfigError
 
 _BV_UNITS = {"microvolts": "µV", "tesla": "T", "tesla/meter": "T/m", "volts": "V"}
 
 
-def _paths(path: str | Path) -> tuple[Path, Path, Path]:
+def recording_files(path: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """The ``.vhdr``, ``.vmrk`` and ``.eeg`` files of a recording named ``path`` (``.vhdr`` or no suffix)."""
     path = Path(path)
     if path.suffix.lower() not in ("", ".vhdr"):
         raise ConfigError(f"--record writes BrainVision files: give a name ending in .vhdr, not {path.name}")
@@ -48,15 +59,20 @@ class BrainVisionWriter:
         Sampling rate in Hz.
     t0 : float
         LSL time of the first sample (for marker positions).
+    overwrite : bool
+        Replace an existing recording of that name (default: :class:`ConfigError` if any of its files exists).
     """
 
-    def __init__(self, path: str | Path, ch_names: list[str], units: list[str], srate: float, t0: float) -> None:
-        self.vhdr, self.vmrk, self.eeg = _paths(path)
-        self.vhdr.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path, ch_names: list[str], units: list[str], srate: float, t0: float, *,
+                 overwrite: bool = False) -> None:
+        self.vhdr, self.vmrk, self.eeg = recording_files(path)
         self.srate, self.t0 = float(srate), float(t0)
         self.n_channels = len(ch_names)
         self.n_samples = 0
+        self.failure: str | None = None
         self._n_markers = 1
+        self._pending: list[tuple[int, int, str]] = []  # (position, order, line): markers ahead of the data
+        self._order = 0
         self._lock = threading.Lock()
         now = _dt.datetime.now()
         lines = [
@@ -71,41 +87,103 @@ class BrainVisionWriter:
         for i, (name, unit) in enumerate(zip(ch_names, units), 1):
             safe = name.replace(",", "\\1")  # BrainVision escapes commas in names as \1
             lines.append(f"Ch{i}={safe},,1,{_BV_UNITS.get(unit, unit)}")
-        self.vhdr.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        stamp = now.strftime("%Y%m%d%H%M%S%f")
-        self._mrk = open(self.vmrk, "w", encoding="utf-8")
-        self._mrk.write("Brain Vision Data Exchange Marker File, Version 1.0\n\n[Common Infos]\nCodepage=UTF-8\n"
-                        f"DataFile={self.eeg.name}\n\n[Marker Infos]\n"
-                        "; Mk<n>=<Type>,<Description>,<Position in data points>,<Size>,<Channel (0 = all)>\n"
-                        f"Mk1=New Segment,,1,1,0,{stamp}\n")
-        self._mrk.flush()
-        self._eeg = open(self.eeg, "wb")
+        header = ("Brain Vision Data Exchange Marker File, Version 1.0\n\n[Common Infos]\nCodepage=UTF-8\n"
+                  f"DataFile={self.eeg.name}\n\n[Marker Infos]\n"
+                  "; Mk<n>=<Type>,<Description>,<Position in data points>,<Size>,<Channel (0 = all)>\n"
+                  f"Mk1=New Segment,,1,1,0,{now.strftime('%Y%m%d%H%M%S%f')}\n").encode()
+        mode = "wb" if overwrite else "xb"
+        try:
+            self.vhdr.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.vhdr, mode) as f:
+                f.write(("\n".join(lines) + "\n").encode())
+            self._mrk: BinaryIO = open(self.vmrk, mode)
+            self._mrk.write(header)
+            self._mrk.flush()
+            self._mrk_bytes = len(header)  # bytes of complete marker lines written
+            self._eeg: BinaryIO = open(self.eeg, mode)
+        except FileExistsError as err:
+            raise ConfigError(f"--record {self.vhdr}: {err.filename} exists already (an earlier session); give a "
+                              "new name, or --overwrite to replace it") from None
+        except OSError as err:
+            raise ConfigError(f"--record {self.vhdr}: cannot create the recording ({err.strerror}); give a path "
+                              "on a writable disk") from None
 
     def write(self, chunk: np.ndarray) -> None:
-        """Append (n, C) samples and flush."""
+        """Append (n, C) samples and flush; then the markers that point into them."""
         data = np.ascontiguousarray(chunk, dtype="<f4")
         with self._lock:
-            if self._eeg.closed:
+            if self.failure is not None or self._eeg.closed:
                 return
-            self._eeg.write(data.data)  # the array's buffer, no bytes copy
-            self._eeg.flush()
+            try:
+                self._eeg.write(data.data)  # the array's buffer, no bytes copy
+                self._eeg.flush()
+            except OSError as err:
+                self._fail(err, self.eeg)
+                return
             self.n_samples += data.shape[0]
+            ready = []
+            while self._pending and self._pending[0][0] <= self.n_samples:
+                ready.append(heapq.heappop(self._pending)[2])
+            if ready:
+                self._append_markers(ready)
 
     def marker(self, onset: float, description: str, kind: str = "Stimulus") -> None:
-        """Append a marker at LSL time ``onset`` and flush."""
+        """Add a marker at LSL time ``onset``; it is written once the data holds its sample."""
         pos = int(round((onset - self.t0) * self.srate)) + 1
         if pos < 1:
             return
         description = description.replace(",", ";")
         with self._lock:
-            if self._mrk.closed:
+            if self.failure is not None or self._mrk.closed:
                 return
-            self._n_markers += 1
-            self._mrk.write(f"Mk{self._n_markers}={kind},{description},{pos},1,0\n")
+            entry = f"{kind},{description},{pos},1,0"
+            if pos <= self.n_samples:
+                self._append_markers([entry])
+            else:
+                self._order += 1
+                heapq.heappush(self._pending, (pos, self._order, entry))
+
+    def _append_markers(self, entries: list[str]) -> None:
+        """Write ``Mk<n>=<entry>`` lines, numbered as they are written (so numbers have no gaps)."""
+        first = self._n_markers + 1
+        data = "".join(f"Mk{first + i}={e}\n" for i, e in enumerate(entries)).encode()
+        try:
+            self._mrk.write(data)
             self._mrk.flush()
+        except OSError as err:
+            self._fail(err, self.vmrk)
+            return
+        self._n_markers += len(entries)
+        self._mrk_bytes += len(data)
+
+    def _fail(self, err: OSError, where: Path) -> None:
+        """Stop recording after a failed write: cut both files back to their last complete sample and marker line
+        (so that they stay readable), close them, and say so once."""
+        self.failure = (f"the recording {self.vhdr} stopped after {self.n_samples / self.srate:.1f} s: cannot "
+                        f"write {where.name} ({err.strerror or err}); the stream went on, and the recording keeps "
+                        "what was written before (readable)")
+        for handle, path, size in ((self._eeg, self.eeg, self.n_samples * self.n_channels * 4),
+                                   (self._mrk, self.vmrk, self._mrk_bytes)):
+            try:
+                handle.close()  # may fail again flushing its buffer: the truncation below repairs that
+            except OSError:
+                pass
+            try:
+                os.truncate(path, size)
+            except OSError as trunc_err:  # pragma: no cover - e.g. the device is gone
+                logger.debug("could not cut %s back to %d bytes: %r", path, size, trunc_err)
+        logger.error(self.failure)
 
     def close(self) -> None:
-        """Close the files (they are complete at every moment anyway)."""
+        """Close the files (they are complete at every moment anyway); markers beyond the data are left out."""
         with self._lock:
-            self._eeg.close()
-            self._mrk.close()
+            if self._pending and self.failure is None:
+                logger.info("%d marker(s) after the last recorded sample left out of %s", len(self._pending),
+                            self.vmrk.name)
+            self._pending = []
+            for handle in (self._eeg, self._mrk):
+                try:
+                    handle.close()
+                except OSError as err:
+                    if self.failure is None:
+                        self._fail(err, self.eeg if handle is self._eeg else self.vmrk)

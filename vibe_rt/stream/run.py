@@ -8,116 +8,99 @@ This is what ``vibe-rt stream`` calls; Python users can call it too::
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .._logs import logger
-from ..errors import ConfigError
 from ..compare.calibrate import load_calibration
-from .clock import lsl_clock
-from .events import make_policy
-from .pipeline import Predictor, StreamPipeline, _calibration_for
+from ..errors import ConfigError
 from ..montage import Montage
-from .synth import resample_factors
+from .clock import lsl_clock
+from .config import InferenceSpec, OutputSpec, RecordSpec, StreamConfig, SynthSpec, parse_frame_size
+from .events import EventPolicy, make_policy
+from .pipeline import ResponsePredictor, StreamPipeline, _calibration_for
 from .sources import CameraSource, DemoSource, FrameSource, ImageFolderSource, VideoSource
+from .synth import resample_factors
 
-SOURCES = ("camera", "video", "images", "demo", "none")
 
+@dataclass(frozen=True)
+class StreamPlan:
+    """What a valid :class:`StreamConfig` resolves to: the typed parts :class:`StreamPipeline` takes.
 
-@dataclass
-class StreamConfig:
-    """All options of a stream (the CLI options of ``vibe-rt stream``; see ``vibe-rt stream --help``).
-
-    ``source`` is ``"camera"``, ``"video"``, ``"images"``, ``"demo"`` or ``"none"`` (background only, or
-    onsets from :meth:`StreamPipeline.submit_onset`). ``events="auto"`` means ``every`` for image folders and
-    ``scene`` otherwise. ``montage`` optionally names the channels to stream: a preset montage name or a
-    comma-separated channel list, a subset of the model's channels.
+    Built by :func:`preflight`, which checks everything that can be checked before the model loads (options,
+    source, montage channels, calibration, recording path), so that bad input is reported in one line first.
     """
 
-    source: str = "demo"
-    camera: int = 0
-    width: int = 640
-    height: int = 480
-    fps: float = 30.0
-    video: Path | None = None
-    as_fast_as_possible: bool = False
-    loop: bool = False
-    images: Path | None = None
-    on_s: float = 0.5
-    off_s: float = 0.5
-    model: Path | None = None
-    backend: str = "auto"
-    montage: str | None = None
-    srate: float = 1000.0
-    name: str = "vibe-rt"
-    source_id: str | None = None
-    lookahead: float = 0.25
-    events: str = "auto"
-    event_rate: float = 3.5
-    threshold: float = 12.0
-    refractory: float = 0.25
-    max_interval: float | None = 1.0
-    late_policy: str = "clip"
-    line_noise: float = 0
-    noise_scale: float = 1.0
-    record: Path | None = None
-    duration: float | None = None
-    calibration: Path | None = None
-    max_batch: int = 4
-    max_queue: int = 8
-    chunk_ms: float = 5.0
-    seed: int | None = None
+    config: StreamConfig
+    source: FrameSource | None
+    policy: EventPolicy
+    model_montage: Montage
+    channels: tuple[str, ...] | None
+    calibration: dict[str, Any] | None
+    output: OutputSpec
+    synth: SynthSpec
+    inference: InferenceSpec
+    record: RecordSpec | None
 
-    def validate(self) -> None:
-        """Raise ConfigError naming the first invalid option."""
-        if self.source not in SOURCES:
-            raise ConfigError(f"unknown source {self.source!r}; use one of {', '.join(SOURCES)}")
-        if not (math.isfinite(self.srate) and self.srate > 0):
-            raise ConfigError(f"--srate must be a positive number of Hz (250, 500 or 1000 are typical), "
-                              f"got {self.srate:g}")
-        if not (math.isfinite(self.lookahead) and self.lookahead >= 0):
-            raise ConfigError(f"--lookahead must be >= 0 s (e.g. 0.25: the time budget of a response), "
-                              f"got {self.lookahead:g}")
-        for option, value in (("--max-batch", self.max_batch), ("--max-queue", self.max_queue)):
-            if value < 1:
-                raise ConfigError(f"{option} must be at least 1, got {value}")
-        if self.source == "camera" and not self.fps > 0:
-            raise ConfigError(f"--fps must be positive, got {self.fps:g}")
-        if self.events == "rate" and not self.event_rate > 0:
-            raise ConfigError(f"--event-rate must be positive, got {self.event_rate:g}")
-        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
-            raise ConfigError(f"--noise-scale must be >= 0, got {self.noise_scale:g}")
-        if self.source == "video" and self.video is None:
-            raise ConfigError("the video source needs a file: --video FILE")
-        if self.source == "images" and self.images is None:
-            raise ConfigError("the image source needs a folder: --images DIR")
-        if self.duration is not None and self.duration <= 0:
-            raise ConfigError(f"--duration must be positive, got {self.duration}")
-        if self.record is not None:
-            from .record import _paths
-
-            _paths(self.record)  # a BrainVision name (.vhdr), checked before the model loads
-        if not 0 < self.chunk_ms <= 100:
-            raise ConfigError(f"--chunk-ms must be in (0, 100], got {self.chunk_ms}")
+    def pipeline(self, predictor: ResponsePredictor | None, extra_meta: dict[str, Any] | None = None
+                 ) -> StreamPipeline:
+        """A (not started) :class:`StreamPipeline` of this plan."""
+        return StreamPipeline(
+            predictor, source=self.source, policy=self.policy, montage=self.model_montage,
+            channels=self.channels, output=self.output, synth=self.synth, inference=self.inference,
+            record=self.record, calibration=self.calibration, extra_meta=extra_meta)
 
 
 def build_source(cfg: StreamConfig) -> FrameSource | None:
     """The frame source described by ``cfg`` (not started)."""
-    if cfg.source == "camera":
-        return CameraSource(cfg.camera, cfg.width, cfg.height, cfg.fps)
-    if cfg.source == "video":
+    kind = cfg.resolved_source
+    if kind == "camera":
+        width, height = parse_frame_size(cfg.size)
+        return CameraSource(cfg.camera or 0, width, height, cfg.fps)
+    if kind == "video":
         return VideoSource(cfg.video, realtime=not cfg.as_fast_as_possible, loop=cfg.loop)  # type: ignore[arg-type]
-    if cfg.source == "images":
+    if kind == "images":
         return ImageFolderSource(cfg.images, cfg.on_s, cfg.off_s, loop=cfg.loop)  # type: ignore[arg-type]
-    if cfg.source == "demo":
+    if kind == "demo":
         return DemoSource(seed=cfg.seed)
     return None
 
 
-def load_predictor(model: str | Path | None = None, backend: str = "auto") -> tuple[Predictor, dict[str, Any]]:
+def preflight(config: StreamConfig, model_montage: Montage | None = None) -> StreamPlan:
+    """Validate ``config`` and resolve it into a :class:`StreamPlan`, before any model is loaded.
+
+    Parameters
+    ----------
+    config : StreamConfig
+        The options.
+    model_montage : Montage | None
+        The montage of the predictor that will be used; default: the one recorded in the checkpoint document of
+        ``config.model`` (read without building the model).
+    """
+    config.validate()
+    source = build_source(config)
+    if source is not None:
+        source.probe()  # a missing camera or unreadable file is reported before the model loads
+    if model_montage is None:
+        model_montage = _checkpoint_montage(config.model)
+    resample_factors(model_montage.sfreq, config.srate)  # --srate must be a rational multiple of the model's
+    channels = _channels(config.montage, model_montage)
+    calibration = None
+    if config.calibration is not None:
+        calibration = load_calibration(config.calibration)
+        _calibration_for(calibration, model_montage.pick(channels) if channels else model_montage)
+        if calibration.get("adapter") is not None:
+            _check_adapter_model(calibration["adapter"], config.model)
+    policy = make_policy(config.resolved_events, rate=config.event_rate, threshold=config.threshold,
+                         refractory=config.refractory, max_interval=config.max_interval or None)
+    return StreamPlan(config, source, policy, model_montage, tuple(channels) if channels else None, calibration,
+                      config.output_spec(), config.synth_spec(), config.inference_spec(), config.record_spec())
+
+
+def load_predictor(model: str | Path | None = None, backend: str = "auto"
+                   ) -> tuple[ResponsePredictor, dict[str, Any]]:
     """A predictor for a checkpoint (None: the embedded default) and the stream meta-data describing it."""
     try:
         from ..runtime.predictor import create_predictor
@@ -188,43 +171,18 @@ def _check_adapter_model(adapter: dict[str, Any], model: str | Path | None) -> N
     LatentAdapter.from_dict(adapter).require_model(checkpoint.model_hash(path))
 
 
-def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
+def build_pipeline(cfg: StreamConfig, predictor: ResponsePredictor | None = None,
                    extra_meta: dict[str, Any] | None = None) -> StreamPipeline:
     """A (not started) :class:`StreamPipeline` for ``cfg``; loads the model when ``predictor`` is None."""
-    cfg.validate()
+    plan = preflight(cfg, predictor.montage if predictor is not None else None)
     meta = dict(extra_meta or {})
-    source = build_source(cfg)
-    if source is not None:
-        source.probe()  # a missing camera or file is reported before the model loads
-    # so is a missing or malformed calibration profile (its channels are checked against the model's below)
-    calibration = load_calibration(cfg.calibration) if cfg.calibration is not None else None
-    events = cfg.events
-    if events == "auto":
-        events = "every" if cfg.source == "images" else "scene"
-    policy = make_policy(events, rate=cfg.event_rate, threshold=cfg.threshold, refractory=cfg.refractory,
-                         max_interval=cfg.max_interval)
     if predictor is None:
-        # the options that depend on the model's channels are checked against the checkpoint document (cheap)
-        # before the model loads and its engines are built (slow)
-        model_montage = _checkpoint_montage(cfg.model)
-        resample_factors(model_montage.sfreq, cfg.srate)  # --srate must be a rational multiple of the model's
-        early = _channels(cfg.montage, model_montage)
-        if calibration is not None:
-            _calibration_for(calibration, model_montage.pick(early) if early else model_montage)
-            if calibration.get("adapter") is not None:
-                _check_adapter_model(calibration["adapter"], cfg.model)
         predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
         meta = {**loaded_meta, **meta}
-    channels = _channels(cfg.montage, predictor.montage)
-    return StreamPipeline(
-        predictor, source=source, policy=policy, channels=channels, noise_scale=cfg.noise_scale,
-        srate=cfg.srate, lookahead=cfg.lookahead, name=cfg.name, source_id=cfg.source_id,
-        late_policy=cfg.late_policy, line_noise=cfg.line_noise, record=cfg.record, calibration=calibration,
-        chunk_s=cfg.chunk_ms / 1000.0, max_queue=cfg.max_queue, max_batch=cfg.max_batch, extra_meta=meta,
-        seed=cfg.seed)
+    return plan.pipeline(predictor, meta)
 
 
-def run_stream(config: StreamConfig, *, predictor: Predictor | None = None,
+def run_stream(config: StreamConfig, *, predictor: ResponsePredictor | None = None,
                on_status: Callable[[dict[str, Any]], None] | None = None, status_interval: float = 1.0,
                stop_event: threading.Event | None = None) -> dict[str, Any]:
     """Stream until ``config.duration`` elapses, ``stop_event`` is set, the source ends (and every response was
@@ -234,7 +192,7 @@ def run_stream(config: StreamConfig, *, predictor: Predictor | None = None,
     ----------
     config : StreamConfig
         The options.
-    predictor : Predictor | None
+    predictor : ResponsePredictor | None
         Use this predictor instead of loading ``config.model``.
     on_status : callable | None
         Called with :meth:`StreamPipeline.status` every ``status_interval`` seconds (the CLI prints it).

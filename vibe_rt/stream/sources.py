@@ -27,6 +27,8 @@ from .._logs import logger
 from ..errors import SourceError
 from .clock import Clock, lsl_clock
 
+#: Largest OpenCV camera index accepted (OpenCV adds API preferences in steps of 100 above the device index).
+MAX_CAMERA_INDEX = 9999
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -101,6 +103,9 @@ class FrameSource:
         self.dropped_frames = 0
         self.drops = 0  # device drop-outs (camera lost)
         self.reconnects = 0
+        #: Things the consumer should know that are not frames (e.g. a skipped image), as marker dicts with a
+        #: ``"time"`` (LSL seconds); the pipeline turns each into a marker.
+        self.notices: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
 
     # subclass API -------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -225,6 +230,9 @@ class CameraSource(FrameSource):
     def __init__(self, index: int = 0, width: int | None = 640, height: int | None = 480, fps: float | None = 30,
                  *, capture_factory: Callable[[], Any] | None = None, clock: Clock | None = None,
                  max_backoff: float = 2.0) -> None:
+        if not 0 <= index <= MAX_CAMERA_INDEX:  # OpenCV's VideoCapture(-1) crashes the process (SIGSEGV)
+            raise SourceError(f"--camera {index}: camera indexes start at 0 (the first camera) and go up to "
+                              f"{MAX_CAMERA_INDEX}; give --camera 0, 1, ...")
         super().__init__(f"camera{index}", maxsize=2, drop_oldest=True, clock=clock)
         self.index, self.width, self.height, self.fps = index, width, height, fps
         self._factory = capture_factory or (lambda: _open_capture(index))
@@ -383,7 +391,9 @@ class ImageFolderSource(FrameSource):
 
     Emits one frame per image at its onset ``start + k * (on_s + off_s)`` (the blank emits nothing); the
     frame's meta carries ``"image"`` (file name) and ``"code"`` (1-based image index, the numeric marker).
-    Images are read before their onset so that file reading never delays it.
+    Images are read before their onset so that file reading never delays it. An image that cannot be read is
+    skipped, never ends the slideshow: its slot stays blank, a warning is logged, ``skipped`` counts it and a
+    notice (``{"status": "skipped", "reason": "unreadable image", "image": ...}``) becomes a marker.
 
     Parameters
     ----------
@@ -403,6 +413,7 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"--on must be > 0 and --off >= 0 seconds, got {on_s} and {off_s}")
         self.on_s, self.off_s, self.loop = on_s, off_s, loop
         self.paths: list[Path] = []
+        self.skipped = 0
         self._k = 0
 
     def _open(self) -> None:
@@ -418,15 +429,23 @@ class ImageFolderSource(FrameSource):
     def _next_frame(self) -> tuple[np.ndarray, float, dict] | None:
         import cv2
 
-        k = self._k
-        if k >= len(self.paths) and not self.loop:
-            return None
-        path = self.paths[k % len(self.paths)]
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise SourceError(f"cannot read the image {path}; remove it or convert it to PNG")
-        self._k += 1
-        target = self._t_start + k * (self.on_s + self.off_s)
+        while True:
+            k = self._k
+            if k >= len(self.paths) and not self.loop:
+                return None
+            path = self.paths[k % len(self.paths)]
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            self._k += 1
+            target = self._t_start + k * (self.on_s + self.off_s)
+            if img is not None:
+                break
+            self.skipped += 1
+            logger.warning("skipping the unreadable image %s (its slot stays blank); convert it to PNG or remove "
+                           "it", path)
+            self.notices.put({"time": target, "status": "skipped", "reason": "unreadable image",
+                              "image": path.name, "source": self.name})
+            if self.skipped >= len(self.paths) and self.skipped == self._k:
+                raise SourceError(f"none of the images in {self.directory} can be read; convert them to PNG")
         if not self._sleep_until(target):
             return None
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), target, {

@@ -152,6 +152,11 @@ class PipelineStats:
         return snap
 
 
+def _num(value: float | None, fmt: str) -> str:
+    """``value`` formatted, or ``n/a`` before it is known (NaN: nothing measured yet)."""
+    return "n/a" if value is None or value != value else format(value, fmt)
+
+
 def format_status(snap: dict[str, Any]) -> str:
     """One status line, e.g. for the CLI: events/s, inference p50/p99, late events, queue depth, rate."""
     inf = snap.get("inference_ms", {})
@@ -160,15 +165,19 @@ def format_status(snap: dict[str, Any]) -> str:
         f"t={snap.get('uptime_s', 0):7.1f}s",
         f"ev/s={snap.get('events_per_s', 0):4.1f}",
         f"events={snap.get('events', 0)}",
-        f"infer p50/p99={inf.get('p50', float('nan')):.1f}/{inf.get('p99', float('nan')):.1f}ms",
+        f"infer p50/p99={_num(inf.get('p50'), '.1f')}/{_num(inf.get('p99'), '.1f')}ms",
         f"late={snap.get('late', 0)}",
         f"dropped={snap.get('overload_dropped', 0) + snap.get('nonfinite_dropped', 0)}",
         f"queue={snap.get('queue_depth', 0)}",
-        f"rate={snap.get('effective_srate', float('nan')):.2f}Hz",
-        f"push lag p99={lag.get('p99', float('nan')):.2f}ms",
+        f"rate={_num(snap.get('effective_srate'), '.2f')}Hz",
+        f"push lag p99={_num(lag.get('p99'), '.2f')}ms",
     ]
     if snap.get("source_reconnects"):
         parts.append(f"reconnects={snap['source_reconnects']}")
+    if snap.get("source_skipped"):
+        parts.append(f"skipped images={snap['source_skipped']}")
+    if snap.get("recording") not in (None, "ok"):
+        parts.append("RECORDING STOPPED")
     if snap.get("error"):
         parts.append(f"ERROR {snap['error']}")
     return " | ".join(parts)
