@@ -32,8 +32,11 @@ def test_frame_timing_image_at_least_one_frame() -> None:
     assert t.on_s == pytest.approx(1 / 60) and t.off_s == pytest.approx(0.1)
     with pytest.raises(ConfigError, match="refresh rate"):
         frames_for_duration(0.1, 0)
-    with pytest.raises(ConfigError, match="on duration"):
-        RsvpConfig(on_s=0)
+    for bad in (0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="--on must be a number > 0"):
+            RsvpConfig(on_s=bad)
+    with pytest.raises(ConfigError, match="--pause"):
+        RsvpConfig(pause_s=float("nan"))
 
 
 def test_build_trials_seeded_balanced_sequences() -> None:
@@ -288,14 +291,19 @@ def test_key_press_goes_through_the_pipeline_lock_and_recording(source_id: str, 
 
 # CLI and optional dependency ----------------------------------------------------------------------------------
 def test_cli_help_and_targets(tmp_path: Path) -> None:
-    from vibe_rt._commands.experiment import resolve_targets
+    from vibe_rt._commands.experiment import config_from_args
     from vibe_rt.cli import build_parser
+    from vibe_rt.experiment.session import resolve_targets
 
     parser = build_parser()
     args = parser.parse_args(["experiment", "rsvp", "--images", str(tmp_path), "--on", "0.05", "--windowed",
-                              "--no-synth", "--targets", "0.25", "--seed", "3"])
-    assert args.on == 0.05 and args.fullscreen is False and args.no_synth and args.func.__name__ == "run"
-    assert parser.parse_args(["experiment", "rsvp", "--images", "x"]).fullscreen is True
+                              "--no-synth", "--targets", "0.25", "--seed", "3", "--srate", "250"])
+    cfg = config_from_args(args)
+    assert cfg.design.on_s == 0.05 and cfg.windowed and cfg.no_synth and args.func.__name__ == "run"
+    assert (cfg.stream.srate, cfg.stream.seed, cfg.stream.source) == (250.0, 3, "none")
+    cfg.validate()
+    assert parser.parse_args(["experiment", "rsvp", "--images", "x"]).windowed is False
+    assert parser.parse_args(["experiment", "rsvp", "--images", "x", "--fullscreen"]).windowed is False
     images = [tmp_path / f"{i}.png" for i in range(5)]
     kept, targets, prob = resolve_targets("0.25", images, 0.5, seed=3)
     assert len(kept) == 4 and len(targets) == 1 and targets[0] not in kept and prob == 0.25

@@ -151,13 +151,15 @@ def test_rsvp_markers_match_log(display: str, source_id: str, tmp_path: Path) ->
     assert sorted(r["image"] for r in rows) == sorted(p.name for p in images)
     # within a sequence onsets are 6 frames (100 ms) apart; the on-time is 3 frames
     onsets = np.array(logged)
-    within = np.diff(onsets)[[0, 1, 2, 3, 5, 6, 7, 8]]
+    pairs = [0, 1, 2, 3, 5, 6, 7, 8]
+    within = np.diff(onsets)[pairs]
     # (a flip may come late on a loaded machine: that is a dropped frame, counted, never an early onset)
     assert np.median(within) == pytest.approx(0.1, abs=0.004)
-    assert within.min() > 0.1 - 0.002  # a late flip only ever delays the next onset
     assert np.median([r["on_duration"] for r in rows]) == pytest.approx(0.05, abs=0.004)
     late = np.array([r["actual_onset_lsl"] - r["planned_onset"] for r in rows])
     assert late.min() > -0.002  # never before its frame on the (emulated) refresh grid
+    # frames stay on the absolute grid: an interval is short only by as much as its first flip was late
+    assert np.all(within > 0.1 - late[pairs] - 0.002), (within, late)
     assert header["pacing"] == "clock" and header["on_frames"] == "3"
     # every dropped frame is counted (how many depends on the machine's load, so no bound here; the RSVP
     # benchmark measures it); drops in pauses are not in a trial row

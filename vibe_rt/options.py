@@ -185,6 +185,8 @@ class OptionSpec:
         argparse action (e.g. ``"store_true"``).
     choices : tuple | None
         argparse choices (shown in help; the rule still validates).
+    required : bool
+        The flag must be given.
     """
 
     flag: str
@@ -195,6 +197,7 @@ class OptionSpec:
     type: Any = None
     action: str | None = None
     choices: tuple[Any, ...] | None = None
+    required: bool = False
 
 
 def option(default: Any, flag: str, help: str, rule: Rule | None = None, **kw: Any) -> Any:
@@ -216,19 +219,22 @@ def validate_options(config: Any) -> None:
         spec.rule.check(spec.flag or name, getattr(config, name))
 
 
-def add_arguments(parser: argparse.ArgumentParser, config_cls: Any, *, skip: tuple[str, ...] = (),
+def add_arguments(parser: argparse.ArgumentParser, config_cls: Any, *, only: tuple[str, ...] | None = None,
                   groups: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Add an argument per declared option with a flag (fields in ``skip`` are left out) and return the argument
-    groups by title (``groups`` may pass groups made beforehand, e.g. for mutually exclusive flags)."""
+    """Add an argument per declared option with a flag (only the fields in ``only``, when given) and return the
+    argument groups by title (``groups`` may pass groups made beforehand, e.g. for mutually exclusive flags, or
+    map a title to another group)."""
     groups = dict(groups or {})
     defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
     for name, spec in option_specs(config_cls).items():
-        if not spec.flag or name in skip:
+        if not spec.flag or (only is not None and name not in only):
             continue
         group = groups.get(spec.group)
         if group is None:
             group = groups[spec.group] = parser.add_argument_group(spec.group)
         kw: dict[str, Any] = {"dest": name, "help": spec.help}
+        if spec.required:
+            kw["required"] = True
         default = defaults[name]
         if spec.action is not None:
             kw["action"] = spec.action
@@ -243,10 +249,12 @@ def add_arguments(parser: argparse.ArgumentParser, config_cls: Any, *, skip: tup
     return groups
 
 
-def values_from_namespace(args: argparse.Namespace, config_cls: Any) -> dict[str, Any]:
-    """The declared options present in parsed arguments, as keyword arguments of ``config_cls``."""
+def values_from_namespace(args: argparse.Namespace, config_cls: Any, *, only: tuple[str, ...] | None = None
+                          ) -> dict[str, Any]:
+    """The declared options present in parsed arguments (only the fields in ``only``, when given), as keyword
+    arguments of ``config_cls``."""
     return {name: getattr(args, name) for name, spec in option_specs(config_cls).items()
-            if spec.flag and hasattr(args, name)}
+            if spec.flag and hasattr(args, name) and (only is None or name in only)}
 
 
 def path_argument(text: str) -> Path:

@@ -24,14 +24,16 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..options import Number, Text, option, validate_options
 
+_D = "design"
 RESPONSE_CODE = 99999
 """Numeric marker of a key press (response to a target)."""
 
 
 @dataclass(frozen=True)
 class RsvpConfig:
-    """Timing and design of an RSVP run.
+    """Timing and design of an RSVP run (the ``design`` options of ``vibe-rt experiment rsvp``).
 
     Parameters
     ----------
@@ -57,35 +59,31 @@ class RsvpConfig:
         Wait for the response key before each sequence (otherwise start after ``pause_s``).
     """
 
-    on_s: float = 0.1
-    off_s: float = 0.1
-    repetitions: int = 1
-    sequence_length: int = 20
-    target_prob: float = 0.5
-    seed: int | None = None
-    pause_s: float = 1.0
-    response_key: str = "space"
+    on_s: float = option(0.1, "--on", "image duration, seconds (default: 0.1)", Number(0, 60, lo_open=True),
+                         group=_D, metavar="S")
+    off_s: float = option(0.1, "--off", "blank duration, seconds (default: 0.1)", Number(0, 60), group=_D,
+                          metavar="S")
+    repetitions: int = option(1, "--repetitions", "times each image is shown (default: 1)",
+                              Number(1, 10_000, integer=True), group=_D, metavar="N")
+    sequence_length: int = option(20, "--sequence-length", "images per sequence (default: 20)",
+                                  Number(1, 10_000, integer=True), group=_D, metavar="K")
+    target_prob: float = option(0.5, "--target-prob", "with a target folder: probability that a sequence has a "
+                                "target (default: 0.5)", Number(0, 1), group=_D, metavar="P")
+    seed: int | None = option(None, "--seed", "seed (>= 0) of the image orders and target positions",
+                              Number(0, 2**63 - 1, integer=True, optional=True), group=_D, type=int)
+    pause_s: float = option(1.0, "--pause", "fixation pause before each sequence, seconds (default: 1.0)",
+                            Number(0, 600), group=_D, metavar="S")
+    response_key: str = option("space", "--response-key", "key reporting a target (default: space)", Text(40),
+                               group=_D, metavar="KEY")
     response_window: tuple[float, float] = (0.15, 1.5)
-    drop_threshold: float = 1.5
-    self_paced: bool = False
+    drop_threshold: float = option(1.5, "", "", Number(1.0, 100, lo_open=True))
+    self_paced: bool = option(False, "--self-paced", "wait for the response key before each sequence", group=_D,
+                              action="store_true")
 
     def __post_init__(self) -> None:
-        if not self.on_s > 0:
-            raise ConfigError(f"on duration must be > 0 s, got {self.on_s}")
-        if self.off_s < 0:
-            raise ConfigError(f"off duration must be >= 0 s, got {self.off_s}")
-        if self.repetitions < 1:
-            raise ConfigError(f"repetitions must be >= 1, got {self.repetitions}")
-        if self.sequence_length < 1:
-            raise ConfigError(f"sequence length must be >= 1, got {self.sequence_length}")
-        if not 0.0 <= self.target_prob <= 1.0:
-            raise ConfigError(f"target probability must be within 0 .. 1, got {self.target_prob}")
-        if self.pause_s < 0:
-            raise ConfigError(f"pause must be >= 0 s, got {self.pause_s}")
-        if not self.drop_threshold > 1.0:
-            raise ConfigError(f"drop threshold must be > 1 refresh period, got {self.drop_threshold}")
+        validate_options(self)
         lo, hi = self.response_window
-        if not 0 <= lo < hi:
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
             raise ConfigError(f"response window must be 0 <= lo < hi seconds, got {self.response_window}")
 
     def to_dict(self) -> dict:
