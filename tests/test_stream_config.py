@@ -46,6 +46,8 @@ def _bad_values(name: str, rule, tmp: Path) -> list[str]:
         if rule.lo > 0 or (rule.lo == 0 and rule.lo_open):
             values.append("0")
         return values
+    if type(rule).__name__ == "_Lookahead":  # "auto" or seconds
+        return ["-5", "1e300", "nan", "inf", "soon"]
     if isinstance(rule, ExistingPath):
         wrong_kind = tmp / "a-file.png" if rule.kind == "dir" else tmp / "a-folder"
         return ["", str(tmp / "missing"), str(wrong_kind), "/proc/nope"]
@@ -70,7 +72,7 @@ def test_every_numeric_and_path_option_of_stream_refuses_bad_values(tmp_path, ca
             assert spec.flag in line or "argument" in line, (spec.flag, value, line)
             tried += 1
     numeric = [s for s in specs.values() if isinstance(s.rule, Number)]
-    assert len(numeric) >= 14 and tried > 90  # every option is covered, not a few
+    assert len(numeric) >= 14 and tried >= 94  # every option is covered, not a few
 
 
 def test_negative_camera_index_is_refused_without_opencv(capsys):
@@ -235,3 +237,68 @@ def test_an_unreadable_image_is_skipped_with_a_marker(source_id, tmp_path):
     desc = list(mne.io.read_raw_brainvision(path, verbose="error").annotations.description)
     assert desc.count("Stimulus/S  1") + desc.count("Stimulus/S  3") == 2
     assert "Comment/skipped-unreadable image" in desc, desc
+
+
+# lookahead ------------------------------------------------------------------------------------------------------
+def test_auto_lookahead_rule_and_growth_policy():
+    from vibe_rt.stream.lookahead import (AUTO_MARGIN_FRACTION, AUTO_MARGIN_S, GROW_MIN_RESPONSES, Lookahead,
+                                          auto_lookahead, grown_lookahead, should_grow)
+
+    times = np.r_[np.full(99, 0.004), 0.010]  # p99 lies between the bulk and the slowest run
+    choice = auto_lookahead(times, 0.005)
+    p99 = float(np.percentile(times, 99))
+    assert choice.mode == "auto" and choice.seconds == pytest.approx(
+        p99 * (1 + AUTO_MARGIN_FRACTION) + AUTO_MARGIN_S + 0.005)
+    assert "p99 of 100 warm-up runs" in choice.rule and "push interval 5 ms" in choice.rule
+    assert auto_lookahead([], 0.005).seconds == pytest.approx(AUTO_MARGIN_S + 0.005)  # no model: margins only
+    n = GROW_MIN_RESPONSES
+    assert not should_grow(choice, n - 1, n - 1, grown=False)  # too few responses to judge
+    assert should_grow(choice, n, 1, grown=False) and not should_grow(choice, n, 0, grown=False)
+    assert not should_grow(choice, n, n, grown=True)  # once only
+    assert not should_grow(Lookahead.fixed(0.01), n, n, grown=False)  # a fixed lookahead never changes
+    grown = grown_lookahead(choice, [0.05] * 60, 0.005, maximum_s=10.0)
+    assert grown.seconds >= 2 * choice.seconds and grown.seconds > 0.05 and "grown once" in grown.rule
+    assert grown_lookahead(choice, [50.0], 0.005, maximum_s=10.0).seconds == 10.0
+
+
+def _meta(info, *path):
+    node = info.desc()
+    for p in path[:-1]:
+        node = node.child(p)
+    return node.child_value(path[-1])
+
+
+def test_auto_lookahead_is_measured_declared_and_grows_once_without_touching_timestamps(source_id):
+    """A predictor that becomes 40 ms slower after the warm-up: responses come late, the lookahead grows once
+    (log, status, a marker), and the stream's timestamps stay regular through the longer push delay."""
+    pred = PulsePredictor(delay=0.002)
+    pipe = StreamPipeline(pred, background=None, output=OutputSpec(srate=250, source_id=source_id))
+    with pipe:
+        first = pipe.lookahead
+        assert pipe.lookahead_choice.mode == "auto" and 0.007 < first < 0.2
+        info = pylsl.resolve_byprop("source_id", source_id, timeout=5)[0]
+        inlet = pylsl.StreamInlet(info, max_buflen=60)
+        inlet.open_stream(5)
+        markers = pylsl.StreamInlet(pylsl.resolve_byprop("source_id", f"{source_id}-markers", timeout=5)[0])
+        markers.open_stream(5)
+        assert float(_meta(inlet.info(5), "synchronization", "output_delay")) == pytest.approx(first, abs=1e-6)
+        assert _meta(inlet.info(5), "synchronization", "output_delay_mode") == "auto"
+        pred.delay = 0.04
+        stamps = []
+        t_end = time.monotonic() + 6.0
+        next_onset = time.monotonic()
+        while time.monotonic() < t_end:
+            if time.monotonic() >= next_onset:
+                pipe.submit_onset(np.zeros((8, 8, 3), np.uint8))
+                next_onset += 0.06
+            _, ts = inlet.pull_chunk(timeout=0.0)
+            stamps.extend(ts)
+            time.sleep(0.005)
+        status = pipe.status()
+        got, _ = markers.pull_chunk(timeout=1.0, max_samples=1000)
+    assert status["late"] > 0 and pipe.lookahead >= 2 * first and status["lookahead_s"] == pipe.lookahead
+    assert "grown once" in status["lookahead_rule"]
+    grown = [m[0] for m in got if '"kind":"lookahead"' in m[0]]
+    assert len(grown) == 1 and '"status":"grown"' in grown[0]
+    d = np.diff(stamps)
+    assert np.max(np.abs(d - 1 / 250)) < 1e-6  # no gap, no jump: only the push delay changed

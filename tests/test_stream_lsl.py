@@ -204,7 +204,7 @@ def test_worker_failure_is_shown_and_reraised(source_id):
         def predict(self, pixels):
             raise RuntimeError("engine exploded")
 
-    pipe = StreamPipeline(Broken(), output=OutputSpec(srate=250, source_id=source_id)).start()
+    pipe = StreamPipeline(Broken(), output=OutputSpec(srate=250, lookahead=0.1, source_id=source_id)).start()
     pipe.submit_onset(np.zeros((8, 8, 3), np.uint8))
     deadline = time.monotonic() + 3
     while pipe.error is None and time.monotonic() < deadline:

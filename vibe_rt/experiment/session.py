@@ -157,7 +157,7 @@ def run_rsvp_session(config: RsvpSessionConfig) -> dict[str, Any]:
             deadline = time.monotonic() + 5.0
             while not pipeline.idle and time.monotonic() < deadline:
                 time.sleep(0.05)
-            time.sleep(stream.lookahead + 0.05)
+            time.sleep(pipeline.lookahead + 0.05)
             summary["stream"] = pipeline.status()
     summary["log"] = str(log_path)
     if config.summary is not None:

@@ -33,8 +33,9 @@ class OutputSpec:
     ----------
     srate : float
         Output sampling rate (Hz).
-    lookahead : float
-        Output delay (s): a sample stamped ``t`` is pushed at ``t + lookahead``.
+    lookahead : float | None
+        Output delay (s): a sample stamped ``t`` is pushed at ``t + lookahead``; None: chosen at start from a
+        warm-up of the real path (:mod:`vibe_rt.stream.lookahead`).
     chunk_s : float
         Target push interval (s).
     name : str
@@ -44,7 +45,7 @@ class OutputSpec:
     """
 
     srate: float = 1000.0
-    lookahead: float = 0.25
+    lookahead: float | None = None
     chunk_s: float = 0.005
     name: str = "vibe-rt"
     source_id: str | None = None
@@ -82,6 +83,19 @@ class _FrameSize(Rule):
 
     def check(self, flag: str, value: object) -> None:
         parse_frame_size(str(value), flag)
+
+
+class _Lookahead(Rule):
+    """``"auto"`` or a number of seconds in ``[0, MAX_LOOKAHEAD]``."""
+
+    def check(self, flag: str, value: object) -> None:
+        if value != "auto":
+            Number(0, MAX_LOOKAHEAD, hint="or auto").check(flag, value)
+
+
+def lookahead_argument(text: str) -> str | float:
+    """argparse type of ``--lookahead``: ``auto`` or a number (checked by the config's rule)."""
+    return "auto" if text.strip().lower() == "auto" else float(text)
 
 
 def parse_frame_size(text: str, flag: str = "--size", minimum: int = 16) -> tuple[int, int]:
@@ -146,8 +160,10 @@ class StreamConfig:
     name: str = option("vibe-rt", "--name", "LSL stream name (default: vibe-rt)", Text(100), group=_OUT)
     source_id: str | None = option(None, "--source-id", "LSL source_id (default: vibe-rt-<name>-<montage>)",
                                    Text(200, optional=True), group=_OUT, metavar="ID")
-    lookahead: float = option(0.25, "--lookahead", "output delay in seconds: the time budget for computing a "
-                              "response (default: 0.25)", Number(0, MAX_LOOKAHEAD), group=_OUT, metavar="S")
+    lookahead: str | float = option("auto", "--lookahead", "output delay in seconds: the time budget for computing "
+                                    "a response; auto (default): chosen at start from a warm-up of this model on "
+                                    "this machine (p99 + margin + push interval), grown once if responses come "
+                                    "late", _Lookahead(), group=_OUT, type=lookahead_argument, metavar="S|auto")
     late_policy: str = option("clip", "--late-policy", "a response later than the lookahead: 'clip' adds its "
                               "remaining part, 'drop' discards it (default: clip)", Choice(("clip", "drop")),
                               group=_OUT, choices=("clip", "drop"))
@@ -223,8 +239,9 @@ class StreamConfig:
 
     def output_spec(self) -> OutputSpec:
         """The :class:`OutputSpec` of these options."""
-        return OutputSpec(srate=float(self.srate), lookahead=float(self.lookahead), chunk_s=self.chunk_ms / 1e3,
-                          name=self.name, source_id=self.source_id)
+        lookahead = None if self.lookahead == "auto" else float(self.lookahead)
+        return OutputSpec(srate=float(self.srate), lookahead=lookahead, chunk_s=self.chunk_ms / 1e3, name=self.name,
+                          source_id=self.source_id)
 
     def synth_spec(self) -> SynthSpec:
         """The :class:`SynthSpec` of these options."""

@@ -12,7 +12,9 @@ restarts so recorders reconnect; overridable). XDF meta-data (``desc``):
 - ``cap``: ``name`` (montage), ``labelscheme``; ``acquisition``: ``manufacturer`` ``vibe-rt``, ``model``
   (checkpoint name), ``precision`` 32, ``compensated_lag`` 0;
 - ``synchronization``: ``offset_mean`` 0 (timestamps are the true times of the samples), ``output_delay`` =
-  lookahead (s): the constant time between a sample's timestamp and its push, ``chunk_size``;
+  lookahead (s): the time between a sample's timestamp and its push, ``output_delay_mode`` (``auto`` or
+  ``fixed``) and ``output_delay_rule`` (how it was chosen; an automatic one may grow once, announced on the marker
+  stream), ``chunk_size``;
 - ``vibe_rt``: ``version``, ``model_hash``, ``backend``, ``montage``, ``model_sfreq``, ``epoch_tmin``,
   ``late_policy``, ``event_policy``, ``source``.
 
@@ -34,6 +36,7 @@ import numpy as np
 from .. import __version__
 from ..montage import Montage
 from .events import onset_marker
+from .lookahead import Lookahead
 
 _LSL_TYPES = {"eeg": "EEG", "mag": "MAG", "grad": "GRAD"}
 
@@ -44,7 +47,7 @@ def default_source_id(name: str, montage: Montage) -> str:
 
 
 def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, units: Sequence[str],
-                lookahead: float, chunk_size: int, extra: dict[str, Any] | None = None) -> Any:
+                lookahead: Lookahead, chunk_size: int, extra: dict[str, Any] | None = None) -> Any:
     """A ``pylsl.StreamInfo`` for the signal stream with the meta-data described in the module docstring."""
     import pylsl
 
@@ -69,7 +72,9 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
     acq.append_child_value("compensated_lag", "0")
     sync = desc.append_child("synchronization")
     sync.append_child_value("offset_mean", "0")
-    sync.append_child_value("output_delay", f"{lookahead:.6f}")
+    sync.append_child_value("output_delay", f"{lookahead.seconds:.6f}")
+    sync.append_child_value("output_delay_mode", lookahead.mode)
+    sync.append_child_value("output_delay_rule", lookahead.rule)
     sync.append_child_value("chunk_size", str(chunk_size))
     meta = desc.append_child("vibe_rt")
     meta.append_child_value("version", __version__)
@@ -157,8 +162,8 @@ class LslOutlets:
         Stream name.
     source_id : str | None
         Default :func:`default_source_id`.
-    lookahead : float
-        Output delay declared in ``desc/synchronization``.
+    lookahead : Lookahead
+        Output delay and how it was chosen, declared in ``desc/synchronization``.
     chunk_size : int
         Samples per push (LSL transmission chunk hint).
     extra : dict | None
@@ -166,7 +171,7 @@ class LslOutlets:
     """
 
     def __init__(self, montage: Montage, srate: float, units: Sequence[str], *, name: str = "vibe-rt",
-                 source_id: str | None = None, lookahead: float = 0.25, chunk_size: int = 5,
+                 source_id: str | None = None, lookahead: Lookahead = Lookahead.fixed(0.25), chunk_size: int = 5,
                  extra: dict[str, Any] | None = None) -> None:
         import pylsl
 

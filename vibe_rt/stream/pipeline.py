@@ -31,8 +31,9 @@ from ..errors import ConfigError, StreamError
 from ..montage import Montage
 from ..compare.calibrate import resolve_calibration, scale_and_shift
 from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
-from .config import InferenceSpec, OutputSpec, RecordSpec, SynthSpec
+from .config import MAX_LOOKAHEAD, InferenceSpec, OutputSpec, RecordSpec, SynthSpec
 from .events import EventPolicy, Stimulus, StimulusFactory
+from .lookahead import WARMUP_RUNS, Lookahead, auto_lookahead, grown_lookahead, should_grow
 from .lsl import LslOutlets
 from .record import BrainVisionWriter
 from .sources import Frame, FrameSource, as_rgb_uint8
@@ -165,7 +166,10 @@ class StreamPipeline:
         self._ch_idx = np.array([self.model_montage.ch_names.index(c) for c in self.montage.ch_names])
         self.source, self.policy = source, policy or EveryFrame()
         self.output = output
-        self.srate, self.lookahead = float(output.srate), float(output.lookahead)
+        self.srate = float(output.srate)
+        #: The output delay in use (s) and how it was chosen; an automatic one is set by :meth:`start`.
+        self.lookahead_choice: Lookahead | None = (Lookahead.fixed(output.lookahead) if output.lookahead is not None
+                                                   else None)
         self.clock = clock or lsl_clock
         if isinstance(background, str):
             if background != "auto":
@@ -190,6 +194,8 @@ class StreamPipeline:
         self.extra_meta.setdefault("source", source.name if source is not None else "external")
         self.stats = PipelineStats(self.clock, window=stats_window)
         self.sample_clock: SampleClock | None = None
+        self._pacer: Pacer | None = None
+        self._lookahead_grown = False
         self.outlets: LslOutlets | None = None
         self.writer: BrainVisionWriter | None = None
         self._factory = StimulusFactory()
@@ -216,13 +222,18 @@ class StreamPipeline:
         """
         if self._started:
             return self
+        if self.output.lookahead is None:
+            self.lookahead_choice = auto_lookahead(self._time_the_path(), self.output.chunk_s)
+        assert self.lookahead_choice is not None
+        logger.info("lookahead %.1f ms (%s)", 1e3 * self.lookahead, self.lookahead_choice.rule)
         units = self.synth.units
         self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.output.name,
-                                  source_id=self.output.source_id, lookahead=self.lookahead, chunk_size=self.chunk,
-                                  extra=self.extra_meta)
+                                  source_id=self.output.source_id, lookahead=self.lookahead_choice,
+                                  chunk_size=self.chunk, extra=self.extra_meta)
         t0 = self.clock()
         self.synth.t0 = t0
         self.sample_clock = SampleClock(self.srate, t0, self.lookahead)
+        self._pacer = Pacer(self.sample_clock, self.chunk, self.clock)
         if self.record is not None:
             try:
                 self.writer = BrainVisionWriter(self.record.path, list(self.output_montage.ch_names), units,
@@ -242,9 +253,63 @@ class StreamPipeline:
                 self.stop()
                 raise
             self._spawn("dispatch", self._dispatch_loop)
-        logger.info("streaming %s (%d ch, %g Hz, lookahead %.3f s) as LSL %r", self.montage.modality,
-                    self.montage.n_channels, self.srate, self.lookahead, self.outlets.source_id)
+        logger.info("streaming %s (%d ch, %g Hz, lookahead %.1f ms, %s) as LSL %r", self.montage.modality,
+                    self.montage.n_channels, self.srate, 1e3 * self.lookahead, self.lookahead_choice.mode,
+                    self.outlets.source_id)
         return self
+
+    @property
+    def lookahead(self) -> float:
+        """The output delay in seconds (see :attr:`lookahead_choice`); known once :meth:`start` chose it."""
+        if self.lookahead_choice is None:
+            raise StreamError("the automatic lookahead is chosen when the pipeline starts; call start() first")
+        return self.lookahead_choice.seconds
+
+    def _time_the_path(self) -> list[float]:
+        """Seconds per run of what an onset goes through before its response can be emitted (preprocessing,
+        every inference stage, channel selection and calibration, resampling for the synthesizer), on a frame of
+        the source's size (640 x 480 when unknown); the first runs warm caches up and are not counted."""
+        if self.predictor is None:
+            return []
+        width, height = getattr(self.source, "frame_size", None) or (640, 480)
+        frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        times = []
+        for i in range(WARMUP_RUNS + 3):
+            t0 = time.perf_counter()
+            epochs, _ = self.predictor.predict(self._preprocess([frame]))
+            self.synth.prepare_batch(self._streamed(epochs))
+            if i >= 3:
+                times.append(time.perf_counter() - t0)
+        return times
+
+    def _streamed(self, epochs: np.ndarray) -> np.ndarray:
+        """Predicted epochs (B, model channels, T) -> the streamed channels, calibrated."""
+        epochs = np.asarray(epochs)[:, self._ch_idx]
+        if self.calibration is not None:
+            with np.errstate(all="ignore"):
+                epochs = scale_and_shift(epochs, self._cal_gain, self.calibration["shift_samples"])
+        return epochs
+
+    def _grow_lookahead_if_late(self) -> None:
+        """The one allowed growth of an automatic lookahead (:mod:`vibe_rt.stream.lookahead`): announced in the
+        log and on the marker stream; timestamps are untouched, only the push delay changes."""
+        c = self.synth.counters
+        assert self.lookahead_choice is not None and self.sample_clock is not None
+        if not should_grow(self.lookahead_choice, c["responses"] + c["late_dropped"], c["late"],
+                           self._lookahead_grown):
+            return
+        old = self.lookahead_choice
+        self.lookahead_choice = grown_lookahead(old, self.stats.samples("onset_to_ready"), self.output.chunk_s,
+                                                MAX_LOOKAHEAD)
+        self._lookahead_grown = True
+        self.sample_clock = dataclasses.replace(self.sample_clock, lookahead=self.lookahead)
+        self._pacer.sample_clock = self.sample_clock  # the outlet loop waits longer from its next push on
+        logger.warning("%d of %d responses were late: lookahead grown from %.1f to %.1f ms (%s)", c["late"],
+                       c["responses"] + c["late_dropped"], 1e3 * old.seconds, 1e3 * self.lookahead,
+                       self.lookahead_choice.rule)
+        self._push_marker({"kind": "lookahead", "status": "grown", "lookahead_s": round(self.lookahead, 6),
+                           "previous_s": round(old.seconds, 6), "rule": self.lookahead_choice.rule},
+                          self.clock(), None, "Comment", "lookahead-grown")
 
     def _spawn(self, label: str, fn: Any) -> None:
         th = threading.Thread(target=self._guard, args=(label, fn), name=f"vibe-rt-{label}", daemon=True)
@@ -320,6 +385,10 @@ class StreamPipeline:
             st.queue_depth = len(self._queue)
         st.error = self.error
         snap = st.snapshot()
+        if self.lookahead_choice is not None:
+            snap["lookahead_s"] = self.lookahead_choice.seconds
+            snap["lookahead_mode"] = self.lookahead_choice.mode
+            snap["lookahead_rule"] = self.lookahead_choice.rule
         if self.writer is not None:
             snap["recording"] = self.writer.failure or "ok"
         return snap
@@ -447,10 +516,7 @@ class StreamPipeline:
                 for key, value in (timings or {}).items():
                     st.time(key, value)
                 st.incr("batches")
-                epochs = np.asarray(epochs)[:, self._ch_idx]
-                if self.calibration is not None:
-                    with np.errstate(all="ignore"):
-                        epochs = scale_and_shift(epochs, self._cal_gain, self.calibration["shift_samples"])
+                epochs = self._streamed(epochs)
                 onsets = [s.onset for s, _ in batch]
                 prepared = self.synth.prepare_batch(epochs)  # resampling outside the lock the outlet waits on
                 with self._synth_lock:
@@ -464,6 +530,7 @@ class StreamPipeline:
                 for (stim, _), status in zip(batch, statuses):
                     st.time("onset_to_ready", t_add - stim.onset)
                     self._marker(stim, status)
+                self._grow_lookahead_if_late()
             finally:
                 with self._cond:
                     self._busy = 0
@@ -492,9 +559,8 @@ class StreamPipeline:
         self.stats.incr("markers_pushed")
 
     def _outlet_loop(self) -> None:
-        assert self.sample_clock is not None and self.outlets is not None
-        sc, st, clock = self.sample_clock, self.stats, self.clock
-        pacer = Pacer(sc, self.chunk, clock)
+        assert self._pacer is not None and self.outlets is not None
+        pacer, st, clock = self._pacer, self.stats, self.clock
         cpu0 = time.thread_time()
         stop = self._stop.is_set
         while not stop():
@@ -506,6 +572,7 @@ class StreamPipeline:
                     while self._unemitted and self._unemitted[0][0] < start + n:
                         emitted.append(heapq.heappop(self._unemitted)[1])
                 data = self.synth.finish(pending, start)
+                sc = pacer.sample_clock  # its lookahead may grow once (timestamps do not depend on it)
                 stamps = sc.timestamps(start, n)
                 t_push = clock()
                 self.outlets.push_signal(data, stamps)

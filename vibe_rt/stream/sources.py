@@ -103,6 +103,8 @@ class FrameSource:
         self.dropped_frames = 0
         self.drops = 0  # device drop-outs (camera lost)
         self.reconnects = 0
+        #: (width, height) of the frames when known before the first one (used to time the processing path).
+        self.frame_size: tuple[int, int] | None = None
         #: Things the consumer should know that are not frames (e.g. a skipped image), as marker dicts with a
         #: ``"time"`` (LSL seconds); the pipeline turns each into a marker.
         self.notices: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
@@ -235,6 +237,7 @@ class CameraSource(FrameSource):
                               f"{MAX_CAMERA_INDEX}; give --camera 0, 1, ...")
         super().__init__(f"camera{index}", maxsize=2, drop_oldest=True, clock=clock)
         self.index, self.width, self.height, self.fps = index, width, height, fps
+        self.frame_size = (width, height) if width and height else None
         self._factory = capture_factory or (lambda: _open_capture(index))
         self._cap: Any = None
         self.max_backoff = max_backoff
@@ -474,6 +477,7 @@ class DemoSource(FrameSource):
                  change_interval: tuple[float, float] = (0.5, 1.0), *, clock: Clock | None = None) -> None:
         super().__init__("demo", maxsize=2, drop_oldest=True, clock=clock)
         self.width, self.height, self.fps = int(width), int(height), float(fps)
+        self.frame_size = (self.width, self.height)
         self.change_interval = change_interval
         self._rng = np.random.default_rng(seed)
         yy, xx = np.mgrid[0:self.height, 0:self.width].astype(np.float32)

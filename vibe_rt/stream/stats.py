@@ -172,6 +172,8 @@ def format_status(snap: dict[str, Any]) -> str:
         f"rate={_num(snap.get('effective_srate'), '.2f')}Hz",
         f"push lag p99={_num(lag.get('p99'), '.2f')}ms",
     ]
+    if snap.get("lookahead_s") is not None:
+        parts.append(f"lookahead={1e3 * snap['lookahead_s']:.1f}ms ({snap['lookahead_mode']})")
     if snap.get("source_reconnects"):
         parts.append(f"reconnects={snap['source_reconnects']}")
     if snap.get("source_skipped"):

@@ -1,0 +1,91 @@
+"""The output delay ("lookahead") chosen from the real path on this machine, and its one allowed growth.
+
+``--lookahead auto`` (the default) times a warm-up of what every onset goes through before its response can be
+emitted (frame preprocessing, every inference stage, channel selection and calibration, the synthesizer's
+resampling) and sets::
+
+    lookahead = p99(warm-up) * (1 + AUTO_MARGIN_FRACTION) + AUTO_MARGIN_S + push interval
+
+The percentile covers the path's own spread, the proportional margin the slower runs of a loaded machine
+(threads of the capture and outlet loops compete with inference while streaming, not during the warm-up), the
+fixed margin the scheduler's wake-up latency, and the push interval the time a sample waits for its chunk.
+
+While streaming the lookahead never shrinks. If more than :data:`GROW_LATE_FRACTION` of the responses come back
+late (once at least :data:`GROW_MIN_RESPONSES` were made), it grows once, to what the responses measured so far
+need (the same rule on their onset -> ready times) and at least twice the current value; this is logged and
+announced on the marker stream. Timestamps are untouched: only the wall-clock delay of each push changes.
+An explicit number (``--lookahead 0.25``) is a fixed lookahead and never changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+#: Proportional margin on the warm-up's p99.
+AUTO_MARGIN_FRACTION = 0.5
+#: Fixed margin (s) for the scheduler's wake-up latency.
+AUTO_MARGIN_S = 0.005
+#: Warm-up runs of the real path.
+WARMUP_RUNS = 30
+#: The lookahead grows (once) when more than this fraction of the responses were late ...
+GROW_LATE_FRACTION = 0.01
+#: ... counted once at least this many responses were made.
+GROW_MIN_RESPONSES = 50
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """An output delay and how it was chosen.
+
+    Attributes
+    ----------
+    seconds : float
+        The delay between a sample's timestamp and its push.
+    mode : str
+        ``"auto"`` or ``"fixed"``.
+    rule : str
+        How it was chosen, in words (for the log, the status line and ``desc/synchronization``).
+    """
+
+    seconds: float
+    mode: str
+    rule: str
+
+    @classmethod
+    def fixed(cls, seconds: float) -> Lookahead:
+        """A fixed lookahead (``--lookahead SECONDS``)."""
+        return cls(float(seconds), "fixed", f"fixed at {seconds:g} s by --lookahead")
+
+
+def auto_lookahead(path_times_s: Sequence[float], push_interval_s: float, *, what: str = "warm-up runs"
+                   ) -> Lookahead:
+    """The automatic lookahead for measured path times (see the module docstring); no times: the margins and
+    the push interval alone (a stream without a model)."""
+    times = np.asarray(path_times_s, dtype=float)
+    p99 = float(np.percentile(times, 99)) if times.size else 0.0
+    seconds = p99 * (1 + AUTO_MARGIN_FRACTION) + AUTO_MARGIN_S + push_interval_s
+    rule = (f"auto: p99 of {times.size} {what} {1e3 * p99:.1f} ms x {1 + AUTO_MARGIN_FRACTION:g} "
+            f"+ {1e3 * AUTO_MARGIN_S:g} ms + push interval {1e3 * push_interval_s:g} ms")
+    return Lookahead(seconds, "auto", rule)
+
+
+def should_grow(current: Lookahead, n_responses: int, n_late: int, grown: bool) -> bool:
+    """True once, when an automatic lookahead proved too short (see the module docstring)."""
+    return (current.mode == "auto" and not grown and n_responses >= GROW_MIN_RESPONSES
+            and n_late > GROW_LATE_FRACTION * n_responses)
+
+
+def grown_lookahead(current: Lookahead, onset_to_ready_s: Sequence[float], push_interval_s: float,
+                    maximum_s: float) -> Lookahead:
+    """The one growth: what the measured onset -> ready times need, at least twice ``current``, at most
+    ``maximum_s``."""
+    need = auto_lookahead(onset_to_ready_s, push_interval_s, what="streamed responses")
+    seconds = min(max(need.seconds, 2 * current.seconds), maximum_s)
+    return Lookahead(seconds, "auto", f"grown once from {1e3 * current.seconds:.1f} ms: {need.rule}")
+
+
+__all__ = ["AUTO_MARGIN_FRACTION", "AUTO_MARGIN_S", "GROW_LATE_FRACTION", "GROW_MIN_RESPONSES", "Lookahead",
+           "WARMUP_RUNS", "auto_lookahead", "grown_lookahead", "should_grow"]
