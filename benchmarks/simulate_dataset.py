@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine", default=None, help="name in the result file (default: detected)")
     args = parser.parse_args(argv)
 
-    from vibe_rt.data import BackgroundNoise, SimulationConfig, pearson_map, simulate_dataset
+    from vibe_rt.data import BackgroundNoise, SimulationConfig, simulate_dataset
     from vibe_rt.montage import get_montage, make_montage
+    from vibe_rt.stats import pearson
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vibe-sim-"))
     cfg = SimulationConfig(montage=args.montage, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads((out / "simulation.json").read_text())
     truth = np.load(out / "test" / "evoked_true.npy")
     post = test.montage.times >= 0
-    r_truth = pearson_map(truth, test.average())
+    r_truth = pearson(truth, test.average(), axis=0)
     disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 
     import mne
