@@ -92,6 +92,8 @@ def test_random_halves_are_disjoint_seeded_and_cover_ragged_data():
         assert np.isfinite(a).all() and np.isfinite(b).all()
     with pytest.raises(ValueError, match="2 repetitions"):
         next(stats.random_halves(x[:, :1], 1))
+    with pytest.raises(ValueError, match="at least 1"):
+        stats.noise_ceiling(x, n_splits=0, nan_as=None)
 
 
 def _toy(n=60, reps=8, c=3, t=10, sigma=1.0, seed=0):

@@ -158,6 +158,8 @@ def random_halves(epochs: np.ndarray, n_splits: int = 100, seed: int | None = 0
     reps = x.shape[1]
     if reps < 2:
         raise ValueError(f"a split into two halves needs at least 2 repetitions per image, got {reps}")
+    if n_splits < 1:
+        raise ValueError(f"the number of random splits must be at least 1, got {n_splits}")
     rng = np.random.default_rng(seed)
     ragged = bool(np.isnan(x).any())
     total = None if ragged else x.sum(axis=1, dtype=np.float64)
