@@ -1,150 +1,15 @@
-"""Question: does the comparator recover a known latency and gain, what does calibration gain in and out of
-sample, and what does a comparison cost per event as images accumulate?
+"""Comparator on ground truth: recovered latency and gain, calibration in and out of sample, cost per event.
 
-Ground truth (:func:`vibe_rt.compare.groundtruth.make_ground_truth`): a continuous recording in which every event's
-response is ``gain[c] * erp(t - latency)`` plus noise, compared offline (the live mode shares the code path) with
-the unshifted, unscaled ERPs as the synthesized signal, over a grid of latencies and noise levels. Then:
-
-- calibration (gain + latency) fitted on one session: ERP r before/after in sample and held out (fit on odd,
-  scored on even repetitions);
-- the latent adapter on responses that differ from the embedded model's in its latent (as ``tests/test_adapter.py``);
-- the cost of :meth:`Comparator.update` per event with 10, 100 and 1000 distinct images (one core).
-
-Results go to ``benchmarks/results/comparator-<machine>.json``.
+A thin entry point: the benchmark is :mod:`vibe_rt.bench.comparator`, also run by ``vibe-rt bench comparator``
+(this script takes the same options). Writes ``results/comparator-<machine>.json``.
 
 Usage::
 
-    python benchmarks/comparator.py
+    python benchmarks/comparator.py              # the full grid, about 70 s on 2 cores
+    python benchmarks/comparator.py --quick      # one session: a smoke check
 """
 
-from __future__ import annotations
-
-import argparse
-import sys
-import time
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without `pip install -e .`
-from vibe_rt.bench.common import percentiles, write_result  # noqa: E402
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def recovery(latency_s: float, noise: float, seed: int) -> dict[str, Any]:
-    """Latency, gain and ERP r recovered from one ground-truth session (12 images x 8 repetitions, 500 Hz)."""
-    from vibe_rt.compare import DictSynth, compare_offline
-    from vibe_rt.compare.groundtruth import make_ground_truth
-    from vibe_rt.montage import get_montage
-
-    montage = get_montage("things-eeg2")
-    gt = make_ground_truth(montage, n_images=12, n_reps=8, latency_s=latency_s, gain=(0.7, 1.4), noise=noise,
-                           sfreq=500.0, isi=0.9, seed=seed)
-    session = compare_offline(gt.raw, montage, DictSynth(gt.synth))
-    s = session.comparator.summary()
-    gain = np.asarray(s["gain_per_channel"])
-    return {"latency_true_ms": 1e3 * latency_s, "noise_uv": 1e6 * noise,
-            "latency_est_ms": 1e3 * s["latency_s"], "latency_error_ms": 1e3 * (s["latency_s"] - latency_s),
-            "gain_error_max_pct": float(100 * np.max(np.abs(gain / gt.gain - 1))),
-            "erp_r": s["erp_r"], "erp_r_aligned": s["erp_r_aligned"], "expected_r_noise_free": gt.expected_r,
-            "noise_ceiling": s["noise_ceiling"], "n_events": s["n_events"], "n_lost": s["n_lost"],
-            "_erps": session.comparator.erps()}
-
-
-def calibration(erps, montage) -> dict[str, Any]:
-    """Gain + latency profile of one session: ERP r and RMSE before/after, in sample and held out."""
-    from vibe_rt.compare import fit_calibration
-
-    prof = fit_calibration(erps, montage)
-    held = prof["metrics_heldout"]
-    pick = ("erp_r", "erp_rmse")
-    return {"latency_s": prof["latency_s"],
-            "in_sample": {"before": {k: prof["metrics_before"][k] for k in pick},
-                          "after": {k: prof["metrics_after"][k] for k in pick}},
-            "held_out": {"before": {k: held["before"][k] for k in pick}, "after": {k: held["after"][k] for k in pick}}}
-
-
-def adapter(seed: int = 1) -> dict[str, Any]:
-    """The latent adapter where the live responses are the embedded model's decoded from a distorted latent."""
-    import torch
-
-    from vibe_rt.checkpoint import load_default_model
-    from vibe_rt.compare import ErpSet, fit_calibration
-    from vibe_rt.compare import metrics as M
-    from vibe_rt.compare.adapter import decode_latents
-
-    model = load_default_model()
-    rng = np.random.default_rng(seed)
-    frames = (rng.random((24, 64, 64, 3)) * 255).astype(np.uint8)
-    with torch.no_grad():
-        z = model.predict_latent(torch.as_tensor(model.encoder.preprocess_frames(frames))).numpy()
-    scale = 1 + 0.6 * rng.standard_normal(z.shape[1:])
-    shift = 0.8 * rng.standard_normal(z.shape[1:])
-    gain = rng.uniform(0.7, 1.4, model.montage.n_channels)
-    clean = M.shift_signal(decode_latents(model, z * scale + shift), 0.02 * model.montage.sfreq) * gain[:, None]
-    odd, even = (clean + 0.5 * clean.std() * rng.standard_normal(clean.shape) for _ in range(2))
-    erps = ErpSet([f"img{k}" for k in range(len(z))], (odd + even) / 2, decode_latents(model, z),
-                  np.full(len(z), 4), odd, even)
-    t0 = time.perf_counter()
-    prof = fit_calibration(erps, model.montage, adapter_model=model)
-    fit = prof["metrics_heldout"]["adapter"]
-    return {"n_images": len(z), "fit_seconds": time.perf_counter() - t0, "kept": fit["kept"],
-            "penalty": fit["chosen"], "ceiling_r": M.overall_r(erps.live, clean),
-            "in_sample_r": {"before": prof["metrics_before"]["erp_r"], "gain_latency": prof["metrics_after"]["erp_r"],
-                            "adapter": prof.get("metrics_after_adapter", {}).get("erp_r")},
-            "held_out_r": {"before": prof["metrics_heldout"]["before"]["erp_r"],
-                           "gain_latency": prof["metrics_heldout"]["after"]["erp_r"],
-                           "identity_round_trip": fit["identity_r"],
-                           "adapter": max(fit["penalty_r"].values())}}
-
-
-def update_cost(n_images: int, n_events: int, seed: int = 0) -> dict[str, Any]:
-    """Milliseconds per :meth:`Comparator.update` over ``n_events`` events cycling through ``n_images`` images."""
-    from vibe_rt.compare import Comparator
-    from vibe_rt.montage import get_montage
-
-    montage = get_montage("things-eeg2")
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((montage.n_channels, montage.n_times)) * 1e-6
-    comp = Comparator(montage)
-    samples = []
-    for i in range(n_events):
-        live = x + 1e-7 * rng.standard_normal(x.shape)
-        t = time.perf_counter()
-        comp.update(live, x, f"img{i % n_images}")
-        samples.append(time.perf_counter() - t)
-    return {"n_images": n_images, "n_events": n_events, "snapshots": len(comp.history),
-            "ms": percentiles(samples[n_images:] if n_events > 2 * n_images else samples, scale=1e3)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    from vibe_rt.montage import get_montage
-
-    t0 = time.perf_counter()
-    grid = [recovery(lat, noise, seed=k) for k, (lat, noise) in
-            enumerate((lat, noise) for noise in (1e-6, 3e-6, 6e-6) for lat in (0.0, 0.012, 0.024, 0.048))]
-    calib = calibration(grid[6].pop("_erps"), get_montage("things-eeg2"))  # 24 ms, 3 uV
-    for row in grid:
-        row.pop("_erps", None)
-    payload = {
-        "question": __doc__.splitlines()[0],
-        "config": {"montage": "things-eeg2", "n_images": 12, "n_reps": 8, "sfreq_recording": 500.0,
-                   "gain_range": [0.7, 1.4], "calibration_session": {"latency_ms": 24.0, "noise_uv": 3.0}},
-        "recovery": grid,
-        "calibration": calib,
-        "adapter": adapter(),
-        "update_cost": [update_cost(n, max(3 * n, 300)) for n in (10, 100, 1000)],
-    }
-    payload["wall_s"] = time.perf_counter() - t0
-    path = write_result("comparator", payload, out_dir=args.out)
-    print(f"wrote {path}")
-    return 0
-
+from _entry import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run("comparator"))

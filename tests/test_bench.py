@@ -1,13 +1,18 @@
-"""``vibe-rt bench``: the latency and stream benchmarks run for real (short) and write sane JSON; make_table.py
-renders the README tables from JSON results. Speed itself is not asserted."""
+"""``vibe-rt bench``: every benchmark runs for real with its quickest settings and writes sane JSON; ``vibe-rt
+bench tables`` renders the README tables from JSON results; the scripts in benchmarks/ are thin entry points.
+Speed itself is not asserted."""
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from _display import display  # noqa: F401  (session fixture of the experiment-timing test)
 
 from vibe_rt.cli import main
 
@@ -19,11 +24,12 @@ def _ordered(p: dict) -> bool:
     return all(p[a] <= p[b] + 1e-9 for a, b in zip(ORDER, ORDER[1:]))
 
 
-def _make_table():
-    spec = importlib.util.spec_from_file_location("make_table", ROOT / "benchmarks" / "make_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _doc(folder: Path, name: str) -> dict:
+    files = list(folder.glob(f"{name}-*.json"))
+    assert len(files) == 1, files
+    doc = json.loads(files[0].read_text())
+    assert doc["benchmark"] == name and doc["machine_info"]["machine"]
+    return doc
 
 
 def test_bench_latency_quick(tmp_path, capsys):
@@ -129,27 +135,164 @@ def _fixture_results(folder: Path) -> None:
         "stage1_reconstruction_r": 0.95, "dataset": {"n_test": 200}}))
 
 
-def test_make_table_renders(tmp_path):
-    mt = _make_table()
+def test_tables_render_and_check(tmp_path, capsys):
+    from vibe_rt.bench.tables import END, START
+
     results = tmp_path / "results"
     results.mkdir()
     _fixture_results(results)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nintro\n\n## Benchmarks\n\n{mt.START}\nSTALE TABLE\n{mt.END}\n\ntail\n")
+    readme.write_text(f"# x\n\nintro\n\n## Benchmarks\n\n{START}\nSTALE TABLE\n{END}\n\ntail\n")
     other = tmp_path / "OTHER.md"
     other.write_text("no markers here\n")
-    assert mt.main(["--results", str(results), str(readme), str(other)]) == 0
+    tables = ["bench", "tables", "--results", str(results)]
+    assert main([*tables, str(readme), str(other)]) == 0
     text = readme.read_text()
-    assert "STALE TABLE" not in text and text.endswith(f"{mt.END}\n\ntail\n") and text.startswith("# x\n\nintro")
+    assert "STALE TABLE" not in text and text.endswith(f"{END}\n\ntail\n") and text.startswith("# x\n\nintro")
     assert "| cpu-test-2c | torch-fp32 | - / - / - / 2.00 / - / - | 2.00 | 3.00 | 12.5 | 3.0 | 251.2 |" in text
     assert "tensorrt-fp16" not in text  # failed variants are left out
     assert "| cpu-test-2c | vibe-rt | 600 s, 64 ch @ 1000 Hz | 1.0e-09 |" in text
     assert "| cpu-test-2c | onnxruntime-fp32 | 4.00 | 8 | 30.00 | 420 | 125 |" in text
     assert "0.303" in text and "tokens 0.301" in text and "0.390 - 0.830" in text
     assert other.read_text() == "no markers here\n"
-    assert mt.main(["--results", str(results), "--check", str(readme)]) == 0  # up to date now
+    assert main([*tables, "--check", str(readme)]) == 0  # up to date now
     readme.write_text(readme.read_text().replace("251.2", "999"))
-    assert mt.main(["--results", str(results), "--check", str(readme)]) == 1
+    capsys.readouterr()
+    assert main([*tables, "--check", str(readme)]) == 1
+    assert f"out of date: {readme}" in capsys.readouterr().out and "999" in readme.read_text()  # nothing written
+    # the script CI runs (python benchmarks/make_table.py --check) is the same command, with this checkout's code
+    script = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_table.py"), "--results", str(results),
+                             "--check", str(readme)], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "VIBE_RT_LOG_LEVEL": "WARNING"}, timeout=300)
+    assert script.returncode == 1 and "out of date" in script.stdout, script.stderr
+
+
+def test_committed_tables_are_up_to_date():
+    """The README tables match the committed results (what .ci/run checks)."""
+    from vibe_rt.bench import tables
+
+    result, path = tables.run(check=True)
+    assert result["stale"] == [] and path is None
+    assert "**Inference latency per backend (`vibe-rt bench inference`)**" in result["content"]
+
+
+def test_scripts_are_thin_entry_points():
+    """Every benchmarks/*.py but _entry.py is a docstring, `from _entry import run` and `raise SystemExit(run(name))`
+    with a name `vibe-rt bench` knows."""
+    from vibe_rt.bench.suite import BENCHMARKS
+
+    scripts = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name != "_entry.py")
+    assert len(scripts) == 10
+    names = set()
+    for path in scripts:
+        body = ast.parse(path.read_text()).body
+        assert len(body) == 3 and isinstance(body[0].value, ast.Constant), path.name  # docstring
+        assert ast.unparse(body[1]) == "from _entry import run", path.name
+        main_block = ast.unparse(body[2])
+        assert main_block.startswith("if __name__ == '__main__':\n    raise SystemExit(run('"), path.name
+        names.add(main_block.split("run('")[1].split("'")[0])
+    assert names == {*BENCHMARKS, "tables"}
+
+
+def test_cli_options_are_the_config_fields():
+    """Each option of `vibe-rt bench <name>` fills the BenchConfig field of its name, and every field is an
+    option of some benchmark."""
+    import dataclasses
+
+    from vibe_rt._commands import bench as command
+    from vibe_rt.bench.suite import BENCHMARKS, SUITE, BenchConfig
+
+    fields = {f.name for f in dataclasses.fields(BenchConfig)}
+    assert set(command._OPTIONS) == fields
+    used = {o for _, options in command._BENCHMARKS.values() for o in options} | {"out", "write"}
+    assert used == fields
+    assert tuple(command._BENCHMARKS) == BENCHMARKS and command._SUITE == SUITE
+
+
+def test_bench_inference_quick(tmp_path):
+    rc = main(["bench", "inference", "--model", "tiny", "--backend", "torch,onnxruntime", "--seconds", "0.05",
+               "--min-iters", "2", "--max-iters", "3", "--warmup", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = _doc(tmp_path, "inference_latency")
+    variants = doc["results"]["tiny"]["variants"]
+    assert set(variants) == {"torch-fp32", "onnxruntime-fp32"}
+    for r in variants.values():
+        assert r["batch1"]["iterations"] >= 2 and _ordered(r["batch1"]["total_ms"])
+        assert set(r["batches"]) == {"1", "4", "16"} and r["best_batch"] in (1, 4, 16)
+    assert doc["summary"]["tiny"]["speedup_vs_torch_fp32_p50"]["torch-fp32"] == pytest.approx(1.0)
+
+
+def test_bench_model_size_quick(tmp_path):
+    assert main(["bench", "model-size", "--quick", "--warmup", "1", "--repeats", "3", "--out", str(tmp_path)]) == 0
+    doc = _doc(tmp_path, "model_size")
+    assert doc["threads"] == 1 and doc["repeats"] == 3
+    (r,) = doc["results"]
+    assert (r["size"], r["montage"]) == ("tiny", "things-eeg2")
+    nets = r["networks"]
+    assert nets["inference_total"]["parameters"] == sum(nets[k]["parameters"] for k in
+                                                        ("image_encoder", "qformer", "vae_decoder"))
+    assert set(r["latency_ms"]) >= {"encoder", "qformer", "decoder", "chain"}
+    assert all(v["n"] == 3 and _ordered(v) for v in r["latency_ms"].values())
+    assert main(["bench", "model_size", "--model", "huge", "--no-write"]) == 2  # not a preset (underscore alias)
+
+
+def test_bench_comparator_quick(tmp_path):
+    assert main(["bench", "comparator", "--quick", "--out", str(tmp_path)]) == 0
+    doc = _doc(tmp_path, "comparator")
+    (row,) = doc["recovery"]
+    assert row["latency_true_ms"] == 24.0 and abs(row["latency_error_ms"]) < 2.0
+    assert row["n_events"] == 96 and row["n_lost"] == 0 and "_erps" not in row
+    cal = doc["calibration"]
+    assert cal["held_out"]["after"]["erp_r"] > cal["held_out"]["before"]["erp_r"]
+    assert doc["adapter"] is None and doc["config"]["quick"] is True
+    (cost,) = doc["update_cost"]
+    assert (cost["n_images"], cost["n_events"]) == (10, 30) and cost["ms"]["n"] == 20  # first pass: warm-up
+
+
+def test_bench_simulate_then_quality_on_its_dataset(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "results"
+    assert main(["bench", "simulate", "--n-train", "20", "--n-test", "6", "--data", str(data),
+                 "--out", str(out)]) == 0
+    sim = _doc(out, "simulate")
+    assert sim["train_shape"][0] == 20 and sim["test_shape"][0] == 6
+    assert sim["noise_ceiling"]["upper_mean"] > sim["noise_ceiling"]["lower_mean"]
+    assert 0 < sim["average_vs_truth_r"]["mean"] < sim["average_vs_truth_r"]["post_stimulus"] <= 1
+    assert all((out / name).is_file() for name in sim["figures"])
+    assert (data / "test" / "dataset.json").is_file()  # kept: --data names the folder
+    assert main(["bench", "quality", "--data", str(data), "--splits", "3", "--out", str(out)]) == 0
+    q = _doc(out, "quality")["results"]["vibe-default"]
+    assert q["dataset"]["n_images"] == 6 and set(q["r"]) == {"vibe", "ridge_tokens"}
+    assert -1 <= q["r"]["vibe"] <= 1 and q["noise_ceiling"]["lower"] < q["noise_ceiling"]["upper"]
+
+
+def test_bench_throughput_quick(tmp_path):
+    assert main(["bench", "throughput", "--quick", "--backend", "torch", "--model", "tiny", "--max-batch", "2",
+                 "--out", str(tmp_path)]) == 0
+    r = _doc(tmp_path, "throughput")["results"]["torch-fp32"]
+    batches = [s["batch"] for s in r["sweep"]]
+    assert batches in ([1], [1, 2])  # the sweep doubles up to --max-batch, and stops where the target breaks
+    assert all(len(s["raw_total_ms"]) >= 5 and _ordered(s["total_ms"]) for s in r["sweep"])  # quick: 5 rounds
+    assert r["batch1_p99_ms"] == r["sweep"][0]["total_ms"]["p99"]
+
+
+@pytest.mark.display
+def test_bench_experiment_timing(tmp_path, display):  # noqa: F811
+    assert main(["bench", "experiment-timing", "--duration", "3", "--out", str(tmp_path)]) == 0
+    doc = _doc(tmp_path, "experiment_timing")
+    assert doc["pacing"] == "clock" and doc["n_presented"] == doc["n_trials"] == 40
+    assert doc["n_markers_received"] == 40 and doc["marker_vs_flip_ms"]["max"] < 1e-3
+    assert doc["synthesized_stream"] is None
+
+
+def test_bench_options_are_checked_before_running(capsys):
+    assert main(["bench", "stream", "--srate", "0"]) == 2
+    assert "--srate must be > 0" in capsys.readouterr().err
+    assert main(["bench", "experiment-timing", "--size", "big"]) == 2
+    assert "--size must look like 800x600" in capsys.readouterr().err
+    assert main(["bench", "inference", "--montage", "things-eeg2", "--montage", "things-meg"]) == 2
+    assert "takes one --montage" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an option of another benchmark is refused by argparse
+        main(["bench", "stream", "--backend", "torch"])
 
 
 def test_analyse_received_synthetic():

@@ -9,11 +9,12 @@ import pytest
 from scipy import signal
 
 from vibe_rt.data import BackgroundNoise, EpochsDataset, EvokedModel, SimulationConfig, noise_ceiling
-from vibe_rt.data.ceiling import encoding_correlation, pearson_map
+from vibe_rt.data.ceiling import encoding_correlation
 from vibe_rt.data.simulate import image_features, naka_rushton, simulate_dataset
 from vibe_rt.data.stimuli import KINDS, make_stimulus
 from vibe_rt.errors import DataError
 from vibe_rt.montage import get_montage
+from vibe_rt.stats import pearson
 
 EEG = get_montage("things-eeg2")
 CH = list(EEG.ch_names)
@@ -177,7 +178,7 @@ def test_simulated_dataset_layout_determinism_and_ceiling(tmp_path):
     nc = summary["noise_ceiling"]
     assert nc["upper_mean"] > nc["lower_mean"]
     truth = np.load(tmp_path / "a" / "test" / "evoked_true.npy")
-    r = pearson_map(truth, test.average())
+    r = pearson(truth, test.average(), axis=0)
     assert r[:, window(0.08, 0.3)].mean() > 0.5  # averages follow the ground truth
 
 

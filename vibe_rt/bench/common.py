@@ -7,7 +7,7 @@ raw samples and percentiles), so that results from different machines sit side b
 came from.
 
 ``out`` defaults to ``benchmarks/results/`` when vibe-rt runs from a source checkout (the folder whose README
-tables :mod:`benchmarks.make_table` rebuilds) and to ``./vibe-rt-bench/`` for an installed package.
+tables :mod:`vibe_rt.bench.tables` rebuilds) and to ``./vibe-rt-bench/`` for an installed package.
 """
 
 from __future__ import annotations

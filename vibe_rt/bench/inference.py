@@ -18,7 +18,6 @@ variant parsing (:func:`parse_variants`), model resolution (:func:`resolve_model
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -371,35 +370,3 @@ def run(*, device: str = "cpu", models: str = "default,base", montage: str = "th
         path = write_result(NAME, payload, out_dir=out_dir, machine=name)
     return payload, path
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry of ``benchmarks/inference_latency.py``."""
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--models", default="default,base", help="comma list: default (the embedded model), "
-                        "presets with random weights (tiny, base) or checkpoint paths")
-    parser.add_argument("--montage", default="things-eeg2")
-    parser.add_argument("--backend", default=None, help="comma list of variants (default: all available)")
-    parser.add_argument("--seconds", type=float, default=None, help="time per batch-1 measurement")
-    parser.add_argument("--min-iters", type=int, default=20)
-    parser.add_argument("--max-iters", type=int, default=2000)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    parser.add_argument("--engines-dir", type=Path, default=None, help="engine cache (default: a temporary one)")
-    parser.add_argument("--out", type=Path, default=None, help="result folder")
-    parser.add_argument("--no-write", action="store_true", help="print only, do not write results/")
-    args = parser.parse_args(argv)
-    from .._logs import set_log_level
-
-    set_log_level(os.environ.get("VIBE_RT_LOG_LEVEL", "INFO"))
-    payload, path = run(device=args.device, models=args.models, montage=args.montage, backend=args.backend,
-                        seconds=args.seconds, min_iters=args.min_iters, max_iters=args.max_iters,
-                        warmup=args.warmup, threads=args.threads, engines_dir=args.engines_dir, out_dir=args.out,
-                        write=not args.no_write)
-    print(json.dumps(payload["summary"], indent=1))
-    if path is not None:
-        print(f"wrote {path}")
-    return 0

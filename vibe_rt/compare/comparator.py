@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..montage import Montage
+from ..stats import pearson, split_half_reliability
 from . import metrics as M
 from .epocher import Marker
 
@@ -178,7 +179,7 @@ class Comparator:
         else:
             acc.even += a
             acc.n_even += 1
-        r_ch = np.asarray(M.pearson_r(a, b, axis=-1))
+        r_ch = np.asarray(pearson(a, b, axis=-1))
         rec = {
             "index": len(self._s.events),
             "key": key,
@@ -279,12 +280,13 @@ class Comparator:
         out["latency_s"] = lat["latency_s"]
         two = e.counts >= 2
         if two.any():
-            sh = M.split_half_reliability(e.odd[two], e.even[two])
-            out.update(split_half_r=sh["split_half_r"], reliability=sh["reliability"],
-                       noise_ceiling=sh["noise_ceiling"])
+            odd, even = e.odd[two], e.even[two]
+            sh = split_half_reliability(odd, even, axis=None)
+            out.update(split_half_r=sh.r, reliability=sh.reliability, noise_ceiling=sh.ceiling)
             if not compact:
-                out["noise_ceiling_per_channel"] = sh["noise_ceiling_per_channel"]
-                out["reliability_per_channel"] = sh["reliability_per_channel"]
+                per_channel = split_half_reliability(odd, even, axis=(0, 2))
+                out["noise_ceiling_per_channel"] = per_channel.ceiling.tolist()
+                out["reliability_per_channel"] = per_channel.reliability.tolist()
         if not compact:
             out.update(M.erp_metrics(e.live, e.synth))
             out["latency"] = lat

@@ -5,7 +5,8 @@ Conventions
 * Arrays are ``(..., n_channels, n_times)`` in SI units (V or T); time is the last axis.
 * A positive latency means the **live** response arrives later than the synthesized one:
   ``live(t) ~ gain * synth(t - latency)``.
-* Pearson r of constant inputs is ``nan`` (never a division warning).
+* Pearson r, Spearman-Brown and split-half reliability are :mod:`vibe_rt.stats` (r of constant inputs is
+  ``nan``, never a division warning).
 """
 
 from __future__ import annotations
@@ -15,47 +16,18 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ..stats import pearson
+
 __all__ = [
-    "pearson_r",
     "channel_r",
     "overall_r",
     "rmse",
-    "spearman_brown",
-    "split_half_reliability",
     "lagged_r",
     "estimate_latency",
     "fit_gain",
     "shift_signal",
     "erp_metrics",
 ]
-
-
-def pearson_r(a: np.ndarray, b: np.ndarray, axis: int | tuple[int, ...] | None = -1) -> np.ndarray | float:
-    """Pearson correlation of ``a`` and ``b`` along ``axis`` (``None``: all elements).
-
-    Parameters
-    ----------
-    a, b : ndarray
-        Arrays of the same shape.
-    axis : int | tuple of int | None
-        Axis (or axes) over which to correlate.
-
-    Returns
-    -------
-    r : ndarray | float
-        Correlation, ``nan`` where either input is constant.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    am = a - a.mean(axis=axis, keepdims=True)
-    bm = b - b.mean(axis=axis, keepdims=True)
-    num = (am * bm).sum(axis=axis)
-    den = np.sqrt((am * am).sum(axis=axis) * (bm * bm).sum(axis=axis))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-    return float(r) if np.ndim(r) == 0 else r
 
 
 def channel_r(live: np.ndarray, synth: np.ndarray) -> np.ndarray:
@@ -69,12 +41,12 @@ def channel_r(live: np.ndarray, synth: np.ndarray) -> np.ndarray:
     if live.ndim == 3:
         live = np.moveaxis(live, 1, 0).reshape(live.shape[1], -1)
         synth = np.moveaxis(synth, 1, 0).reshape(synth.shape[1], -1)
-    return np.asarray(pearson_r(live, synth, axis=-1))
+    return np.asarray(pearson(live, synth, axis=-1))
 
 
 def overall_r(live: np.ndarray, synth: np.ndarray) -> float:
     """Pearson r over all channels and time points (and images) pooled."""
-    return float(pearson_r(np.ravel(live), np.ravel(synth), axis=None))
+    return float(pearson(np.ravel(live), np.ravel(synth), axis=None))
 
 
 def rmse(live: np.ndarray, synth: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray | float:
@@ -82,53 +54,6 @@ def rmse(live: np.ndarray, synth: np.ndarray, axis: int | tuple[int, ...] | None
     d = np.asarray(live, dtype=np.float64) - np.asarray(synth, dtype=np.float64)
     out = np.sqrt(np.mean(d * d, axis=axis))
     return float(out) if np.ndim(out) == 0 else out
-
-
-def spearman_brown(r: np.ndarray | float, factor: float = 2.0) -> np.ndarray | float:
-    """Spearman-Brown prophecy: reliability of a measure ``factor`` times longer than one with reliability ``r``.
-
-    With ``factor=2`` it turns a split-half correlation into the reliability of the full average.
-    """
-    r = np.asarray(r, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = factor * r / (1.0 + (factor - 1.0) * r)
-    return float(out) if out.ndim == 0 else out
-
-
-def split_half_reliability(odd: np.ndarray, even: np.ndarray) -> dict[str, object]:
-    """Split-half reliability and noise ceiling from odd- and even-repetition averages.
-
-    Parameters
-    ----------
-    odd, even : ndarray, shape (n_images, C, T)
-        Average of the odd and of the even repetitions of each image (images with at least two
-        repetitions only).
-
-    Returns
-    -------
-    result : dict
-        ``split_half_r`` (pooled r between halves), ``reliability`` (Spearman-Brown corrected, the
-        reliability of the all-repetition average), ``noise_ceiling`` (``sqrt(reliability)``: the highest
-        Pearson r that a noise-free prediction can reach against the all-repetition average), and the
-        same three per channel (lists).
-    """
-    odd = np.asarray(odd, dtype=np.float64)
-    even = np.asarray(even, dtype=np.float64)
-    r_all = overall_r(odd, even)
-    r_ch = channel_r(odd, even)
-    rel_all = spearman_brown(r_all)
-    rel_ch = spearman_brown(r_ch)
-    with np.errstate(invalid="ignore"):
-        ceil_all = float(np.sqrt(rel_all)) if rel_all == rel_all and rel_all >= 0 else float("nan")
-        ceil_ch = np.where(rel_ch >= 0, np.sqrt(np.clip(rel_ch, 0, None)), np.nan)
-    return {
-        "split_half_r": r_all,
-        "reliability": float(rel_all),
-        "noise_ceiling": ceil_all,
-        "split_half_r_per_channel": np.asarray(r_ch).tolist(),
-        "reliability_per_channel": np.asarray(rel_ch).tolist(),
-        "noise_ceiling_per_channel": np.asarray(ceil_ch).tolist(),
-    }
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -159,7 +84,7 @@ def lagged_r(live: np.ndarray, synth: np.ndarray, max_lag: int) -> tuple[np.ndar
             x, y = a[:, k:], b[:, : n_t - k]
         else:
             x, y = a[:, : n_t + k], b[:, -k:]
-        r = pearson_r(x, y, axis=-1)
+        r = pearson(x, y, axis=-1)
         if np.any(np.isfinite(r)):
             out[i] = np.nanmean(r)
     return lags, out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .ceiling import encoding_correlation, noise_ceiling, pearson_map
+from .ceiling import encoding_correlation, noise_ceiling
 from .dataset import EpochsDataset
 from .noise import BackgroundNoise
 from .recordings import Recording, load_recording, read_recording, read_stimulus_log
@@ -22,7 +22,6 @@ __all__ = [
     "load_things_eeg2",
     "load_things_meg",
     "noise_ceiling",
-    "pearson_map",
     "read_recording",
     "read_stimulus_log",
     "read_things_eeg2",

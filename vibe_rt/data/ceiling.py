@@ -8,9 +8,10 @@ halves, 100 times, and the correlations are averaged over splits.
 * noise ceiling, upper bound: r(mean of all repetitions, mean of half B);
 * encoding accuracy of a prediction: r(prediction, mean of half A).
 
-Repetitions that are NaN (ragged recordings) are ignored in the means. The computation is
-:func:`vibe_rt.training.metrics.encoding_scores` (the evaluation's); this module keeps the dataset-facing checks
-and result dictionaries.
+Repetitions that are NaN (ragged recordings) are ignored in the means. The statistics are :mod:`vibe_rt.stats`
+(the evaluation, :func:`vibe_rt.training.metrics.encoding_scores`, uses the same splits and formulas); this module
+keeps the dataset-facing checks and result dictionaries. As in the evaluation, an r that is undefined in a split
+(a half constant across the images, e.g. a flat channel) counts as 0 in the averages over splits.
 """
 
 from __future__ import annotations
@@ -18,27 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from ..training.metrics import encoding_scores, pearson_across
-
-
-def pearson_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r across the first axis, for every remaining index.
-
-    Parameters
-    ----------
-    a, b : ndarray, shape (n_images, ...)
-        Same shape.
-
-    Returns
-    -------
-    r : ndarray, shape a.shape[1:]
-        Correlation; 0 where either input is constant.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise DataError(f"cannot correlate arrays of shapes {a.shape} and {b.shape}")
-    return pearson_across(a, b, axis=0)
+from ..stats import noise_ceiling as split_half_ceiling
+from ..stats import pearson, random_halves, repetition_mean
 
 
 def _check(test_epochs: np.ndarray) -> np.ndarray:
@@ -70,9 +52,8 @@ def noise_ceiling(test_epochs: np.ndarray, n_splits: int = 100, seed: int | None
         ``lower`` and ``upper``: (n_channels, n_times) maps of Pearson r averaged over splits;
         ``lower_mean`` and ``upper_mean``: their means (floats); ``n_splits``, ``n_reps``.
     """
-    x = _check(test_epochs)
-    scores = encoding_scores(None, x, n_splits=int(n_splits), seed=seed)
-    lower, upper = scores.ceiling_lower, scores.ceiling_upper
+    x = _check(test_epochs).astype(np.float32, copy=False)
+    lower, upper = split_half_ceiling(x, int(n_splits), seed, nan_as=0.0)
     return {"lower": lower, "upper": upper, "lower_mean": float(lower.mean()), "upper_mean": float(upper.mean()),
             "n_splits": int(n_splits), "n_reps": int(x.shape[1])}
 
@@ -95,15 +76,16 @@ def encoding_correlation(prediction: np.ndarray, test_epochs: np.ndarray, n_spli
     Returns
     -------
     dict
-        ``map``: (n_channels, n_times) r averaged over splits; ``mean``: its mean; ``per_image``: (n_images,)
-        r between prediction and the all-repetition average over channels x time, per image.
+        ``map``: (n_channels, n_times) r averaged over splits (an undefined r counted as 0); ``mean``: its
+        mean; ``per_image``: (n_images,) r between prediction and the all-repetition average over channels x
+        time, per image (``nan`` where either is constant).
     """
     x = _check(test_epochs).astype(np.float32, copy=False)
     pred = np.asarray(prediction, dtype=np.float64)
     if pred.shape != (x.shape[0],) + x.shape[2:]:
         raise DataError(f"prediction of shape {pred.shape} does not match test epochs {x.shape} "
                         "(expected (n_images, n_channels, n_times))")
-    acc = encoding_scores(pred, x, n_splits=int(n_splits), seed=seed).r_map
-    full = np.nanmean(x, axis=1) if np.isnan(x).any() else x.mean(axis=1)
-    per_image = pearson_map(pred.reshape(len(pred), -1).T, full.reshape(len(full), -1).T)
-    return {"map": acc, "mean": float(acc.mean()), "per_image": per_image, "n_splits": int(n_splits)}
+    n = int(n_splits)
+    acc = sum(np.nan_to_num(pearson(pred, a, axis=0), nan=0.0) for a, _ in random_halves(x, n, seed)) / n
+    per_image = pearson(pred, repetition_mean(x), axis=tuple(range(1, pred.ndim)))
+    return {"map": acc, "mean": float(acc.mean()), "per_image": per_image, "n_splits": n}

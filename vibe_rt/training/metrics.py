@@ -1,6 +1,7 @@
 """The encoding metrics of the THINGS-EEG2 encoding work (Gifford et al. 2022, ``correlation.py``).
 
-All functions here are pure numpy and take arrays; :mod:`vibe_rt.training.evaluate` applies them to models.
+All functions here are pure numpy and take arrays; :mod:`vibe_rt.training.evaluate` applies them to models. The
+statistics (Pearson r, the random half splits, the noise ceilings) are :mod:`vibe_rt.stats`.
 
 Protocol (see ``docs/training.md``):
 
@@ -12,6 +13,10 @@ Protocol (see ``docs/training.md``):
   for the same seed.
 - **Per-image r**: for each test image, Pearson r over channels x time between the prediction and the same
   half-average (after scaling each channel by ``scale``, so that channels weigh equally), averaged over splits.
+
+An undefined r (a prediction or a half average constant across the images, e.g. a flat channel; see
+:mod:`vibe_rt.stats`) counts as 0 in every average here (:func:`encoding_r`): it carries no information, and
+the headline mean stays finite.
 """
 
 from __future__ import annotations
@@ -20,23 +25,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EncodingScores", "pearson_across", "encoding_scores", "reconstruction_scores"]
+from ..stats import pearson, random_halves, repetition_mean, split_ceilings
+
+__all__ = ["EncodingScores", "encoding_r", "encoding_scores", "reconstruction_scores"]
 
 
-def pearson_across(a: np.ndarray, b: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Pearson r between ``a`` and ``b`` along ``axis`` (elementwise over the other axes).
+def encoding_r(a: np.ndarray, b: np.ndarray, axis: int | tuple[int, ...] = 0) -> np.ndarray:
+    """:func:`vibe_rt.stats.pearson` along ``axis`` with an undefined r (constant or NaN input) counted as 0.
 
-    Constant vectors give r = 0 instead of NaN.
+    The evaluation's policy for every r that is averaged into a score (maps, per-image r, validation r).
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    a = a - a.mean(axis=axis, keepdims=True)
-    b = b - b.mean(axis=axis, keepdims=True)
-    num = (a * b).sum(axis=axis)
-    den = np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    return r
+    return np.nan_to_num(np.asarray(pearson(a, b, axis=axis)), nan=0.0)
 
 
 @dataclass
@@ -85,11 +84,6 @@ class EncodingScores:
         }
 
 
-def _per_image_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    n = a.shape[0]
-    return pearson_across(a.reshape(n, -1), b.reshape(n, -1), axis=1)
-
-
 def encoding_scores(
     pred: np.ndarray | None,
     test_epochs: np.ndarray,
@@ -130,33 +124,24 @@ def encoding_scores(
         if pred.shape != (n, c, t):
             raise ValueError(f"pred must have shape {(n, c, t)}; got {pred.shape}")
     inv = np.ones((1, c, 1), np.float32) if scale is None else (1.0 / np.asarray(scale, np.float32))[None, :, None]
-    rng = np.random.default_rng(seed)
-    ragged = bool(np.isnan(test).any())
-    full = np.nanmean(test, axis=1) if ragged else test.mean(axis=1)
-    total = None if ragged else test.sum(axis=1, dtype=np.float64)
-    half = reps // 2
+    full = repetition_mean(test)
+    img = (1, 2)  # per image: r over channels x time
     r_map = np.zeros((c, t))
     lo = np.zeros((c, t))
     up = np.zeros((c, t))
     r_img = np.zeros(n)
     lo_img = np.zeros(n)
     up_img = np.zeros(n)
-    for _ in range(n_splits):
-        perm = rng.permutation(reps)
-        if ragged or reps % 2:
-            a = np.nanmean(test[:, perm[:half]], axis=1)
-            b = np.nanmean(test[:, perm[half : 2 * half]], axis=1)
-        else:
-            sum_a = test[:, perm[:half]].sum(axis=1, dtype=np.float64)
-            a = (sum_a / half).astype(np.float32)
-            b = ((total - sum_a) / half).astype(np.float32)
+    for a, b in random_halves(test, n_splits, seed):
         if pred is not None:
-            r_map += pearson_across(pred, a, axis=0)
-            r_img += _per_image_r(pred * inv, a * inv)
-        lo += pearson_across(a, b, axis=0)
-        up += pearson_across(full, b, axis=0)
-        lo_img += _per_image_r(a * inv, b * inv)
-        up_img += _per_image_r(full * inv, b * inv)
+            r_map += encoding_r(pred, a, axis=0)
+            r_img += encoding_r(pred * inv, a * inv, axis=img)
+        lower, upper = split_ceilings(a, b, full, axis=0, nan_as=0.0)
+        lo += lower
+        up += upper
+        lower, upper = split_ceilings(a * inv, b * inv, full * inv, axis=img, nan_as=0.0)
+        lo_img += lower
+        up_img += upper
     k = float(n_splits)
     return EncodingScores(
         r_map=r_map / k,
@@ -188,6 +173,6 @@ def reconstruction_scores(recon: np.ndarray, target: np.ndarray, *, scale: np.nd
     recon = np.asarray(recon, np.float32)
     target = np.asarray(target, np.float32)
     inv = 1.0 if scale is None else (1.0 / np.asarray(scale, np.float32))[None, :, None]
-    r_map = pearson_across(recon, target, axis=0)
-    r_epoch = _per_image_r(recon * inv, target * inv)
+    r_map = encoding_r(recon, target, axis=0)
+    r_epoch = encoding_r(recon * inv, target * inv, axis=(1, 2))
     return {"r": float(r_map.mean()), "r_per_epoch": float(r_epoch.mean()), "r_map": r_map}

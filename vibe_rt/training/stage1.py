@@ -27,7 +27,7 @@ from .._logs import logger
 from ..errors import ConfigError, DataError
 from .common import DistContext, ResumableConfig, fit, init_distributed, split_validation, state_path
 from .losses import kl_divergence, kl_weight, mse_loss
-from .metrics import pearson_across
+from .metrics import encoding_r
 
 __all__ = ["Stage1Config", "Stage1Result", "train_vae", "split_validation", "state_path"]
 
@@ -175,7 +175,7 @@ def _validate(vae: torch.nn.Module, x_val: torch.Tensor, batch: int = 512) -> di
     recon = torch.cat([vae(x_val[i : i + batch].to(device))[0].cpu() for i in range(0, len(x_val), batch)])
     xv = x_val.numpy().reshape(len(x_val), -1)
     rv = recon.numpy().reshape(len(x_val), -1)
-    r = pearson_across(rv, xv, axis=0)
+    r = encoding_r(rv, xv, axis=0)
     return {"val_mse": float(((rv - xv) ** 2).mean()), "val_r": float(r.mean())}
 
 

@@ -28,7 +28,7 @@ from .._logs import logger
 from ..errors import ConfigError
 from .common import DistContext, ResumableConfig, fit, init_distributed, split_validation
 from .losses import mse_loss, sliced_wasserstein_distance
-from .metrics import pearson_across
+from .metrics import encoding_r
 
 __all__ = ["Stage2Config", "Stage2Result", "train_mapper", "vae_latents", "decode_latents", "parse_encoder_spec"]
 
@@ -248,5 +248,5 @@ def _validate(mapper: nn.Module, vae: nn.Module, tok: torch.Tensor, target: torc
               val_avg: np.ndarray) -> dict[str, float]:
     pred = predict_latents(mapper, tok)
     dec = decode_latents(vae, pred)
-    r = pearson_across(dec, val_avg, axis=0)
+    r = encoding_r(dec, val_avg, axis=0)
     return {"val_latent_mse": float(((pred - target) ** 2).mean()), "val_r": float(r.mean())}
