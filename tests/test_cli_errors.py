@@ -37,6 +37,15 @@ def files(tmp_path: Path) -> Path:
             {"format": "vibe-rt-calibration", "version": 2, "name": name, "montage": "things-eeg2",
              "channels": eeg, "gain": [1.0] * len(eeg), "latency_s": 0.0, "adapter": bad}))
     (tmp_path / "truncated.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    valid = {"format": "vibe-rt-calibration", "version": 1, "name": "bad", "montage": "things-eeg2",
+             "channels": eeg, "gain": [1.0] * len(eeg), "latency_s": 0.01}
+    for name, bad in (("gain-nan", {"gain": [float("nan")] + [1.0] * (len(eeg) - 1)}),
+                      ("gain-inf", {"gain": [float("inf")] * len(eeg)}), ("gain-zero", {"gain": [0.0] * len(eeg)}),
+                      ("gain-text", {"gain": "abc"}), ("gain-words", {"gain": ["abc"] * len(eeg)}),
+                      ("gain-short", {"gain": [1.0, 1.0, 1.0]}),
+                      ("latency-nan", {"latency_s": float("nan")}), ("latency-huge", {"latency_s": 1e9}),
+                      ("latency-short", {"latency_s": [0.01, 0.02]})):
+        (tmp_path / f"calibration-{name}.json").write_text(json.dumps({**valid, **bad}))  # NaN/Infinity as JSON has it
     return tmp_path
 
 
@@ -74,6 +83,28 @@ CASES = [
     ("calibration-missing", ["stream", "--calibration", "{tmp}/nope.json", "--duration", "1"], "does not exist"),
     ("calibration-not-a-profile", ["stream", "--calibration", "{tmp}/not-a-calibration.json", "--duration", "1"],
      "not a vibe-rt calibration profile"),
+    # invalid values are refused when the profile loads, before the model does (they used to stream: NaN dropped
+    # every event, a latency of 1e9 s streamed "ok" events whose response never came, a text gain a traceback)
+    ("calibration-gain-nan", ["stream", "--calibration", "{tmp}/calibration-gain-nan.json", "--duration", "1"],
+     "calibration-gain-nan.json: gain[0] is nan, not a finite number; refit the profile"),
+    ("calibration-gain-inf", ["stream", "--calibration", "{tmp}/calibration-gain-inf.json", "--duration", "1"],
+     "gain[0] is inf, not a finite number"),
+    ("calibration-gain-zero", ["stream", "--calibration", "{tmp}/calibration-gain-zero.json", "--duration", "1"],
+     "gain 0 of channel Pz is outside the plausible range (|gain| 0.001 to 1000)"),
+    ("calibration-gain-text", ["stream", "--calibration", "{tmp}/calibration-gain-text.json", "--duration", "1"],
+     "gain must be a list of numbers, one per channel, got 'abc'"),
+    ("calibration-gain-words", ["stream", "--calibration", "{tmp}/calibration-gain-words.json", "--duration", "1"],
+     "gain[0] must be a number, got 'abc'"),
+    ("calibration-gain-short", ["stream", "--calibration", "{tmp}/calibration-gain-short.json", "--duration", "1"],
+     "gain has 3 values for 17 channels; give one per channel"),
+    ("calibration-latency-nan", ["stream", "--calibration", "{tmp}/calibration-latency-nan.json",
+                                 "--duration", "1"], "latency_s is nan, not a finite number"),
+    ("calibration-latency-huge", ["stream", "--calibration", "{tmp}/calibration-latency-huge.json",
+                                  "--duration", "1"], "latency_s 1e+09 s is outside +-1 s"),
+    ("calibration-latency-short", ["stream", "--calibration", "{tmp}/calibration-latency-short.json",
+                                   "--duration", "1"], "latency_s has 2 values for 17 channels"),
+    ("calibration-folder", ["stream", "--calibration", "{tmp}/empty", "--duration", "1"],
+     "calibration profile {tmp}/empty is a folder, expected a file"),
     ("size-malformed", ["stream", "--camera", "0", "--size", "big"], "--size must look like"),
     ("engines-model-truncated", ["engines", "verify", "--model", "{tmp}/truncated"], "truncated"),
     ("compare-no-input", ["compare", "--synth", "vibe-rt"], "give --live"),

@@ -54,7 +54,7 @@ def default_profile_path(session: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare.calibrate import fit_calibration, save_calibration
+    from ..compare.calibrate import fit_calibration
     from ..compare.report import read_report
 
     session = args.session
@@ -81,18 +81,18 @@ def run(args: argparse.Namespace) -> int:
     profile = fit_calibration(erps, montage, max_lag_s=args.max_lag_ms / 1000.0,
                               per_channel_latency=args.per_channel_latency, channel_map=channel_map,
                               name=args.out.stem, adapter_model=adapter_model)
-    path = save_calibration(profile, args.out)
-    b, a = profile["metrics_before"], profile["metrics_after"]
-    lat = profile["latency_s"]
+    path = profile.save(args.out)
+    b, a = profile.metrics["before"], profile.metrics["after"]
+    lat = profile.latency_s
     if isinstance(lat, float):
         lat_txt = f"{1e3 * lat:+.1f} ms"
     else:
         lat_txt = f"per channel {1e3 * min(lat):+.1f}..{1e3 * max(lat):+.1f} ms"
     out = sys.stdout
-    out.write(f"latency: {lat_txt} (live later > 0); gain: {min(profile['gain']):.2f}..{max(profile['gain']):.2f}\n")
+    out.write(f"latency: {lat_txt} (live later > 0); gain: {min(profile.gain):.2f}..{max(profile.gain):.2f}\n")
     out.write(f"ERP r:    before {b['erp_r']:+.3f}  after {a['erp_r']:+.3f}\n")
     out.write(f"ERP RMSE: before {b['erp_rmse']:.3g}  after {a['erp_rmse']:.3g}\n")
-    held = profile.get("metrics_heldout")
+    held = profile.metrics.get("heldout")
     if held:
         out.write(f"held out (fit odd, test even repetitions): r {held['before']['erp_r']:+.3f} -> "
                   f"{held['after']['erp_r']:+.3f}, RMSE {held['before']['erp_rmse']:.3g} -> "
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     fit = (held or {}).get("adapter")
     if fit:
         best = max(fit["penalty_r"].values())
-        verdict = (f"kept (penalty {fit['chosen']:g}), in sample r {profile['metrics_after_adapter']['erp_r']:+.3f}"
+        verdict = (f"kept (penalty {fit['chosen']:g}), in sample r {profile.metrics['after_adapter']['erp_r']:+.3f}"
                    if fit["kept"] else "not kept: no better than without it")
         out.write(f"latent adapter: held-out r {fit['identity_r']:+.3f} -> {best:+.3f}, {verdict}\n")
     out.write(f"profile: {path}\n")

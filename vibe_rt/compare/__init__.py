@@ -1,12 +1,13 @@
-"""Closed-loop comparison of live recordings with synthesized M/EEG, and calibration profiles.
+"""Closed-loop comparison of live recordings with synthesized M/EEG, and the fitting of calibration profiles.
 
 Pure parts (:mod:`.metrics`, :class:`Comparator`, :class:`EpochExtractor`, :class:`Session`) are fed either by
 LSL inlets (:class:`LiveComparator`) or by files (:func:`compare_offline`) through the same code path.
+Profiles themselves (reading, validating, applying) are :mod:`vibe_rt.calibration`.
 """
 
 from __future__ import annotations
 
-from .calibrate import apply_calibration, fit_calibration, load_calibration, save_calibration
+from .calibrate import fit_calibration
 from .channels import ChannelMatch, match_channels, unit_scale
 from .comparator import Comparator, ErpSet
 from .epocher import EpochExtractor, Marker, parse_marker
@@ -17,7 +18,7 @@ from .session import DictSynth, PredictorSynth, Session
 
 __all__ = [
     "ChannelMatch", "Comparator", "DictSynth", "EpochExtractor", "ErpSet", "LiveComparator", "Marker",
-    "PredictorSynth", "Recording", "Session", "apply_calibration", "compare_offline", "fit_calibration",
-    "load_calibration", "log_markers", "match_channels", "parse_marker", "read_recording", "read_report",
-    "read_stimulus_log", "recording_markers", "save_calibration", "unit_scale", "write_report",
+    "PredictorSynth", "Recording", "Session", "compare_offline", "fit_calibration", "log_markers", "match_channels",
+    "parse_marker", "read_recording", "read_report", "read_stimulus_log", "recording_markers", "unit_scale",
+    "write_report",
 ]

@@ -17,7 +17,6 @@ A failure in any worker thread is stored, shown in :meth:`StreamPipeline.status`
 from __future__ import annotations
 
 import collections
-import dataclasses
 import heapq
 import itertools
 import threading
@@ -28,9 +27,9 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from .._logs import logger
+from ..calibration import CalibrationProfile
 from ..errors import ConfigError, StreamError
 from ..montage import Montage
-from ..compare.calibrate import resolve_calibration, scale_and_shift
 from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
 from .events import EventPolicy, Stimulus, StimulusFactory
 from .lsl import LslOutlets
@@ -54,54 +53,6 @@ class Predictor(Protocol):
 
     def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         """float32 (B, 3, S, S) -> (epochs (B, C, T) SI units, per-stage timings in seconds)."""
-
-
-def _calibration_for(profile: dict, montage: Montage) -> dict:
-    """A calibration profile resolved once for the streamed channels (gain and latency per channel, in montage
-    order, and ``"shift_samples"``), so that the inference thread neither re-matches labels nor logs per batch.
-
-    Raises :class:`ConfigError` when the profile covers none of the channels (a profile for another montage);
-    channels it lacks keep gain 1 and no shift (logged once).
-    """
-    gain, shift, missing = resolve_calibration(profile, montage)
-    if len(missing) == montage.n_channels:
-        raise ConfigError(f"the calibration profile {profile.get('name', '')!r} (montage "
-                          f"{profile.get('montage')!r}) has none of the streamed channels "
-                          f"({', '.join(montage.ch_names[:5])}...); use a profile fitted for montage "
-                          f"{montage.name!r} (vibe-rt calibrate) or leave --calibration out")
-    if missing:
-        logger.warning("the calibration profile has no entry for %s: gain 1, no shift", missing)
-    latency = (shift / montage.sfreq).tolist()
-    return {**profile, "channels": list(montage.ch_names), "ch_names": list(montage.ch_names),
-            "gain": gain.tolist(), "latency_s": latency[0] if len(set(latency)) == 1 else latency,
-            "shift_samples": shift}
-
-
-def _device_labels(montage: Montage, channel_map: dict[str, str] | None) -> Montage:
-    """``montage`` with each channel renamed to the live device's label that a calibration profile's channel
-    map gives it (model channel -> live channel; interpolated channels and clashing names keep the model's)."""
-    if not channel_map:
-        return montage
-    lower = {str(k).lower(): str(v) for k, v in channel_map.items()}
-    names = [lower.get(c.lower(), c) for c in montage.ch_names]
-    names = [n if n and not n.startswith("interpolated") else c for n, c in zip(names, montage.ch_names)]
-    if len(set(names)) != len(names):
-        logger.warning("the calibration's channel map gives several channels one label; streaming the model's")
-        return montage
-    if names != list(montage.ch_names):
-        logger.info("streaming with the device's channel labels from the calibration profile: %s",
-                    ", ".join(f"{c}->{n}" for c, n in zip(montage.ch_names, names) if c != n))
-    return dataclasses.replace(montage, ch_names=tuple(names))
-
-
-def _install_adapter(predictor: Predictor | None, adapter: dict) -> None:
-    """Give the predictor a calibration profile's latent adapter (checked against its model)."""
-    from ..compare.adapter import LatentAdapter
-
-    if predictor is None or not hasattr(predictor, "set_latent_adapter"):
-        raise ConfigError("the calibration profile has a latent adapter, which only a ViBE predictor can apply; "
-                          "use a profile without adapter (vibe-rt calibrate without --adapter)")
-    predictor.set_latent_adapter(LatentAdapter.from_dict(adapter))
 
 
 class StreamPipeline:
@@ -136,9 +87,10 @@ class StreamPipeline:
         Power-line frequency (0: none).
     record : path-like | None
         BrainVision ``.vhdr`` file to append the streamed signal and markers to.
-    calibration : dict | None
-        A profile from :func:`vibe_rt.compare.calibrate.load_calibration`: per-channel gain and latency applied
-        to the predicted epochs; its latent adapter, if any, is installed in ``predictor``.
+    calibration : CalibrationProfile | None
+        Per-channel gain and latency applied to the predicted epochs (resolved once for the streamed channels),
+        the live device's channel labels from its channel map on the outlet and the recording, and its latent
+        adapter, if any, installed in ``predictor``.
     chunk_s : float
         Target push interval (s).
     max_queue, max_batch : int
@@ -160,7 +112,7 @@ class StreamPipeline:
                  channels: Sequence[str] | None = None, background: Background | str | None = "auto",
                  srate: float = 1000.0, lookahead: float = 0.25, name: str = "vibe-rt", source_id: str | None = None,
                  late_policy: str = "clip", line_noise: float = 0, record: str | Path | None = None,
-                 calibration: dict | None = None, chunk_s: float = 0.005, max_queue: int = 8,
+                 calibration: CalibrationProfile | None = None, chunk_s: float = 0.005, max_queue: int = 8,
                  max_batch: int = 4, clock: Clock | None = None, extra_meta: dict[str, Any] | None = None,
                  seed: int | None = None, noise_scale: float = 1.0, synth_kwargs: dict[str, Any] | None = None,
                  stats_window: int = 1000) -> None:
@@ -187,12 +139,13 @@ class StreamPipeline:
             background = make_background(self.montage, self.srate, seed=seed, scale=noise_scale)
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=late_policy,
                                  line_noise=line_noise, seed=seed, **(synth_kwargs or {}))
-        self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None
-        self._cal_gain = np.asarray(self.calibration["gain"]) if self.calibration is not None else None
+        if calibration is not None and not isinstance(calibration, CalibrationProfile):
+            raise ConfigError("calibration= takes a CalibrationProfile (vibe_rt.calibration.CalibrationProfile.load)")
+        self.calibration = calibration.resolve(self.montage) if calibration is not None else None
         # the outlet and the recording carry the live device's labels where the profile's channel map has them
-        self.output_montage = _device_labels(self.montage, (calibration or {}).get("channel_map"))
-        if calibration is not None and calibration.get("adapter") is not None:
-            _install_adapter(predictor, calibration["adapter"])
+        self.output_montage = self.calibration.output_montage if self.calibration is not None else self.montage
+        if self.calibration is not None:
+            self.calibration.install_adapter(predictor)
         self.record_path = Path(record) if record else None
         self.chunk = chunk_samples(self.srate, chunk_s)
         self.max_queue, self.max_batch = int(max_queue), int(max_batch)
@@ -456,7 +409,7 @@ class StreamPipeline:
                 epochs = np.asarray(epochs)[:, self._ch_idx]
                 if self.calibration is not None:
                     with np.errstate(all="ignore"):
-                        epochs = scale_and_shift(epochs, self._cal_gain, self.calibration["shift_samples"])
+                        epochs = self.calibration.apply(epochs)
                 onsets = [s.onset for s, _ in batch]
                 prepared = self.synth.prepare_batch(epochs)  # resampling outside the lock the outlet waits on
                 with self._synth_lock:

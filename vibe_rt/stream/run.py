@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 from .._logs import logger
 from ..errors import ConfigError
-from ..compare.calibrate import load_calibration
+from ..calibration import CalibrationProfile, LatentAdapter
 from .clock import lsl_clock
 from .events import make_policy
-from .pipeline import Predictor, StreamPipeline, _calibration_for
+from .pipeline import Predictor, StreamPipeline
 from ..montage import Montage
 from .synth import resample_factors
 from .sources import CameraSource, DemoSource, FrameSource, ImageFolderSource, VideoSource
@@ -179,13 +179,12 @@ def _channels(spec: str | None, model: Montage) -> list[str] | None:
     return names
 
 
-def _check_adapter_model(adapter: dict[str, Any], model: str | Path | None) -> None:
+def _check_adapter_model(adapter: LatentAdapter, model: str | Path | None) -> None:
     """A calibration's latent adapter must belong to the checkpoint streamed (compared by model hash, cheaply)."""
     from .. import checkpoint
-    from ..compare.adapter import LatentAdapter
 
     path = model if model is not None else checkpoint.require_default_checkpoint()
-    LatentAdapter.from_dict(adapter).require_model(checkpoint.model_hash(path))
+    adapter.require_model(checkpoint.model_hash(path))
 
 
 def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
@@ -197,7 +196,7 @@ def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
     if source is not None:
         source.probe()  # a missing camera or file is reported before the model loads
     # so is a missing or malformed calibration profile (its channels are checked against the model's below)
-    calibration = load_calibration(cfg.calibration) if cfg.calibration is not None else None
+    calibration = CalibrationProfile.load(cfg.calibration) if cfg.calibration is not None else None
     events = cfg.events
     if events == "auto":
         events = "every" if cfg.source == "images" else "scene"
@@ -210,9 +209,9 @@ def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
         resample_factors(model_montage.sfreq, cfg.srate)  # --srate must be a rational multiple of the model's
         early = _channels(cfg.montage, model_montage)
         if calibration is not None:
-            _calibration_for(calibration, model_montage.pick(early) if early else model_montage)
-            if calibration.get("adapter") is not None:
-                _check_adapter_model(calibration["adapter"], cfg.model)
+            calibration.resolve(model_montage.pick(early) if early else model_montage)
+            if calibration.adapter is not None:
+                _check_adapter_model(calibration.adapter, cfg.model)
         predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
         meta = {**loaded_meta, **meta}
     channels = _channels(cfg.montage, predictor.montage)
