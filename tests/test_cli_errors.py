@@ -46,7 +46,31 @@ def files(tmp_path: Path) -> Path:
                       ("latency-nan", {"latency_s": float("nan")}), ("latency-huge", {"latency_s": 1e9}),
                       ("latency-short", {"latency_s": [0.01, 0.02]})):
         (tmp_path / f"calibration-{name}.json").write_text(json.dumps({**valid, **bad}))  # NaN/Infinity as JSON has it
+    _recordings(tmp_path, eeg)
     return tmp_path
+
+
+def _recordings(folder: Path, channels: list[str]) -> None:
+    """Recordings a comparison cannot use: markers that name images absent from here, or only event codes (a
+    BrainVision file written by vibe-rt's own stream recorder, as `vibe-rt stream --record` does)."""
+    import mne
+    import numpy as np
+
+    from vibe_rt.stream.record import BrainVisionWriter
+
+    sfreq, n = 250.0, 1500
+    data = 1e-6 * np.random.default_rng(0).standard_normal((len(channels), n))
+    raw = mne.io.RawArray(data, mne.create_info(channels, sfreq, "eeg"), verbose="error")
+    names = [f"img{i:03d}.png" for i in range(3)]
+    raw.set_annotations(mne.Annotations([1.0, 2.0, 3.0], [0.0] * 3,
+                                        [json.dumps({"image": name, "source": "images"}) for name in names]))
+    raw.save(folder / "images_raw.fif", verbose="error")
+    writer = BrainVisionWriter(folder / "streamed.vhdr", channels, ["V"] * len(channels), sfreq, t0=100.0)
+    writer.write(data.T.astype(np.float32))
+    for onset in (101.0, 102.0, 103.0):
+        writer.marker(onset, "S  1")
+    writer.close()
+    (folder / "late.csv").write_text("onset,image\n50.0,img000.png\n60.0,img001.png\n")
 
 
 def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -115,6 +139,40 @@ CASES = [
      "no LSL signal stream 'NoSuchSynth' found within 1 s (synth)"),  # the synthesized stream is resolved first
     ("calibrate-session-missing", ["calibrate", "--session", "{tmp}/nope", "--out", "{tmp}/c.json",
                                    "--synth", "vibe-rt"], "nope"),
+    # a comparison that can compare nothing is an error naming the cause, decided before the model loads (it was
+    # "0 events compared", exit 0, and calibrate then said "the ERPs are flat")
+    ("compare-images-not-found", ["compare", "--live-file", "{tmp}/images_raw.fif"],
+     "no marker named an image file that exists (such as 'img000.png'): pass --images DIR"),
+    ("compare-images-other-folder", ["compare", "--live-file", "{tmp}/images_raw.fif", "--images", "{tmp}/empty"],
+     "none of the 3 images the markers name (such as 'img000.png') is in {tmp}/empty"),
+    ("compare-own-recording", ["compare", "--live-file", "{tmp}/streamed.vhdr", "--model", "{tmp}/nope"],
+     "the markers carry no image names, only event codes (such as 'Stimulus/S  1')"),
+    ("calibrate-own-recording", ["calibrate", "--session", "{tmp}/streamed.vhdr", "--out", "{tmp}/c.json"],
+     "the markers carry no image names"),
+    ("compare-markers-outside", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth",
+                                 "{tmp}/images_raw.fif", "--stimulus-log", "{tmp}/late.csv"],
+     "none of the 2 events could be compared (lost: incomplete at stop)"),
+    ("compare-unit-unknown", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth", "{tmp}/images_raw.fif",
+                              "--live-unit", "furlongs"], "--live-unit 'furlongs' is not a unit vibe-rt knows; give "
+                                                          "one of V, mV, uV, nV, T, pT, fT, T/m, fT/cm, fT/m"),
+    ("calibrate-unit-unknown", ["calibrate", "--session", "{tmp}/images_raw.fif", "--synth", "{tmp}/images_raw.fif",
+                                "--live-unit", "furlongs"], "--live-unit 'furlongs' is not a unit"),
+    # a path of the wrong kind is named as such, not as missing
+    ("compare-live-file-folder", ["compare", "--live-file", "{tmp}/empty", "--synth", "vibe-rt"],
+     "recording {tmp}/empty is a folder, expected a file"),
+    ("compare-stimulus-log-folder", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth",
+                                     "{tmp}/images_raw.fif", "--stimulus-log", "{tmp}/empty"],
+     "stimulus log {tmp}/empty is a folder, expected a file"),
+    ("compare-images-file", ["compare", "--live-file", "{tmp}/images_raw.fif", "--images", "{tmp}/late.csv"],
+     "--images {tmp}/late.csv is a file, expected a folder"),
+    ("compare-report-file", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth", "{tmp}/images_raw.fif",
+                             "--report", "{tmp}/late.csv"], "--report {tmp}/late.csv is a file, expected a folder"),
+    ("compare-synth-folder", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth", "{tmp}/empty"],
+     "--synth {tmp}/empty is a folder"),
+    ("calibrate-out-folder", ["calibrate", "--session", "{tmp}/images_raw.fif", "--out", "{tmp}/empty"],
+     "--out {tmp}/empty is a folder, expected a file"),
+    ("data-import-recording-folder", ["data", "import", "recording", "{tmp}/empty", "--out", "{tmp}/ds"],
+     "recording {tmp}/empty is a folder, expected a file"),
     ("data-simulate-montage-unknown", ["data", "simulate", "--montage", "nope", "--out", "{tmp}/sim"],
      "unknown montage"),
     ("data-info-empty", ["data", "info", "{tmp}/empty"], "is not a vibe-rt dataset"),

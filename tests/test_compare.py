@@ -287,3 +287,34 @@ def test_per_channel_latency_profile(session, montage):
     assert abs(np.median(lat) - LATENCY) < 1.0 / montage.sfreq
     assert prof.metrics["after"]["erp_r"] > prof.metrics["before"]["erp_r"] + 0.2
 
+
+def test_run_compare_and_calibrate_session_as_library_calls(tmp_path):
+    """run_compare (what `vibe-rt compare` calls) returns the session and writes the report; calibrate_session fits
+    the same profile from that report as from the recording compared anew."""
+    from pathlib import Path
+
+    from vibe_rt.compare import CalibrateConfig, CompareConfig, calibrate_session, run_compare
+
+    full = get_montage("things-eeg2")
+    kw = dict(n_images=4, n_reps=4, sfreq=250.0, isi=0.5, lead_s=1.0, seed=6)
+    live = make_ground_truth(full, latency_s=LATENCY, gain=(0.7, 1.4), noise=1e-6, **kw)
+    clean = make_ground_truth(full, latency_s=0.0, gain=(1.0, 1.0), noise=0.0, **kw)
+    live.raw.save(tmp_path / "live_raw.fif", verbose="error")
+    clean.raw.save(tmp_path / "synth_raw.fif", verbose="error")
+    compare = CompareConfig(synth=str(tmp_path / "synth_raw.fif"), montage="things-eeg2")
+    result = run_compare(dataclasses.replace(compare, live_file=tmp_path / "live_raw.fif", report=tmp_path / "rep"))
+    assert result.summary["n_events"] == 16 and result.summary["n_lost"] == 0
+    assert abs(result.summary["latency_s"] - LATENCY) < 1.0 / full.sfreq
+    assert result.report == tmp_path / "rep" / "report.json" and result.report.is_file()
+    assert result.info["mode"] == "offline" and result.channel_map["Pz"] == "Pz" and result.outages == []
+    from_report, path = calibrate_session(CalibrateConfig(session=tmp_path / "rep", out=tmp_path / "a.json"))
+    assert path == tmp_path / "a.json" and CalibrationProfile.load(path).gain == from_report.gain
+    from_file, _ = calibrate_session(CalibrateConfig(session=tmp_path / "live_raw.fif", out=tmp_path / "b.json",
+                                                     compare=compare))
+    assert from_file.gain == from_report.gain and from_file.latency_s == from_report.latency_s
+    assert from_file.channel_map == from_report.channel_map and from_file.name == "b"
+    assert np.max(np.abs(np.asarray(from_file.gain) / live.gain - 1)) < 0.10
+    # the default profile path: calibration/<session name>.json
+    assert CalibrateConfig(session=tmp_path / "live_raw.fif").out_path == Path("calibration/live_raw.json")
+    with pytest.raises(ConfigError, match="give --live NAME_OR_TYPE"):
+        run_compare(compare)
