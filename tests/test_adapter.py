@@ -3,14 +3,17 @@ the latent, refused where they do not, applied by the predictor between the Q-Fo
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from vibe_rt.calibration import CalibrationProfile, LatentAdapter, shift_signal
 from vibe_rt.checkpoint import load_default_model, model_hash
-from vibe_rt.compare import ErpSet, fit_calibration, load_calibration, save_calibration
+from vibe_rt.compare import ErpSet, fit_calibration
 from vibe_rt.compare import metrics as M
-from vibe_rt.compare.adapter import LatentAdapter, decode_latents
+from vibe_rt.compare.adapter import decode_latents
 from vibe_rt.errors import ConfigError, DataError
 from vibe_rt.runtime.predictor import create_predictor
 from vibe_rt.stream import StreamPipeline
@@ -42,7 +45,7 @@ def _session(model, latents, scale, shift, seed: int) -> tuple[ErpSet, np.ndarra
     mont = model.montage
     synth = decode_latents(model, latents)
     gain = rng.uniform(0.7, 1.4, mont.n_channels)
-    clean = M.shift_signal(decode_latents(model, latents * scale + shift), LATENCY * mont.sfreq) * gain[:, None]
+    clean = shift_signal(decode_latents(model, latents * scale + shift), LATENCY * mont.sfreq) * gain[:, None]
     odd, even = (clean + 0.5 * clean.std() * rng.standard_normal(clean.shape) for _ in range(2))
     erps = ErpSet([f"img{k:02d}" for k in range(N_KEYS)], (odd + even) / 2, synth, np.full(N_KEYS, 4), odd, even)
     return erps, clean
@@ -54,17 +57,18 @@ def test_adapter_recovers_a_latent_difference(model, latents, tmp_path):
     shift = 0.8 * rng.standard_normal(latents.shape[1:])
     erps, clean = _session(model, latents, scale, shift, seed=2)
     prof = fit_calibration(erps, model.montage, adapter_model=model)
-    fit = prof["metrics_heldout"]["adapter"]
-    assert fit["kept"] and prof["version"] == 2
+    fit = prof.metrics["heldout"]["adapter"]
+    assert fit["kept"] and prof.version == 2
     # held out (fitted on odd, scored on even repetitions): the adapter adds what gain and latency cannot
     assert max(fit["penalty_r"].values()) > fit["identity_r"] + 0.02
     # in sample it brings the ERP r up to what the noise allows (r of the live ERPs with their clean truth)
     ceiling = M.overall_r(erps.live, clean)
-    assert prof["metrics_after_adapter"]["erp_r"] > prof["metrics_after"]["erp_r"] + 0.02
-    assert prof["metrics_after_adapter"]["erp_r"] > ceiling - 0.01
-    assert abs(prof["latency_s"] - LATENCY) < 1 / model.montage.sfreq
-    loaded = load_calibration(save_calibration(prof, tmp_path / "subject.json"))
-    adapter = LatentAdapter.from_dict(loaded["adapter"])
+    assert prof.metrics["after_adapter"]["erp_r"] > prof.metrics["after"]["erp_r"] + 0.02
+    assert prof.metrics["after_adapter"]["erp_r"] > ceiling - 0.01
+    assert abs(prof.latency_s - LATENCY) < 1 / model.montage.sfreq
+    path = prof.save(tmp_path / "subject.json")
+    assert json.loads(path.read_text())["version"] == 2
+    adapter = CalibrationProfile.load(path).adapter
     assert adapter.model_hash == model_hash(model) and adapter.latent_shape == latents.shape[1:]
     assert np.allclose(adapter(latents), latents * adapter.scale + adapter.shift)
 
@@ -73,9 +77,9 @@ def test_adapter_not_kept_when_the_latent_already_fits(model, latents):
     ones, zeros = np.ones(latents.shape[1:]), np.zeros(latents.shape[1:])
     erps, _ = _session(model, latents, ones, zeros, seed=3)
     prof = fit_calibration(erps, model.montage, adapter_model=model)
-    fit = prof["metrics_heldout"]["adapter"]
+    fit = prof.metrics["heldout"]["adapter"]
     assert not fit["kept"] and fit["chosen"] is None
-    assert prof["adapter"] is None and prof["version"] == 1 and "metrics_after_adapter" not in prof
+    assert prof.adapter is None and prof.version == 1 and "after_adapter" not in prof.metrics
     single = ErpSet(erps.keys, erps.live, erps.synth, np.ones(N_KEYS, int), erps.odd, erps.even)
     with pytest.raises(DataError, match="shown at least twice"):
         fit_calibration(single, model.montage, adapter_model=model)
@@ -104,7 +108,7 @@ def test_predictor_applies_the_adapter_between_qformer_and_decoder(model, pixels
         fused.set_latent_adapter(adapter)
 
 
-def _profile(model, adapter: LatentAdapter) -> dict:
-    names = list(model.montage.ch_names)
-    return {"format": "vibe-rt-calibration", "version": 2, "montage": model.montage.name, "channels": names,
-            "gain": [1.0] * len(names), "latency_s": 0.0, "adapter": adapter.to_dict()}
+def _profile(model, adapter: LatentAdapter) -> CalibrationProfile:
+    names = model.montage.ch_names
+    return CalibrationProfile(montage=model.montage.name, channels=names, gain=[1.0] * len(names), latency_s=0.0,
+                              adapter=adapter)

@@ -37,7 +37,40 @@ def files(tmp_path: Path) -> Path:
             {"format": "vibe-rt-calibration", "version": 2, "name": name, "montage": "things-eeg2",
              "channels": eeg, "gain": [1.0] * len(eeg), "latency_s": 0.0, "adapter": bad}))
     (tmp_path / "truncated.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    valid = {"format": "vibe-rt-calibration", "version": 1, "name": "bad", "montage": "things-eeg2",
+             "channels": eeg, "gain": [1.0] * len(eeg), "latency_s": 0.01}
+    for name, bad in (("gain-nan", {"gain": [float("nan")] + [1.0] * (len(eeg) - 1)}),
+                      ("gain-inf", {"gain": [float("inf")] * len(eeg)}), ("gain-zero", {"gain": [0.0] * len(eeg)}),
+                      ("gain-text", {"gain": "abc"}), ("gain-words", {"gain": ["abc"] * len(eeg)}),
+                      ("gain-short", {"gain": [1.0, 1.0, 1.0]}),
+                      ("latency-nan", {"latency_s": float("nan")}), ("latency-huge", {"latency_s": 1e9}),
+                      ("latency-short", {"latency_s": [0.01, 0.02]})):
+        (tmp_path / f"calibration-{name}.json").write_text(json.dumps({**valid, **bad}))  # NaN/Infinity as JSON has it
+    _recordings(tmp_path, eeg)
     return tmp_path
+
+
+def _recordings(folder: Path, channels: list[str]) -> None:
+    """Recordings a comparison cannot use: markers that name images absent from here, or only event codes (a
+    BrainVision file written by vibe-rt's own stream recorder, as `vibe-rt stream --record` does)."""
+    import mne
+    import numpy as np
+
+    from vibe_rt.stream.record import BrainVisionWriter
+
+    sfreq, n = 250.0, 1500
+    data = 1e-6 * np.random.default_rng(0).standard_normal((len(channels), n))
+    raw = mne.io.RawArray(data, mne.create_info(channels, sfreq, "eeg"), verbose="error")
+    names = [f"img{i:03d}.png" for i in range(3)]
+    raw.set_annotations(mne.Annotations([1.0, 2.0, 3.0], [0.0] * 3,
+                                        [json.dumps({"image": name, "source": "images"}) for name in names]))
+    raw.save(folder / "images_raw.fif", verbose="error")
+    writer = BrainVisionWriter(folder / "streamed.vhdr", channels, ["V"] * len(channels), sfreq, t0=100.0)
+    writer.write(data.T.astype(np.float32))
+    for onset in (101.0, 102.0, 103.0):
+        writer.marker(onset, "S  1")
+    writer.close()
+    (folder / "late.csv").write_text("onset,image\n50.0,img000.png\n60.0,img001.png\n")
 
 
 def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -74,6 +107,28 @@ CASES = [
     ("calibration-missing", ["stream", "--calibration", "{tmp}/nope.json", "--duration", "1"], "does not exist"),
     ("calibration-not-a-profile", ["stream", "--calibration", "{tmp}/not-a-calibration.json", "--duration", "1"],
      "not a vibe-rt calibration profile"),
+    # invalid values are refused when the profile loads, before the model does (they used to stream: NaN dropped
+    # every event, a latency of 1e9 s streamed "ok" events whose response never came, a text gain a traceback)
+    ("calibration-gain-nan", ["stream", "--calibration", "{tmp}/calibration-gain-nan.json", "--duration", "1"],
+     "calibration-gain-nan.json: gain[0] is nan, not a finite number; refit the profile"),
+    ("calibration-gain-inf", ["stream", "--calibration", "{tmp}/calibration-gain-inf.json", "--duration", "1"],
+     "gain[0] is inf, not a finite number"),
+    ("calibration-gain-zero", ["stream", "--calibration", "{tmp}/calibration-gain-zero.json", "--duration", "1"],
+     "gain 0 of channel Pz is outside the plausible range (|gain| 0.001 to 1000)"),
+    ("calibration-gain-text", ["stream", "--calibration", "{tmp}/calibration-gain-text.json", "--duration", "1"],
+     "gain must be a list of numbers, one per channel, got 'abc'"),
+    ("calibration-gain-words", ["stream", "--calibration", "{tmp}/calibration-gain-words.json", "--duration", "1"],
+     "gain[0] must be a number, got 'abc'"),
+    ("calibration-gain-short", ["stream", "--calibration", "{tmp}/calibration-gain-short.json", "--duration", "1"],
+     "gain has 3 values for 17 channels; give one per channel"),
+    ("calibration-latency-nan", ["stream", "--calibration", "{tmp}/calibration-latency-nan.json",
+                                 "--duration", "1"], "latency_s is nan, not a finite number"),
+    ("calibration-latency-huge", ["stream", "--calibration", "{tmp}/calibration-latency-huge.json",
+                                  "--duration", "1"], "latency_s 1e+09 s is outside +-1 s"),
+    ("calibration-latency-short", ["stream", "--calibration", "{tmp}/calibration-latency-short.json",
+                                   "--duration", "1"], "latency_s has 2 values for 17 channels"),
+    ("calibration-folder", ["stream", "--calibration", "{tmp}/empty", "--duration", "1"],
+     "calibration profile {tmp}/empty is a folder, expected a file"),
     ("size-malformed", ["stream", "--camera", "0", "--size", "big"], "--size must look like"),
     ("engines-model-truncated", ["engines", "verify", "--model", "{tmp}/truncated"], "truncated"),
     ("compare-no-input", ["compare", "--synth", "vibe-rt"], "give --live"),
@@ -84,6 +139,40 @@ CASES = [
      "no LSL signal stream 'NoSuchSynth' found within 1 s (synth)"),  # the synthesized stream is resolved first
     ("calibrate-session-missing", ["calibrate", "--session", "{tmp}/nope", "--out", "{tmp}/c.json",
                                    "--synth", "vibe-rt"], "nope"),
+    # a comparison that can compare nothing is an error naming the cause, decided before the model loads (it was
+    # "0 events compared", exit 0, and calibrate then said "the ERPs are flat")
+    ("compare-images-not-found", ["compare", "--live-file", "{tmp}/images_raw.fif"],
+     "no marker named an image file that exists (such as 'img000.png'): pass --images DIR"),
+    ("compare-images-other-folder", ["compare", "--live-file", "{tmp}/images_raw.fif", "--images", "{tmp}/empty"],
+     "none of the 3 images the markers name (such as 'img000.png') is in {tmp}/empty"),
+    ("compare-own-recording", ["compare", "--live-file", "{tmp}/streamed.vhdr", "--model", "{tmp}/nope"],
+     "the markers carry no image names, only event codes (such as 'Stimulus/S  1')"),
+    ("calibrate-own-recording", ["calibrate", "--session", "{tmp}/streamed.vhdr", "--out", "{tmp}/c.json"],
+     "the markers carry no image names"),
+    ("compare-markers-outside", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth",
+                                 "{tmp}/images_raw.fif", "--stimulus-log", "{tmp}/late.csv"],
+     "none of the 2 events could be compared (lost: incomplete at stop)"),
+    ("compare-unit-unknown", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth", "{tmp}/images_raw.fif",
+                              "--live-unit", "furlongs"], "--live-unit 'furlongs' is not a unit vibe-rt knows; give "
+                                                          "one of V, mV, uV, nV, T, pT, fT, T/m, fT/cm, fT/m"),
+    ("calibrate-unit-unknown", ["calibrate", "--session", "{tmp}/images_raw.fif", "--synth", "{tmp}/images_raw.fif",
+                                "--live-unit", "furlongs"], "--live-unit 'furlongs' is not a unit"),
+    # a path of the wrong kind is named as such, not as missing
+    ("compare-live-file-folder", ["compare", "--live-file", "{tmp}/empty", "--synth", "vibe-rt"],
+     "recording {tmp}/empty is a folder, expected a file"),
+    ("compare-stimulus-log-folder", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth",
+                                     "{tmp}/images_raw.fif", "--stimulus-log", "{tmp}/empty"],
+     "stimulus log {tmp}/empty is a folder, expected a file"),
+    ("compare-images-file", ["compare", "--live-file", "{tmp}/images_raw.fif", "--images", "{tmp}/late.csv"],
+     "--images {tmp}/late.csv is a file, expected a folder"),
+    ("compare-report-file", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth", "{tmp}/images_raw.fif",
+                             "--report", "{tmp}/late.csv"], "--report {tmp}/late.csv is a file, expected a folder"),
+    ("compare-synth-folder", ["compare", "--live-file", "{tmp}/images_raw.fif", "--synth", "{tmp}/empty"],
+     "--synth {tmp}/empty is a folder"),
+    ("calibrate-out-folder", ["calibrate", "--session", "{tmp}/images_raw.fif", "--out", "{tmp}/empty"],
+     "--out {tmp}/empty is a folder, expected a file"),
+    ("data-import-recording-folder", ["data", "import", "recording", "{tmp}/empty", "--out", "{tmp}/ds"],
+     "recording {tmp}/empty is a folder, expected a file"),
     ("data-simulate-montage-unknown", ["data", "simulate", "--montage", "nope", "--out", "{tmp}/sim"],
      "unknown montage"),
     ("data-info-empty", ["data", "info", "{tmp}/empty"], "is not a vibe-rt dataset"),

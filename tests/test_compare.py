@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from vibe_rt.calibration import CalibrationProfile, shift_signal
 from vibe_rt.compare import (
     Comparator,
     DictSynth,
-    apply_calibration,
     compare_offline,
     fit_calibration,
-    load_calibration,
     match_channels,
     parse_marker,
     read_report,
-    save_calibration,
     write_report,
 )
 from vibe_rt.compare import metrics as M
@@ -56,7 +55,7 @@ def test_metrics_basics(montage):
     assert M.rmse(a, a + 0.5) == pytest.approx(0.5)
     # latency: known fractional shift recovered to well under a sample
     erps = template_erps(montage, 4, seed=3)
-    shifted = M.shift_signal(erps, 2.4)
+    shifted = shift_signal(erps, 2.4)
     lat = M.estimate_latency(shifted, erps, montage.sfreq)
     assert lat["latency_samples"] == pytest.approx(2.4, abs=0.25)
     assert M.estimate_latency(erps, shifted, montage.sfreq)["latency_samples"] == pytest.approx(-2.4, abs=0.25)
@@ -99,30 +98,33 @@ def test_offline_edf_and_bdf_match_fif(session, truth, montage, tmp_path, fmt):
 def test_calibration_improves_and_roundtrips(session, truth, montage, tmp_path):
     erps = session.comparator.erps()
     prof = fit_calibration(erps, montage, channel_map=session.live.match.to_dict()["map"])
-    assert abs(prof["latency_s"] - LATENCY) < 1.0 / montage.sfreq
-    assert np.max(np.abs(np.asarray(prof["gain"]) / truth.gain - 1)) < 0.10
-    before, after = prof["metrics_before"], prof["metrics_after"]
+    assert abs(prof.latency_s - LATENCY) < 1.0 / montage.sfreq
+    assert np.max(np.abs(np.asarray(prof.gain) / truth.gain - 1)) < 0.10
+    before, after = prof.metrics["before"], prof.metrics["after"]
     assert after["erp_r"] > before["erp_r"] + 0.2
     assert after["erp_rmse"] < 0.6 * before["erp_rmse"]
-    held = prof["metrics_heldout"]
+    held = prof.metrics["heldout"]
     assert held["after"]["erp_r"] > held["before"]["erp_r"] + 0.15
     assert held["after"]["erp_rmse"] < held["before"]["erp_rmse"]
-    path = save_calibration(prof, tmp_path / "calibration" / "gt.json")
-    loaded = load_calibration(path)
-    assert loaded["format"] == "vibe-rt-calibration" and loaded["version"] == 1
+    path = prof.save(tmp_path / "calibration" / "gt.json")
+    written = json.loads(path.read_text())
+    assert written["format"] == "vibe-rt-calibration" and written["version"] == 1
+    loaded = CalibrationProfile.load(path)
+    assert (loaded.channels, loaded.gain, loaded.latency_s, loaded.channel_map, loaded.n_events) == \
+        (prof.channels, prof.gain, prof.latency_s, prof.channel_map, 48)
     # apply to a batch (B, C, T) float32: gain per channel and the latency shift at the model rate
     x = np.stack([truth.synth[k] for k in sorted(truth.synth)]).astype(np.float32)
-    y = apply_calibration(x, montage, loaded)
+    y = loaded.resolve(montage).apply(x)
     assert y.shape == x.shape and y.dtype == np.float32
-    expect = M.shift_signal(x.astype(float), LATENCY * montage.sfreq) * truth.gain[:, None]
+    expect = shift_signal(x.astype(float), LATENCY * montage.sfreq) * truth.gain[:, None]
     assert M.overall_r(y, expect) > 0.995
     # a profile keyed by other-case labels in another order applies by label
-    p2 = dict(loaded, channels=[c.upper() for c in loaded["channels"]][::-1], gain=loaded["gain"][::-1])
-    assert np.allclose(apply_calibration(x, montage, p2), y, atol=1e-12)
+    p2 = dataclasses.replace(loaded, channels=[c.upper() for c in loaded.channels][::-1], gain=loaded.gain[::-1])
+    assert np.allclose(p2.resolve(montage).apply(x), y, atol=1e-12)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ConfigError, match="not a vibe-rt calibration profile"):
-        load_calibration(bad)
+        CalibrationProfile.load(bad)
 
 
 def test_report_roundtrip(session, montage, tmp_path):
@@ -134,7 +136,7 @@ def test_report_roundtrip(session, montage, tmp_path):
     assert "erp_overlay.png" in (path.parent / "index.html").read_text()
     assert report["summary"]["n_events"] == 48
     prof = fit_calibration(erps, mont)  # calibration from a saved report gives the same fit
-    assert prof["latency_s"] == pytest.approx(session.comparator.summary()["latency_s"], abs=1e-9)
+    assert prof.latency_s == pytest.approx(session.comparator.summary()["latency_s"], abs=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["subset", "superset"])
@@ -232,24 +234,24 @@ def test_cli_compare_and_calibrate(tmp_path, capsys, monkeypatch):
     assert main(["calibrate", "--session", str(rep), "--out", str(prof_path)]) == 0
     out = capsys.readouterr().out
     assert "ERP r:    before" in out
-    prof = load_calibration(prof_path)
-    assert abs(prof["latency_s"] - LATENCY) < 1.0 / full.sfreq
-    assert np.max(np.abs(np.asarray(prof["gain"]) / live.gain - 1)) < 0.10
-    assert prof["metrics_after"]["erp_r"] > prof["metrics_before"]["erp_r"]
-    assert prof["metrics_after"]["erp_rmse"] < prof["metrics_before"]["erp_rmse"]
-    assert prof["channel_map"]["Pz"] == "Pz"
+    prof = CalibrationProfile.load(prof_path)
+    assert abs(prof.latency_s - LATENCY) < 1.0 / full.sfreq
+    assert np.max(np.abs(np.asarray(prof.gain) / live.gain - 1)) < 0.10
+    assert prof.metrics["after"]["erp_r"] > prof.metrics["before"]["erp_r"]
+    assert prof.metrics["after"]["erp_rmse"] < prof.metrics["before"]["erp_rmse"]
+    assert prof.channel_map["Pz"] == "Pz"
     # --adapter fits through the embedded model's decoder; these template ERPs are not the model's, so whether it
     # is kept depends on the held-out score, which the output and the profile both report
     assert main(["calibrate", "--session", str(rep), "--out", str(prof_path), "--adapter"]) == 0
     out = capsys.readouterr().out
-    fit = load_calibration(prof_path)["metrics_heldout"]["adapter"]
+    fit = CalibrationProfile.load(prof_path).metrics["heldout"]["adapter"]
     assert f"latent adapter: held-out r {fit['identity_r']:+.3f}" in out
-    assert (load_calibration(prof_path)["adapter"] is not None) == fit["kept"] == ("kept (penalty" in out)
+    assert (CalibrationProfile.load(prof_path).adapter is not None) == fit["kept"] == ("kept (penalty" in out)
     # without --out the profile goes to calibration/<session name>.json (relative to the working directory)
     monkeypatch.chdir(tmp_path)
     assert main(["calibrate", "--session", str(rep / "report.json")]) == 0
     assert "profile: calibration/report.json" in capsys.readouterr().out
-    assert load_calibration(tmp_path / "calibration" / "report.json")["latency_s"] == prof["latency_s"]
+    assert CalibrationProfile.load(tmp_path / "calibration" / "report.json").latency_s == prof.latency_s
     # a user error is one line, exit code 2
     assert main(["compare", "--montage", "things-eeg2", "--synth", "x"]) == 2
     assert "--live" in capsys.readouterr().err
@@ -281,7 +283,39 @@ def test_recovers_latency_and_gain_on_simulator_erps(tmp_path):
 
 def test_per_channel_latency_profile(session, montage):
     prof = fit_calibration(session.comparator.erps(), montage, per_channel_latency=True)
-    lat = np.asarray(prof["latency_s"])
+    lat = np.asarray(prof.latency_s)
     assert lat.shape == (montage.n_channels,)
     assert abs(np.median(lat) - LATENCY) < 1.0 / montage.sfreq
-    assert prof["metrics_after"]["erp_r"] > prof["metrics_before"]["erp_r"] + 0.2
+    assert prof.metrics["after"]["erp_r"] > prof.metrics["before"]["erp_r"] + 0.2
+
+
+def test_run_compare_and_calibrate_session_as_library_calls(tmp_path):
+    """run_compare (what `vibe-rt compare` calls) returns the session and writes the report; calibrate_session fits
+    the same profile from that report as from the recording compared anew."""
+    from pathlib import Path
+
+    from vibe_rt.compare import CalibrateConfig, CompareConfig, calibrate_session, run_compare
+
+    full = get_montage("things-eeg2")
+    kw = dict(n_images=4, n_reps=4, sfreq=250.0, isi=0.5, lead_s=1.0, seed=6)
+    live = make_ground_truth(full, latency_s=LATENCY, gain=(0.7, 1.4), noise=1e-6, **kw)
+    clean = make_ground_truth(full, latency_s=0.0, gain=(1.0, 1.0), noise=0.0, **kw)
+    live.raw.save(tmp_path / "live_raw.fif", verbose="error")
+    clean.raw.save(tmp_path / "synth_raw.fif", verbose="error")
+    compare = CompareConfig(synth=str(tmp_path / "synth_raw.fif"), montage="things-eeg2")
+    result = run_compare(dataclasses.replace(compare, live_file=tmp_path / "live_raw.fif", report=tmp_path / "rep"))
+    assert result.summary["n_events"] == 16 and result.summary["n_lost"] == 0
+    assert abs(result.summary["latency_s"] - LATENCY) < 1.0 / full.sfreq
+    assert result.report == tmp_path / "rep" / "report.json" and result.report.is_file()
+    assert result.info["mode"] == "offline" and result.channel_map["Pz"] == "Pz" and result.outages == []
+    from_report, path = calibrate_session(CalibrateConfig(session=tmp_path / "rep", out=tmp_path / "a.json"))
+    assert path == tmp_path / "a.json" and CalibrationProfile.load(path).gain == from_report.gain
+    from_file, _ = calibrate_session(CalibrateConfig(session=tmp_path / "live_raw.fif", out=tmp_path / "b.json",
+                                                     compare=compare))
+    assert from_file.gain == from_report.gain and from_file.latency_s == from_report.latency_s
+    assert from_file.channel_map == from_report.channel_map and from_file.name == "b"
+    assert np.max(np.abs(np.asarray(from_file.gain) / live.gain - 1)) < 0.10
+    # the default profile path: calibration/<session name>.json
+    assert CalibrateConfig(session=tmp_path / "live_raw.fif").out_path == Path("calibration/live_raw.json")
+    with pytest.raises(ConfigError, match="give --live NAME_OR_TYPE"):
+        run_compare(compare)

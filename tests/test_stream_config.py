@@ -49,7 +49,7 @@ def _bad_values(name: str, rule, tmp: Path) -> list[str]:
     if type(rule).__name__ == "_Lookahead":  # "auto" or seconds
         return ["-5", "1e300", "nan", "inf", "soon"]
     if isinstance(rule, ExistingPath):
-        wrong_kind = tmp / "a-file.png" if rule.kind == "dir" else tmp / "a-folder"
+        wrong_kind = tmp / "a-file.png" if rule.kind == "folder" else tmp / "a-folder"
         return ["", str(tmp / "missing"), str(wrong_kind), "/proc/nope"]
     if isinstance(rule, NewFile):
         return ["", str(tmp / "a-folder"), "/proc/self/rec.vhdr", "/dev/full", str(tmp / "rec.txt"),

@@ -16,6 +16,7 @@ import pylsl
 import pytest
 from _stream_helpers import PulsePredictor
 
+from vibe_rt.calibration import CalibrationProfile
 from vibe_rt.errors import StreamError
 from vibe_rt.stream import (DemoSource, FixedRate, InferenceSpec, OutputSpec, RecordSpec, StreamPipeline,
                             SynthSpec)
@@ -129,7 +130,7 @@ def test_markers_line_up_with_evoked_peaks(source_id):
     assert np.all(x[ts < onsets[0] - 1 / srate] == 0)  # nothing before the first onset (rounding: half a sample)
 
 
-def _streamed_response(source_id: str, calibration: dict | None) -> tuple[np.ndarray, np.ndarray]:
+def _streamed_response(source_id: str, calibration: CalibrationProfile | None) -> tuple[np.ndarray, np.ndarray]:
     """Stream one pulse response (no background) and return the received samples (n, C) and times since onset."""
     pipe = StreamPipeline(PulsePredictor(latency=0.1), background=None,
                           output=OutputSpec(srate=1000, lookahead=0.2, source_id=source_id), calibration=calibration)
@@ -146,8 +147,7 @@ def test_calibration_scales_and_delays_the_streamed_response(source_id):
     """`--calibration`: gain 2 on the first channel and a 30 ms latency show in what an inlet receives."""
     plain, t_plain = _streamed_response(source_id, None)
     names = list(PulsePredictor().montage.ch_names)
-    profile = {"format": "vibe-rt-calibration", "version": 1, "channels": names,
-               "gain": [2.0] + [1.0] * (len(names) - 1), "latency_s": 0.03}
+    profile = CalibrationProfile(channels=names, gain=[2.0] + [1.0] * (len(names) - 1), latency_s=0.03)
     calib, t_calib = _streamed_response(f"{source_id}-cal", profile)
     for ch, gain in ((0, 2.0), (1, 1.0)):
         peak_plain, peak_calib = np.argmax(plain[:, ch]), np.argmax(calib[:, ch])
@@ -246,9 +246,9 @@ def test_calibration_channel_map_gives_the_device_labels(source_id, tmp_path):
 
     pred = PulsePredictor()
     names = list(pred.montage.ch_names)
-    profile = {"format": "vibe-rt-calibration", "version": 1, "channels": names, "gain": [1.0] * len(names),
-               "latency_s": 0.0, "channel_map": {names[0]: "EEG 001", names[1]: "interpolated:spline",
-                                                 names[2]: names[2].lower()}}
+    profile = CalibrationProfile(channels=names, gain=[1.0] * len(names), latency_s=0.0,
+                                 channel_map={names[0]: "EEG 001", names[1]: "interpolated:spline",
+                                              names[2]: names[2].lower()})
     path = tmp_path / "rec.vhdr"
     pipe = StreamPipeline(pred, output=OutputSpec(srate=250, lookahead=0.1, source_id=source_id),
                           record=RecordSpec(path), calibration=profile)

@@ -9,7 +9,7 @@ import pytest
 from _stream_helpers import PulsePredictor, small_montage
 
 from vibe_rt.errors import ConfigError
-from vibe_rt.compare.calibrate import apply_calibration, load_calibration
+from vibe_rt.calibration import CalibrationProfile
 from vibe_rt.stream.clock import Pacer, SampleClock, chunk_samples
 from vibe_rt.stream.events import EveryFrame, FixedRate, SceneChange, StimulusFactory, make_policy
 from vibe_rt.stream.sources import DemoSource, Frame, as_rgb_uint8
@@ -292,8 +292,8 @@ def test_apply_calibration_gain_and_latency(tmp_path):
     path = tmp_path / "cal.json"
     path.write_text(json.dumps({"format": "vibe-rt-calibration", "version": 1, "ch_names": ["Oz", "O1"],
                                 "gain": [2.0, 0.5], "latency_s": [0.03, -0.02]}))
-    prof = load_calibration(path)
-    out = apply_calibration(pred.epoch[None], m, prof)[0]
+    prof = CalibrationProfile.load(path)  # a profile of an earlier version: channels named "ch_names"
+    out = prof.resolve(m).apply(pred.epoch[None])[0]
     i_oz, i_o1, i_o2 = m.ch_names.index("Oz"), m.ch_names.index("O1"), m.ch_names.index("O2")
     peak = lambda x: m.times[int(np.argmax(x))]  # noqa: E731
     assert peak(out[i_oz]) == pytest.approx(0.13) and out[i_oz].max() == pytest.approx(2 * pred.epoch[i_oz].max(),
@@ -302,7 +302,7 @@ def test_apply_calibration_gain_and_latency(tmp_path):
                                                                                        rel=0.05)
     assert np.array_equal(out[i_o2], pred.epoch[i_o2])
     with pytest.raises(ConfigError):
-        load_calibration(tmp_path / "missing.json")
+        CalibrationProfile.load(tmp_path / "missing.json")
 
 
 def test_stats_snapshot_and_status_line():
@@ -357,14 +357,15 @@ def test_pipeline_resolves_calibration_once(tmp_path):
     from vibe_rt.stream.pipeline import StreamPipeline
 
     m = small_montage()
-    foreign = {"format": "vibe-rt-calibration", "version": 1, "montage": "things-meg", "channels": ["MLC11"],
-               "gain": [2.0], "latency_s": 0.0}
+    foreign = CalibrationProfile(montage="things-meg", channels=["MLC11"], gain=[2.0], latency_s=0.0)
     with pytest.raises(ConfigError, match="none of the streamed channels"):
         StreamPipeline(PulsePredictor(montage=m), calibration=foreign, background=None)
-    partial = {"format": "vibe-rt-calibration", "version": 1, "ch_names": ["oz"], "gain": [2.0], "latency_s": 0.0}
+    partial = CalibrationProfile(channels=["oz"], gain=[2.0], latency_s=0.0)
     p = StreamPipeline(PulsePredictor(montage=m), calibration=partial, background=None)
-    assert p.calibration["channels"] == list(m.ch_names)
-    assert p.calibration["gain"] == [2.0 if c == "Oz" else 1.0 for c in m.ch_names]
+    assert p.calibration.montage is p.montage and p.calibration.missing == tuple(c for c in m.ch_names if c != "Oz")
+    assert p.calibration.gain.tolist() == [2.0 if c == "Oz" else 1.0 for c in m.ch_names]
     pred = PulsePredictor(montage=m)
-    out = apply_calibration(pred.epoch[None], m, p.calibration)[0]
-    assert np.allclose(out, pred.epoch * np.array(p.calibration["gain"])[:, None])
+    out = p.calibration.apply(pred.epoch[None])[0]
+    assert np.allclose(out, pred.epoch * p.calibration.gain[:, None])
+    with pytest.raises(ConfigError, match="takes a CalibrationProfile"):
+        StreamPipeline(PulsePredictor(montage=m), calibration=partial.to_dict(), background=None)

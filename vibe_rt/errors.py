@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class VibeError(Exception):
     """Base class of every error that a user can cause and fix."""
@@ -33,3 +36,19 @@ class StreamError(VibeError):
 
 class MissingDependencyError(VibeError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require_path(path: str | os.PathLike, kind: str, what: str, fix: str,
+                 error: type[VibeError] = DataError) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is an existing file (``kind="file"``) or folder (``"folder"``).
+
+    Otherwise raises ``error`` in one line: ``"<what> <path> does not exist; <fix>"``, or, where the path is the
+    other kind, ``"<what> <path> is a folder, expected a file; <fix>"`` (or the reverse).
+    """
+    p = Path(path)
+    if p.is_file() if kind == "file" else p.is_dir():
+        return p
+    if p.exists():
+        found = "folder" if p.is_dir() else "file" if p.is_file() else "special file"
+        raise error(f"{what} {p} is a {found}, expected a {kind}; {fix}")
+    raise error(f"{what} {p} does not exist; {fix}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, require_path
 
 _KEY = "vibe_rt_option"
 
@@ -100,10 +100,8 @@ class Text(Rule):
 
 @dataclass(frozen=True)
 class ExistingPath(Rule):
-    """A path that exists and is a ``"file"`` or a ``"dir"`` (``None`` allowed if ``optional``).
-
-    ``what`` names it in messages (e.g. ``"video file"``).
-    """
+    """A path that exists and is a ``"file"`` or a ``"folder"`` (``None`` allowed if ``optional``); ``what`` names
+    it in messages (e.g. ``"video file"``). See :func:`vibe_rt.errors.require_path`."""
 
     kind: str = "file"
     what: str = "file"
@@ -112,16 +110,10 @@ class ExistingPath(Rule):
     def check(self, flag: str, value: Any) -> None:
         if value is None and self.optional:
             return
-        path = Path(value)
         if not str(value).strip():
             raise ConfigError(f"{flag} needs a path, got an empty one")
-        if not path.exists():
-            give = "an existing file" if self.kind == "file" else "a folder"
-            raise ConfigError(f"{self.what} {path} does not exist; give {give} to {flag}")
-        if self.kind == "file" and not path.is_file():
-            raise ConfigError(f"{flag} {path} is a folder, not a file: give the {self.what} itself")
-        if self.kind == "dir" and not path.is_dir():
-            raise ConfigError(f"{flag} {path} is a file, not a folder: give the folder that holds the files")
+        give = "an existing file" if self.kind == "file" else "a folder"
+        require_path(value, self.kind, self.what, f"give {give} to {flag}", ConfigError)
 
 
 @dataclass(frozen=True)

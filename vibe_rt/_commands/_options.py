@@ -33,6 +33,48 @@ def add_stream_output_options(group: _Group, *, source_id_help: str, lookahead_h
                        "in seconds: the time budget for computing a response (default: 0.25)")
 
 
+def add_comparison_options(parser: argparse.ArgumentParser) -> None:
+    """Input, synthesized-source and comparison options of ``compare`` and ``calibrate``
+    (:class:`vibe_rt.compare.CompareConfig`, see :func:`comparison_config`)."""
+    i = parser.add_argument_group("input")
+    i.add_argument("--live", metavar="NAME_OR_TYPE", help="live LSL signal stream: name, type or source_id "
+                   "(with --live-file: the signal stream inside an XDF file)")
+    i.add_argument("--live-file", type=Path, metavar="FILE", help="offline: a recording (.fif, .vhdr, .edf, .bdf, "
+                   ".xdf) instead of a live stream")
+    i.add_argument("--markers", metavar="NAME", help="marker stream name/type/source_id (default: any stream of "
+                   "type Markers or annotations)")
+    i.add_argument("--stimulus-log", type=Path, metavar="CSV", help="--live-file: markers from a CSV with "
+                   "columns onset (s, recording time) and image")
+    i.add_argument("--live-unit", metavar="UNIT", help="unit of the live data when its stream/file does not say "
+                   "(V, mV, uV, nV, T, pT, fT, T/m, fT/cm, fT/m)")
+    s = parser.add_argument_group("synthesized")
+    s.add_argument("--synth", metavar="NAME|FILE", help="synthesized signal stream (or recording), see below")
+    add_model_options(s, model_help="checkpoint to predict from the marker images (default: the embedded model)",
+                      backend_help="inference backend for --model (default: auto)")
+    s.add_argument("--images", type=Path, metavar="DIR", help="folder that relative image names in markers are "
+                   "resolved against")
+    c = parser.add_argument_group("comparison")
+    c.add_argument("--montage", metavar="NAME", help="model montage preset when no model is loaded (default: "
+                   "the model's montage, else things-eeg2)")
+    c.add_argument("--interpolation", choices=("auto", "spline", "idw"), default="auto", help="how model "
+                   "channels missing from the live data are interpolated (default: auto = spherical spline for "
+                   "EEG, inverse-distance weighting otherwise)")
+    c.add_argument("--no-baseline", action="store_true", help="do not subtract the pre-stimulus mean")
+    c.add_argument("--max-lag-ms", type=float, default=100.0, help="largest latency searched (default: 100)")
+
+
+def comparison_config(args: argparse.Namespace, **run_options: object):  # -> vibe_rt.compare.CompareConfig
+    """The :class:`~vibe_rt.compare.CompareConfig` of :func:`add_comparison_options`' arguments; ``run_options``
+    sets the others (``duration``, ``report`` ...)."""
+    from ..compare.run import CompareConfig
+
+    return CompareConfig(
+        live=args.live, live_file=args.live_file, markers=args.markers, stimulus_log=args.stimulus_log,
+        live_unit=args.live_unit, synth=args.synth, model=args.model, backend=args.backend, images=args.images,
+        montage=args.montage, interpolation=args.interpolation, baseline=not args.no_baseline,
+        max_lag_ms=args.max_lag_ms, **run_options)  # type: ignore[arg-type]
+
+
 def parse_size(text: str, option: str = "--size", example: str = "640x480", minimum: int = 1) -> tuple[int, int]:
     """``"WxH"`` -> ``(W, H)``; a :class:`~vibe_rt.errors.ConfigError` naming ``option`` otherwise."""
     from ..errors import ConfigError
@@ -46,4 +88,5 @@ def parse_size(text: str, option: str = "--size", example: str = "640x480", mini
     return w, h
 
 
-__all__ = ["BACKEND_CHOICES", "add_model_options", "add_stream_output_options", "parse_size"]
+__all__ = ["BACKEND_CHOICES", "add_comparison_options", "add_model_options", "add_stream_output_options",
+           "comparison_config", "parse_size"]

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._options import add_comparison_options, comparison_config
+
+if TYPE_CHECKING:
+    from ..calibration import CalibrationProfile
 
 _EPILOG = """\
 the session is either a report folder (or its report.json) written by `vibe-rt compare --report DIR`, or a
@@ -26,8 +32,6 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from .compare import add_common_arguments
-
     parser = subparsers.add_parser(
         "calibrate", help="fit per-channel gain and latency from a comparison session",
         description="Fit a calibration profile (per-channel gain, latency offset, channel map) from a comparison "
@@ -41,58 +45,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "(noisier) instead of one overall")
     parser.add_argument("--adapter", action="store_true", help="also fit a small latent adapter for --model "
                         "(needs images shown at least twice)")
-    add_common_arguments(parser)
+    add_comparison_options(parser)
     parser.set_defaults(func=run)
 
 
-def default_profile_path(session: Path) -> Path:
-    """``calibration/<name>.json`` for a report folder (its name), its report.json (the folder's) or a recording
-    (its stem)."""
-    if session.suffix.lower() == ".json":
-        session = session.parent
-    return Path("calibration") / f"{session.stem if session.is_file() else session.name}.json"
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..compare.calibrate import fit_calibration, save_calibration
-    from ..compare.report import read_report
+    from ..compare.run import CalibrateConfig, calibrate_session
 
-    session = args.session
-    if args.out is None:
-        args.out = default_profile_path(session)
-    if session.is_dir() or session.suffix.lower() == ".json":
-        report, erps, montage = read_report(session)
-        channel_map = (report.get("info", {}).get("channel_match")
-                       or report.get("info", {}).get("streams", {}).get("live", {}).get("channel_match") or {})
-        channel_map = channel_map.get("map") if isinstance(channel_map, dict) else None
-    else:
-        from .compare import build_synth, run_offline
+    config = CalibrateConfig(session=args.session, out=args.out, per_channel_latency=args.per_channel_latency,
+                             adapter=args.adapter, compare=comparison_config(args))
+    profile, path = calibrate_session(config)
+    _print_profile(profile, path, sys.stdout)
+    return 0
 
-        args.live_file = session
-        montage, synth = build_synth(args)
-        sess = run_offline(args, montage, synth)
-        erps = sess.comparator.erps()
-        channel_map = sess.live.match.to_dict()["map"]
-    adapter_model = None
-    if args.adapter:
-        from ..checkpoint import load_model
 
-        adapter_model = load_model(args.model)
-    profile = fit_calibration(erps, montage, max_lag_s=args.max_lag_ms / 1000.0,
-                              per_channel_latency=args.per_channel_latency, channel_map=channel_map,
-                              name=args.out.stem, adapter_model=adapter_model)
-    path = save_calibration(profile, args.out)
-    b, a = profile["metrics_before"], profile["metrics_after"]
-    lat = profile["latency_s"]
+def _print_profile(profile: CalibrationProfile, path: Path, out: Any) -> None:
+    """The fitted latency and gain, the ERP metrics before and after, and the adapter's verdict."""
+    b, a = profile.metrics["before"], profile.metrics["after"]
+    lat = profile.latency_s
     if isinstance(lat, float):
         lat_txt = f"{1e3 * lat:+.1f} ms"
     else:
         lat_txt = f"per channel {1e3 * min(lat):+.1f}..{1e3 * max(lat):+.1f} ms"
-    out = sys.stdout
-    out.write(f"latency: {lat_txt} (live later > 0); gain: {min(profile['gain']):.2f}..{max(profile['gain']):.2f}\n")
+    out.write(f"latency: {lat_txt} (live later > 0); gain: {min(profile.gain):.2f}..{max(profile.gain):.2f}\n")
     out.write(f"ERP r:    before {b['erp_r']:+.3f}  after {a['erp_r']:+.3f}\n")
     out.write(f"ERP RMSE: before {b['erp_rmse']:.3g}  after {a['erp_rmse']:.3g}\n")
-    held = profile.get("metrics_heldout")
+    held = profile.metrics.get("heldout")
     if held:
         out.write(f"held out (fit odd, test even repetitions): r {held['before']['erp_r']:+.3f} -> "
                   f"{held['after']['erp_r']:+.3f}, RMSE {held['before']['erp_rmse']:.3g} -> "
@@ -100,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     fit = (held or {}).get("adapter")
     if fit:
         best = max(fit["penalty_r"].values())
-        verdict = (f"kept (penalty {fit['chosen']:g}), in sample r {profile['metrics_after_adapter']['erp_r']:+.3f}"
+        verdict = (f"kept (penalty {fit['chosen']:g}), in sample r {profile.metrics['after_adapter']['erp_r']:+.3f}"
                    if fit["kept"] else "not kept: no better than without it")
         out.write(f"latent adapter: held-out r {fit['identity_r']:+.3f} -> {best:+.3f}, {verdict}\n")
     out.write(f"profile: {path}\n")
-    return 0

@@ -56,11 +56,11 @@ def calibration(erps, montage) -> dict[str, Any]:
     from ..compare import fit_calibration
 
     prof = fit_calibration(erps, montage)
-    held = prof["metrics_heldout"]
+    held = prof.metrics["heldout"]
     pick = ("erp_r", "erp_rmse")
-    return {"latency_s": prof["latency_s"],
-            "in_sample": {"before": {k: prof["metrics_before"][k] for k in pick},
-                          "after": {k: prof["metrics_after"][k] for k in pick}},
+    return {"latency_s": prof.latency_s,
+            "in_sample": {"before": {k: prof.metrics["before"][k] for k in pick},
+                          "after": {k: prof.metrics["after"][k] for k in pick}},
             "held_out": {"before": {k: held["before"][k] for k in pick}, "after": {k: held["after"][k] for k in pick}}}
 
 
@@ -68,6 +68,7 @@ def adapter(seed: int = 1) -> dict[str, Any]:
     """The latent adapter where the live responses are the embedded model's decoded from a distorted latent."""
     import torch
 
+    from ..calibration import shift_signal
     from ..checkpoint import load_default_model
     from ..compare import ErpSet, fit_calibration
     from ..compare import metrics as M
@@ -81,19 +82,19 @@ def adapter(seed: int = 1) -> dict[str, Any]:
     scale = 1 + 0.6 * rng.standard_normal(z.shape[1:])
     shift = 0.8 * rng.standard_normal(z.shape[1:])
     gain = rng.uniform(0.7, 1.4, model.montage.n_channels)
-    clean = M.shift_signal(decode_latents(model, z * scale + shift), 0.02 * model.montage.sfreq) * gain[:, None]
+    clean = shift_signal(decode_latents(model, z * scale + shift), 0.02 * model.montage.sfreq) * gain[:, None]
     odd, even = (clean + 0.5 * clean.std() * rng.standard_normal(clean.shape) for _ in range(2))
     erps = ErpSet([f"img{k}" for k in range(len(z))], (odd + even) / 2, decode_latents(model, z),
                   np.full(len(z), 4), odd, even)
     t0 = time.perf_counter()
     prof = fit_calibration(erps, model.montage, adapter_model=model)
-    fit = prof["metrics_heldout"]["adapter"]
+    fit = prof.metrics["heldout"]["adapter"]
     return {"n_images": len(z), "fit_seconds": time.perf_counter() - t0, "kept": fit["kept"],
             "penalty": fit["chosen"], "ceiling_r": M.overall_r(erps.live, clean),
-            "in_sample_r": {"before": prof["metrics_before"]["erp_r"], "gain_latency": prof["metrics_after"]["erp_r"],
-                            "adapter": prof.get("metrics_after_adapter", {}).get("erp_r")},
-            "held_out_r": {"before": prof["metrics_heldout"]["before"]["erp_r"],
-                           "gain_latency": prof["metrics_heldout"]["after"]["erp_r"],
+            "in_sample_r": {"before": prof.metrics["before"]["erp_r"], "gain_latency": prof.metrics["after"]["erp_r"],
+                            "adapter": prof.metrics.get("after_adapter", {}).get("erp_r")},
+            "held_out_r": {"before": prof.metrics["heldout"]["before"]["erp_r"],
+                           "gain_latency": prof.metrics["heldout"]["after"]["erp_r"],
                            "identity_round_trip": fit["identity_r"],
                            "adapter": max(fit["penalty_r"].values())}}
 

@@ -1,4 +1,5 @@
-"""The optional latent adapter of a calibration profile: a per-dimension scale and shift on the ViBE latent.
+"""Fitting the optional latent adapter of a calibration profile: a per-dimension scale and shift on the ViBE
+latent (:class:`vibe_rt.calibration.LatentAdapter`).
 
 The Q-Former predicts a latent ``z`` of shape ``(latent_tokens, latent_dim)``; the adapter replaces it by
 ``scale * z + shift`` before the VAE decoder. Per-channel gain and one latency (the rest of a profile) cannot
@@ -22,91 +23,18 @@ latents; the two agree as far as the VAE's round trip does (its reconstruction r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .._logs import logger
-from ..errors import ConfigError
+from ..calibration import LatentAdapter, shift_signal
 from . import metrics as M
 
-__all__ = ["ADAPTER_KIND", "LatentAdapter", "calibrated_prediction", "decode_latents", "encode_latents",
-           "fit_latent_adapter", "select_penalty"]
+__all__ = ["calibrated_prediction", "decode_latents", "encode_latents", "fit_latent_adapter", "select_penalty"]
 
-ADAPTER_KIND = "latent-affine"
 PENALTIES = (0.001, 0.01, 0.1, 1.0)
 MIN_GAIN = 0.005  # held-out r an adapter must add over the identity to be kept (smaller is noise)
-
-
-@dataclass
-class LatentAdapter:
-    """``z -> scale * z + shift`` on latents ``(..., latent_tokens, latent_dim)``, for one model.
-
-    Attributes
-    ----------
-    scale, shift : ndarray, shape (latent_tokens, latent_dim), float32
-    model_hash : str
-        :func:`vibe_rt.checkpoint.model_hash` of the model it was fitted for (checked before streaming).
-    info : dict
-        How it was fitted (penalty, held-out scores), stored with it.
-    """
-
-    scale: np.ndarray
-    shift: np.ndarray
-    model_hash: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.scale = np.asarray(self.scale, dtype=np.float32)
-        self.shift = np.asarray(self.shift, dtype=np.float32)
-        if self.scale.ndim != 2 or self.scale.shape != self.shift.shape:
-            raise ConfigError(f"latent adapter: scale {self.scale.shape} and shift {self.shift.shape} must be "
-                              "equal 2-D shapes (latent_tokens, latent_dim)")
-        if not (np.all(np.isfinite(self.scale)) and np.all(np.isfinite(self.shift))):
-            raise ConfigError("latent adapter: scale and shift must be finite; refit with `vibe-rt calibrate "
-                              "--adapter`")
-
-    @property
-    def latent_shape(self) -> tuple[int, int]:
-        """``(latent_tokens, latent_dim)``."""
-        return tuple(self.scale.shape)  # type: ignore[return-value]
-
-    def require_model(self, model_hash: str) -> None:
-        """Raise :class:`ConfigError` unless the adapter was fitted for the model with this hash."""
-        if self.model_hash != model_hash:
-            raise ConfigError(f"the calibration's latent adapter was fitted for model {self.model_hash}, the model "
-                              f"streamed is {model_hash}; refit it for this model (`vibe-rt calibrate --adapter "
-                              "--model CHECKPOINT`) or use a profile without adapter")
-
-    def __call__(self, z: np.ndarray) -> np.ndarray:
-        """Adapt latents ``(B, latent_tokens, latent_dim)`` (float32 out)."""
-        z = np.asarray(z, dtype=np.float32)
-        if z.shape[-2:] != self.latent_shape:
-            raise ConfigError(f"latent adapter for latents {self.latent_shape} got {z.shape[-2:]}; the profile "
-                              "was fitted for another model")
-        return z * self.scale + self.shift
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form stored under ``"adapter"`` in a calibration profile."""
-        return {"kind": ADAPTER_KIND, "latent_shape": list(self.latent_shape), "model_hash": self.model_hash,
-                "scale": np.round(self.scale.astype(float), 6).tolist(),
-                "shift": np.round(self.shift.astype(float), 6).tolist(), "fit": self.info}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "calibration profile") -> "LatentAdapter":
-        """Read :meth:`to_dict`'s form (a :class:`ConfigError` names what is wrong)."""
-        if not isinstance(data, dict) or data.get("kind") != ADAPTER_KIND:
-            raise ConfigError(f"{where}: adapter kind must be {ADAPTER_KIND!r}, got "
-                              f"{data.get('kind') if isinstance(data, dict) else type(data).__name__!r}")
-        for key in ("scale", "shift", "model_hash"):
-            if key not in data:
-                raise ConfigError(f"{where}: the adapter lacks {key!r}; refit with `vibe-rt calibrate --adapter`")
-        try:
-            return cls(np.asarray(data["scale"], float), np.asarray(data["shift"], float), str(data["model_hash"]),
-                       dict(data.get("fit") or {}))
-        except ValueError as err:  # ragged lists
-            raise ConfigError(f"{where}: malformed adapter ({err})") from err
 
 
 def _normalisation(model) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +107,7 @@ def calibrated_prediction(model, z: np.ndarray, adapter: LatentAdapter | None, g
                           shift_samples: float | np.ndarray) -> np.ndarray:
     """What a calibrated stream emits for latents ``z`` ``(K, L, D)``: decode(adapter(z)), delayed, times gain."""
     y = decode_latents(model, adapter(z) if adapter is not None else z)
-    return M.shift_signal(y, shift_samples) * np.asarray(gain, float)[:, None]
+    return shift_signal(y, shift_samples) * np.asarray(gain, float)[:, None]
 
 
 def select_penalty(model, synth: np.ndarray, odd: np.ndarray, even: np.ndarray, gain: np.ndarray,
@@ -204,7 +132,7 @@ def select_penalty(model, synth: np.ndarray, odd: np.ndarray, even: np.ndarray, 
         ``{"identity_r", "penalty_r": {penalty: r}, "chosen", "kept"}`` (held-out ERP r).
     """
     z = encode_latents(model, synth)
-    target = M.shift_signal(np.asarray(odd, float), -np.asarray(shift_samples, float))
+    target = shift_signal(np.asarray(odd, float), -np.asarray(shift_samples, float))
     identity = M.overall_r(even, calibrated_prediction(model, z, None, gain, shift_samples))
     scores = {}
     for penalty in penalties:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..calibration import shift_signal
 from ..errors import ConfigError
 from ..montage import Montage
 from ..stats import pearson, split_half_reliability
@@ -290,7 +291,7 @@ class Comparator:
         if not compact:
             out.update(M.erp_metrics(e.live, e.synth))
             out["latency"] = lat
-            shifted = M.shift_signal(e.synth, lat["latency_samples"]) if np.isfinite(lat["latency_samples"]) \
+            shifted = shift_signal(e.synth, lat["latency_samples"]) if np.isfinite(lat["latency_samples"]) \
                 else e.synth
             out["gain_per_channel"] = M.fit_gain(e.live, shifted).tolist()
             out["erp_r_aligned"] = M.overall_r(e.live, shifted)

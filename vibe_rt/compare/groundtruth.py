@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.interpolate import CubicSpline
 
+from ..calibration import shift_signal
 from ..montage import Montage
 
 __all__ = ["GroundTruth", "template_erps", "make_ground_truth"]
@@ -161,7 +162,7 @@ def make_ground_truth(
     raw.set_annotations(mne.Annotations(onsets, np.zeros(onsets.size), desc))
     from . import metrics as M
 
-    live_true = M.shift_signal(erps, latency_s * montage.sfreq) * g[:, None]
+    live_true = shift_signal(erps, latency_s * montage.sfreq) * g[:, None]
     b = montage.times <= 0
     live_true = live_true - live_true[:, :, b].mean(axis=2, keepdims=True)
     synth = {keys[i]: erps[i] for i in range(n_images)}

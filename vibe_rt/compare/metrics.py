@@ -7,6 +7,7 @@ Conventions
   ``live(t) ~ gain * synth(t - latency)``.
 * Pearson r, Spearman-Brown and split-half reliability are :mod:`vibe_rt.stats` (r of constant inputs is
   ``nan``, never a division warning).
+* Signals are delayed by :func:`vibe_rt.calibration.shift_signal` (the latency shift of a calibration).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ..stats import pearson
 
@@ -25,7 +25,6 @@ __all__ = [
     "lagged_r",
     "estimate_latency",
     "fit_gain",
-    "shift_signal",
     "erp_metrics",
 ]
 
@@ -135,29 +134,6 @@ def estimate_latency(
         "peak_r": float(r[i]),
         "r_at_zero": float(r[lags.size // 2]),
     }
-
-
-def shift_signal(x: np.ndarray, shift_samples: float | np.ndarray) -> np.ndarray:
-    """Delay ``x`` along its last axis by a (fractional) number of samples.
-
-    ``y[..., t] = x[..., t - shift]`` evaluated by cubic-spline interpolation; samples that come from
-    outside the window repeat the edge value. ``shift_samples`` may be a scalar or one value per row of
-    ``x`` (shape ``x.shape[:-1]`` or broadcastable, e.g. ``(C,)`` for ``(B, C, T)`` input).
-    """
-    x = np.asarray(x)
-    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-    shift = np.asarray(shift_samples, dtype=np.float64)
-    if shift.ndim == 0:
-        if shift == 0:
-            return x.astype(dtype, copy=True)
-        shifts = [0.0] * (x.ndim - 1) + [float(shift)]
-        return ndimage.shift(x.astype(np.float64), shifts, order=3, mode="nearest").astype(dtype)
-    shift = np.broadcast_to(shift, x.shape[:-1])
-    rows = x.reshape(-1, x.shape[-1]).astype(np.float64)
-    out = np.empty_like(rows)
-    for i, (row, s) in enumerate(zip(rows, shift.reshape(-1))):
-        out[i] = row if s == 0 else ndimage.shift(row, float(s), order=3, mode="nearest")
-    return out.reshape(x.shape).astype(dtype)
 
 
 def fit_gain(live: np.ndarray, synth: np.ndarray) -> np.ndarray:

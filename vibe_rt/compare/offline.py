@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._logs import logger
-from ..data.recordings import DATA_TYPES, Recording, read_recording, read_stimulus_log, unit_scale
+from ..data.recordings import DATA_TYPES, Recording, read_recording, read_stimulus_log, require_unit, unit_scale
 from ..errors import DataError
 from ..montage import Montage
 from .channels import match_channels
@@ -22,7 +22,7 @@ from .epocher import EpochExtractor, parse_marker
 from .session import Session, SynthSource
 
 __all__ = ["Recording", "read_recording", "read_stimulus_log", "compare_offline", "make_extractor",
-           "recording_markers", "log_markers"]
+           "recording_markers", "log_markers", "session_markers"]
 
 ParsedMarker = tuple[float, str, dict[str, Any]]
 
@@ -48,6 +48,15 @@ def log_markers(path: str | Path) -> list[ParsedMarker]:
     return [(r["onset"], r["image"], r["columns"]) for r in rows]
 
 
+def session_markers(rec: Recording, stimulus_log: str | Path | None = None) -> list[ParsedMarker]:
+    """The markers a comparison of ``rec`` uses: the stimulus log's when given, else the recording's own
+    (:class:`DataError` when there are none)."""
+    markers = log_markers(stimulus_log) if stimulus_log is not None else recording_markers(rec)
+    if not markers:
+        raise DataError(f"recording {rec.name!r} has no markers; add annotations or give --stimulus-log")
+    return markers
+
+
 def make_extractor(
     montage: Montage,
     sfreq: float,
@@ -60,7 +69,13 @@ def make_extractor(
     unit_override: str | None = None,
     buffer_s: float = 30.0,
 ) -> EpochExtractor:
-    """An :class:`EpochExtractor` for a stream/recording described by its channels, units and rate."""
+    """An :class:`EpochExtractor` for a stream/recording described by its channels, units and rate.
+
+    ``unit_override`` (e.g. ``"uV"``) replaces the channels' own units; one that :func:`parse_unit` does not know
+    raises :class:`~vibe_rt.errors.ConfigError` listing the units it does.
+    """
+    if unit_override:
+        require_unit(unit_override)
     n = len(ch_names)
     ch_types = list(ch_types) if ch_types is not None else ["eeg" if montage.modality == "EEG" else "mag"] * n
     units = [unit_override] * n if unit_override else (list(units) if units is not None else [None] * n)
@@ -149,9 +164,7 @@ def compare_offline(
     else:  # an MNE Raw
         rec = Recording.from_raw(live)
     rec = rec.pick_types(DATA_TYPES)
-    markers = log_markers(stimulus_log) if stimulus_log is not None else recording_markers(rec)
-    if not markers:
-        raise DataError(f"recording {rec.name!r} has no markers; add annotations or give --stimulus-log")
+    markers = session_markers(rec, stimulus_log)
     ext = make_extractor(montage, rec.sfreq, rec.ch_names, rec.ch_types, rec.units, rec.positions,
                          interpolation=interpolation, unit_override=unit_override,
                          buffer_s=max(30.0, 4 * chunk_s))

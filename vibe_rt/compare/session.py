@@ -9,7 +9,7 @@ A :class:`Session` receives markers and chunks (from LSL inlets or from a file),
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ..montage import Montage
 from .comparator import Comparator
 from .epocher import EpochExtractor, Marker
 
-__all__ = ["SynthSource", "DictSynth", "PredictorSynth", "Session"]
+__all__ = ["SynthSource", "DictSynth", "PredictorSynth", "Session", "find_image", "image_name", "no_image_error"]
 
 
 class SynthSource(Protocol):
@@ -38,6 +38,40 @@ class DictSynth:
         return self.epochs.get(marker.key)
 
 
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def image_name(key: str, payload: Mapping[str, Any]) -> str:
+    """The image a marker names: its payload's ``image`` (vibe-rt's JSON markers), else its key."""
+    return str(payload.get("image", key))
+
+
+def find_image(name: str, image_root: Path | None) -> Path | None:
+    """The existing image file ``name`` refers to: the name as a path, else relative to ``image_root`` (also with
+    an image extension added); None when there is none."""
+    cands = [Path(name)]
+    if image_root is not None:
+        cands.append(image_root / name)
+        cands += [image_root / (name + e) for e in _IMAGE_EXTS]
+    return next((c for c in cands if c.is_file()), None)
+
+
+def no_image_error(names: Sequence[str], image_root: Path | None) -> DataError:
+    """The error for markers none of which names an existing image (``names``: the names they carry)."""
+    from ..data.recordings import normalise_code
+
+    example = names[0] if names else ""
+    if all(normalise_code(n).isdigit() for n in names):
+        return DataError(f"the markers carry no image names, only event codes (such as {example!r}), so no response "
+                         "can be predicted for them; give a stimulus log with the image of each onset "
+                         "(--stimulus-log CSV), or compare with the synthesized stream or its recording (--synth)")
+    if image_root is None:
+        return DataError(f"no marker named an image file that exists (such as {example!r}): pass --images DIR (the "
+                         "folder the stimuli were shown from)")
+    return DataError(f"none of the {len(set(names))} images the markers name (such as {example!r}) is in "
+                     f"{image_root}: pass the folder the stimuli were shown from to --images")
+
+
 class PredictorSynth:
     """Predicts the synthesized epoch from the image named by the marker (cached per image).
 
@@ -49,8 +83,6 @@ class PredictorSynth:
         Folder against which relative image paths / ids in markers are resolved.
     """
 
-    _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
     def __init__(self, predictor: Any, image_root: str | Path | None = None) -> None:
         self.predictor = predictor
         self.image_root = Path(image_root) if image_root else None
@@ -58,15 +90,7 @@ class PredictorSynth:
 
     def resolve(self, marker: Marker) -> Path | None:
         """The image file for a marker (``payload['image']`` or the key), or None."""
-        name = str(marker.payload.get("image", marker.key))
-        cands = [Path(name)]
-        if self.image_root is not None:
-            cands.append(self.image_root / name)
-            cands += [self.image_root / (name + e) for e in self._EXTS]
-        for c in cands:
-            if c.is_file():
-                return c
-        return None
+        return find_image(image_name(marker.key, marker.payload), self.image_root)
 
     def __call__(self, marker: Marker) -> np.ndarray | None:
         if marker.key in self._cache:

@@ -41,7 +41,7 @@ import numpy as np
 
 from .._imports import import_optional_dependency
 from .._logs import logger
-from ..errors import DataError
+from ..errors import ConfigError, DataError, require_path
 from ..montage import SI_UNITS, Montage, get_montage
 from .dataset import EpochsDataset
 
@@ -78,6 +78,20 @@ def parse_unit(unit: str | None) -> float | None:
     if re.fullmatch(r"[+-]?\d+", u):
         return float(10.0 ** int(u))
     return _UNIT_WORDS.get(u)
+
+
+UNIT_SYMBOLS = ("V", "mV", "uV", "nV", "T", "pT", "fT", "T/m", "fT/cm", "fT/m")
+"""The units :func:`parse_unit` knows, by symbol (it also reads them spelt out, in any case, and ``µV``)."""
+
+
+def require_unit(unit: str, option: str = "--live-unit") -> float:
+    """The factor to SI of a unit that a user gave (``option`` names where); a :class:`ConfigError` listing the
+    known units when :func:`parse_unit` does not know it (a given unit is never guessed)."""
+    scale = parse_unit(unit)
+    if scale is None:
+        raise ConfigError(f"{option} {unit!r} is not a unit vibe-rt knows; give one of {', '.join(UNIT_SYMBOLS)} "
+                          "(or spelt out, e.g. microvolts, or a power of ten of SI, e.g. -6)")
+    return scale
 
 
 def unit_scale(unit: str | None, ch_type: str = "eeg", default: float | None = None) -> float:
@@ -312,9 +326,7 @@ def read_recording(path: str | os.PathLike, *, stim_channel: str | None = None,
         XDF only: name, type or source_id (case-insensitive) of the signal and marker streams; default the
         EEG/MEG stream with most channels and the first stream of type ``Markers`` (else any marker stream).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"recording {path} does not exist; give a FIF/BrainVision/EDF/BDF/XDF file")
+    path = require_path(path, "file", "recording", "give a FIF/BrainVision/EDF/BDF/XDF file")
     if path.suffix.lower() == ".xdf":
         return _read_xdf(path, stim_channel, signal_stream, marker_stream)
     import mne
@@ -414,9 +426,7 @@ def read_stimulus_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     with ``#`` are comments: a ``vibe-rt experiment rsvp`` log reads as it is (its ``code``
     column matches the trigger codes of the recording; its onsets are on the LSL clock, so they are not used).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"stimulus log {path} does not exist")
+    path = require_path(path, "file", "stimulus log", "give a CSV/TSV file with an image column")
     lines = [x for x in path.read_text(encoding="utf-8-sig").splitlines() if not x.lstrip().startswith("#")]
     delim = "\t" if path.suffix.lower() == ".tsv" or (lines and lines[0].count("\t")) else ","
     reader = csv.DictReader(lines, delimiter=delim)

@@ -54,7 +54,7 @@ class RsvpSessionConfig:
     """An RSVP session: design, display, log, and the stream it drives (see ``vibe-rt experiment rsvp --help``)."""
 
     images: Path | None = option(None, "--images", "folder of stimulus images",
-                                 ExistingPath("dir", "image folder", optional=False), group="images", type=Path,
+                                 ExistingPath("folder", "image folder", optional=False), group="images", type=Path,
                                  metavar="DIR", required=True)
     targets: str | None = option(None, "--targets", "a folder of target images (inserted into --target-prob of the "
                                  "sequences), or a fraction 0..1: hold one image of --images out as the target and "

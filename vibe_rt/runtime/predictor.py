@@ -55,7 +55,7 @@ class Predictor:
         Where and in which precision the graphs run.
     latent_adapter : callable | None
         Applied to the Q-Former's latent before the decoder (a calibration profile's
-        :class:`~vibe_rt.compare.adapter.LatentAdapter`; staged chains only); set with :meth:`set_latent_adapter`.
+        :class:`~vibe_rt.calibration.LatentAdapter`; staged chains only); set with :meth:`set_latent_adapter`.
     """
 
     def __init__(self, model, runners: dict[str, Backend], *, backend_name: str) -> None:
@@ -79,7 +79,7 @@ class Predictor:
                 f"fused={self.fused}, montage={self.montage.name!r})")
 
     def set_latent_adapter(self, adapter) -> None:
-        """Apply ``adapter`` (a :class:`~vibe_rt.compare.adapter.LatentAdapter`, or None to remove it) between
+        """Apply ``adapter`` (a :class:`~vibe_rt.calibration.LatentAdapter`, or None to remove it) between
         the Q-Former and the decoder. Raises :class:`ConfigError` when it was fitted for another model or the chain
         is fused (no latent between the graphs)."""
         if adapter is None:

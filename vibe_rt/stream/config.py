@@ -129,7 +129,7 @@ class StreamConfig:
     video: Path | None = option(None, "--video", "video file, played in real time",
                                 ExistingPath("file", "video file"), group=_SRC, type=Path, metavar="FILE")
     images: Path | None = option(None, "--images", "folder of images shown as a slideshow",
-                                 ExistingPath("dir", "image folder"), group=_SRC, type=Path, metavar="DIR")
+                                 ExistingPath("folder", "image folder"), group=_SRC, type=Path, metavar="DIR")
     as_fast_as_possible: bool = option(False, "--as-fast-as-possible", "--video: read frames as fast as they are "
                                        "processed instead of at the file's frame rate", group=_SRCOPT,
                                        action="store_true")

@@ -27,9 +27,9 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from .._logs import logger
+from ..calibration import CalibrationProfile
 from ..errors import ConfigError, StreamError
 from ..montage import Montage
-from ..compare.calibrate import resolve_calibration, scale_and_shift
 from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
 from .config import MAX_LOOKAHEAD, InferenceSpec, OutputSpec, RecordSpec, SynthSpec
 from .events import EventPolicy, Stimulus, StimulusFactory
@@ -55,54 +55,6 @@ class ResponsePredictor(Protocol):
 
     def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         """float32 (B, 3, S, S) -> (epochs (B, C, T) SI units, per-stage timings in seconds)."""
-
-
-def _calibration_for(profile: dict, montage: Montage) -> dict:
-    """A calibration profile resolved once for the streamed channels (gain and latency per channel, in montage
-    order, and ``"shift_samples"``), so that the inference thread neither re-matches labels nor logs per batch.
-
-    Raises :class:`ConfigError` when the profile covers none of the channels (a profile for another montage);
-    channels it lacks keep gain 1 and no shift (logged once).
-    """
-    gain, shift, missing = resolve_calibration(profile, montage)
-    if len(missing) == montage.n_channels:
-        raise ConfigError(f"the calibration profile {profile.get('name', '')!r} (montage "
-                          f"{profile.get('montage')!r}) has none of the streamed channels "
-                          f"({', '.join(montage.ch_names[:5])}...); use a profile fitted for montage "
-                          f"{montage.name!r} (vibe-rt calibrate) or leave --calibration out")
-    if missing:
-        logger.warning("the calibration profile has no entry for %s: gain 1, no shift", missing)
-    latency = (shift / montage.sfreq).tolist()
-    return {**profile, "channels": list(montage.ch_names), "ch_names": list(montage.ch_names),
-            "gain": gain.tolist(), "latency_s": latency[0] if len(set(latency)) == 1 else latency,
-            "shift_samples": shift}
-
-
-def _device_labels(montage: Montage, channel_map: dict[str, str] | None) -> Montage:
-    """``montage`` with each channel renamed to the live device's label that a calibration profile's channel
-    map gives it (model channel -> live channel; interpolated channels and clashing names keep the model's)."""
-    if not channel_map:
-        return montage
-    lower = {str(k).lower(): str(v) for k, v in channel_map.items()}
-    names = [lower.get(c.lower(), c) for c in montage.ch_names]
-    names = [n if n and not n.startswith("interpolated") else c for n, c in zip(names, montage.ch_names)]
-    if len(set(names)) != len(names):
-        logger.warning("the calibration's channel map gives several channels one label; streaming the model's")
-        return montage
-    if names != list(montage.ch_names):
-        logger.info("streaming with the device's channel labels from the calibration profile: %s",
-                    ", ".join(f"{c}->{n}" for c, n in zip(montage.ch_names, names) if c != n))
-    return dataclasses.replace(montage, ch_names=tuple(names))
-
-
-def _install_adapter(predictor: ResponsePredictor | None, adapter: dict) -> None:
-    """Give the predictor a calibration profile's latent adapter (checked against its model)."""
-    from ..compare.adapter import LatentAdapter
-
-    if predictor is None or not hasattr(predictor, "set_latent_adapter"):
-        raise ConfigError("the calibration profile has a latent adapter, which only a ViBE predictor can apply; "
-                          "use a profile without adapter (vibe-rt calibrate without --adapter)")
-    predictor.set_latent_adapter(LatentAdapter.from_dict(adapter))
 
 
 class StreamPipeline:
@@ -131,9 +83,10 @@ class StreamPipeline:
         Stimulus queue size and largest inference batch.
     record : RecordSpec | None
         BrainVision recording of the streamed signal and markers.
-    calibration : dict | None
-        A profile from :func:`vibe_rt.compare.calibrate.load_calibration`: per-channel gain and latency applied
-        to the predicted epochs; its latent adapter, if any, is installed in ``predictor``.
+    calibration : CalibrationProfile | None
+        Per-channel gain and latency applied to the predicted epochs (resolved once for the streamed channels),
+        the live device's channel labels from its channel map on the outlet and the recording, and its latent
+        adapter, if any, installed in ``predictor``.
     background : Background | "auto" | None
         ``generate(n) -> (n, C)`` SI units; ``"auto"`` builds :func:`~vibe_rt.stream.synth.make_background`
         (scaled by ``synth.noise_scale``); None streams the evoked responses on silence.
@@ -151,7 +104,7 @@ class StreamPipeline:
                  policy: EventPolicy | None = None, montage: Montage | None = None,
                  channels: Sequence[str] | None = None, output: OutputSpec = OutputSpec(),
                  synth: SynthSpec = SynthSpec(), inference: InferenceSpec = InferenceSpec(),
-                 record: RecordSpec | None = None, calibration: dict | None = None,
+                 record: RecordSpec | None = None, calibration: CalibrationProfile | None = None,
                  background: Background | str | None = "auto", clock: Clock | None = None,
                  extra_meta: dict[str, Any] | None = None, synth_kwargs: dict[str, Any] | None = None,
                  stats_window: int = 1000) -> None:
@@ -177,12 +130,13 @@ class StreamPipeline:
             background = make_background(self.montage, self.srate, seed=synth.seed, scale=synth.noise_scale)
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
                                  line_noise=synth.line_noise, seed=synth.seed, **(synth_kwargs or {}))
-        self.calibration = _calibration_for(calibration, self.montage) if calibration is not None else None
-        self._cal_gain = np.asarray(self.calibration["gain"]) if self.calibration is not None else None
+        if calibration is not None and not isinstance(calibration, CalibrationProfile):
+            raise ConfigError("calibration= takes a CalibrationProfile (vibe_rt.calibration.CalibrationProfile.load)")
+        self.calibration = calibration.resolve(self.montage) if calibration is not None else None
         # the outlet and the recording carry the live device's labels where the profile's channel map has them
-        self.output_montage = _device_labels(self.montage, (calibration or {}).get("channel_map"))
-        if calibration is not None and calibration.get("adapter") is not None:
-            _install_adapter(predictor, calibration["adapter"])
+        self.output_montage = self.calibration.output_montage if self.calibration is not None else self.montage
+        if self.calibration is not None:
+            self.calibration.install_adapter(predictor)
         self.record = record
         self.chunk = chunk_samples(self.srate, output.chunk_s)
         self.max_queue, self.max_batch = inference.max_queue, inference.max_batch
@@ -287,7 +241,7 @@ class StreamPipeline:
         epochs = np.asarray(epochs)[:, self._ch_idx]
         if self.calibration is not None:
             with np.errstate(all="ignore"):
-                epochs = scale_and_shift(epochs, self._cal_gain, self.calibration["shift_samples"])
+                epochs = self.calibration.apply(epochs)
         return epochs
 
     def _grow_lookahead_if_late(self) -> None:

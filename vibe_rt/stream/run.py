@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .._logs import logger
-from ..compare.calibrate import load_calibration
+from ..calibration import CalibrationProfile, LatentAdapter
 from ..errors import ConfigError
 from ..montage import Montage
 from .clock import lsl_clock
 from .config import InferenceSpec, OutputSpec, RecordSpec, StreamConfig, SynthSpec, parse_frame_size
 from .events import EventPolicy, make_policy
-from .pipeline import ResponsePredictor, StreamPipeline, _calibration_for
+from .pipeline import ResponsePredictor, StreamPipeline
 from .sources import CameraSource, DemoSource, FrameSource, ImageFolderSource, VideoSource
 from .synth import resample_factors
 
@@ -38,7 +38,7 @@ class StreamPlan:
     policy: EventPolicy
     model_montage: Montage
     channels: tuple[str, ...] | None
-    calibration: dict[str, Any] | None
+    calibration: CalibrationProfile | None
     output: OutputSpec
     synth: SynthSpec
     inference: InferenceSpec
@@ -89,10 +89,10 @@ def preflight(config: StreamConfig, model_montage: Montage | None = None) -> Str
     channels = _channels(config.montage, model_montage)
     calibration = None
     if config.calibration is not None:
-        calibration = load_calibration(config.calibration)
-        _calibration_for(calibration, model_montage.pick(channels) if channels else model_montage)
-        if calibration.get("adapter") is not None:
-            _check_adapter_model(calibration["adapter"], config.model)
+        calibration = CalibrationProfile.load(config.calibration)
+        calibration.resolve(model_montage.pick(channels) if channels else model_montage)
+        if calibration.adapter is not None:
+            _check_adapter_model(calibration.adapter, config.model)
     policy = make_policy(config.resolved_events, rate=config.event_rate, threshold=config.threshold,
                          refractory=config.refractory, max_interval=config.max_interval or None)
     return StreamPlan(config, source, policy, model_montage, tuple(channels) if channels else None, calibration,
@@ -162,13 +162,12 @@ def _channels(spec: str | None, model: Montage) -> list[str] | None:
     return names
 
 
-def _check_adapter_model(adapter: dict[str, Any], model: str | Path | None) -> None:
+def _check_adapter_model(adapter: LatentAdapter, model: str | Path | None) -> None:
     """A calibration's latent adapter must belong to the checkpoint streamed (compared by model hash, cheaply)."""
     from .. import checkpoint
-    from ..compare.adapter import LatentAdapter
 
     path = model if model is not None else checkpoint.require_default_checkpoint()
-    LatentAdapter.from_dict(adapter).require_model(checkpoint.model_hash(path))
+    adapter.require_model(checkpoint.model_hash(path))
 
 
 def build_pipeline(cfg: StreamConfig, predictor: ResponsePredictor | None = None,

@@ -36,6 +36,7 @@ from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
+from scipy.signal import resample_poly  # imported with the module: the first response must not wait for it
 
 from .._logs import logger
 from ..errors import ConfigError
@@ -72,8 +73,6 @@ def resample_epochs(epochs: np.ndarray, up: int, down: int) -> np.ndarray:
     """Polyphase resampling along the last axis (``scipy.signal.resample_poly``), float64 out."""
     if up == down == 1:
         return np.asarray(epochs, dtype=np.float64)
-    from scipy.signal import resample_poly
-
     return resample_poly(np.asarray(epochs, dtype=np.float64), up, down, axis=-1)
 
 
