@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter:
         from ..checkpoint import load_model
 
-        adapter_model = load_model(args.model)
+        adapter_model = load_model(args.model).model
     profile = fit_calibration(erps, montage, max_lag_s=args.max_lag_ms / 1000.0,
                               per_channel_latency=args.per_channel_latency, channel_map=channel_map,
                               name=args.out.stem, adapter_model=adapter_model)

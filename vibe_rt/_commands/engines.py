@@ -67,7 +67,7 @@ def _build(args: argparse.Namespace) -> int:
 
     batch = parse_batch(args.batch)
     backend = select_backend(args.backend)  # a missing dependency is reported before the model loads
-    model = load_model(args.model)
+    model = load_model(args.model).model
     folder, manifest = build_engines(model, backend=backend, precision=args.precision, batch=batch,
                                      engines_dir=args.out, fused=not args.no_fused, force=args.force,
                                      calibration_dir=args.calibration)
@@ -110,7 +110,7 @@ def _verify(args: argparse.Namespace) -> int:
     from ..runtime.cache import verify_engines
     from ..runtime.manifest import default_engines_dir
 
-    model = load_model(args.model)
+    model = load_model(args.model).model
     results = verify_engines(args.out or default_engines_dir(), model)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
