@@ -4,7 +4,8 @@ Headline number: ``models.<name>.r``: the mean over channels x time of the Pears
 between predicted epochs and measured epochs averaged over a random half of the repetitions (``n_splits``
 seeded random splits, 100 by default, averaged; the report's ``headline`` text states the count); see
 :mod:`vibe_rt.training.metrics`. Also reported: r per image over channels x time, the split-half noise ceiling
-(lower/upper) on the same splits, and for stage 1 the reconstruction r of the repetition-averaged test epochs. Plots: r per channel and per time point with the noise ceiling (PNG).
+(lower/upper) on the same splits, and for stage 1 the reconstruction r of the repetition-averaged test epochs.
+Plots: r per channel and per time point with the noise ceiling (PNG).
 """
 
 from __future__ import annotations
