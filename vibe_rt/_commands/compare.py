@@ -88,9 +88,9 @@ def build_synth(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.synth:
         return get_montage(args.montage or "things-eeg2"), args.synth
     from ..compare.session import PredictorSynth
-    from ..stream.run import load_predictor
+    from ..runtime.predictor import load_predictor
 
-    predictor, _ = load_predictor(args.model, args.backend)
+    predictor = load_predictor(args.model, args.backend)
     montage = predictor.montage
     if args.montage and args.montage != montage.name:
         from ..errors import ConfigError

@@ -7,7 +7,7 @@ from .events import EveryFrame, FixedRate, SceneChange, Stimulus, make_policy
 from .lsl import LslOutlets, MarkerOutlets, default_marker_source_id, default_source_id
 from .pipeline import Predictor, StreamPipeline
 from .record import BrainVisionWriter
-from .run import StreamConfig, build_pipeline, load_predictor, run_stream
+from .run import StreamConfig, build_pipeline, run_stream
 from .sources import CameraSource, DemoSource, Frame, FrameSource, ImageFolderSource, VideoSource
 from .stats import PipelineStats, format_status
 from .synth import PinkBackground, Synthesizer, ZeroBackground, make_background
@@ -17,5 +17,5 @@ __all__ = [
     "FrameSource", "ImageFolderSource", "LslOutlets", "MarkerOutlets", "Pacer", "PinkBackground", "PipelineStats",
     "Predictor", "SampleClock", "SceneChange", "Stimulus", "StreamConfig", "StreamPipeline", "Synthesizer",
     "VideoSource", "ZeroBackground", "build_pipeline", "default_marker_source_id", "default_source_id", "format_status",
-    "load_predictor", "make_background", "make_policy", "run_stream",
+    "make_background", "make_policy", "run_stream",
 ]

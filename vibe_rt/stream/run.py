@@ -117,25 +117,6 @@ def build_source(cfg: StreamConfig) -> FrameSource | None:
     return None
 
 
-def load_predictor(model: str | Path | None = None, backend: str = "auto") -> tuple[Predictor, dict[str, Any]]:
-    """A predictor for a checkpoint (None: the embedded default) and the stream meta-data describing it."""
-    try:
-        from ..runtime.predictor import create_predictor
-    except ImportError as err:
-        raise ConfigError(f"the inference runtime is not available ({err}); reinstall vibe-rt") from err
-    from .. import checkpoint
-
-    mdl = checkpoint.load_checkpoint(model) if model is not None else None
-    predictor = create_predictor(mdl, backend=backend)
-    meta: dict[str, Any] = {"backend": getattr(predictor, "backend_name", backend),
-                            "model": Path(model).stem if model is not None else "vibe-default"}
-    try:
-        meta["model_hash"] = checkpoint.model_hash(mdl if mdl is not None else checkpoint.default_checkpoint_path())
-    except Exception as err:  # the hash is informative only
-        logger.debug("no model hash: %r", err)
-    return predictor, meta
-
-
 def _checkpoint_montage(model: str | Path | None) -> Montage:
     """The montage recorded in a checkpoint's JSON document (None: the embedded default), without building the
     model; a missing or corrupt checkpoint raises :class:`~vibe_rt.errors.CheckpointError` here."""
@@ -213,8 +194,10 @@ def build_pipeline(cfg: StreamConfig, predictor: Predictor | None = None,
             _calibration_for(calibration, model_montage.pick(early) if early else model_montage)
             if calibration.get("adapter") is not None:
                 _check_adapter_model(calibration["adapter"], cfg.model)
-        predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
-        meta = {**loaded_meta, **meta}
+        from ..runtime.predictor import load_predictor
+
+        predictor = load_predictor(cfg.model, cfg.backend)
+        meta = {**predictor.meta, **meta}
     channels = _channels(cfg.montage, predictor.montage)
     return StreamPipeline(
         predictor, source=source, policy=policy, channels=channels, noise_scale=cfg.noise_scale,
