@@ -2,8 +2,10 @@
 
 The JSON document holds the format name and version, the kind (``"vibe"``: the full model, ``"tsc-vae"``: a
 stage-1 VAE), the model configs, the montage, the normalisation statistics, the package versions, the sha256 of
-the weights file and optional metrics. Loading checks each of these and raises
-:class:`~vibe_rt.errors.CheckpointError` naming what does not match.
+the weights file and optional metrics. Every reader goes through one check of the whole document (each field's
+type and value) and of the weights (sha256, tensor names and shapes, finite values), and raises one
+:class:`~vibe_rt.errors.CheckpointError` naming what does not match and the fix. :func:`load_model` returns a
+:class:`LoadedModel`: the model with its document and its hash, so that nothing computes them again.
 """
 
 from __future__ import annotations
@@ -173,6 +175,11 @@ def save_checkpoint(
     -------
     Path
         The weights file.
+
+    Raises
+    ------
+    CheckpointError
+        When a tensor holds NaN or infinite values (a diverged training): nothing is written.
     """
     config = model.cfg.to_dict()
     del config["montage"]  # stored once, at the top level
@@ -190,7 +197,8 @@ def save_vae_checkpoint(
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Save a stage-1 :class:`TSCVAE` with its montage and the normalisation ``(mean, std)`` of its data."""
+    """Save a stage-1 :class:`TSCVAE` with its montage and the normalisation ``(mean, std)`` of its data (NaN or
+    infinite weights are refused, as by :func:`save_checkpoint`)."""
     _check_vae_montage(vae.cfg, montage, where="save_vae_checkpoint")
     norm = _normalisation(*normalisation) if normalisation is not None else None
     return _save(KIND_VAE, vae, path, config=vae.cfg.to_dict(), montage=montage, normalisation=norm,
