@@ -168,3 +168,52 @@ def test_default_model_loads_when_present(monkeypatch, tmp_path, model):
     path = save_checkpoint(model, tmp_path / "vibe-default")
     monkeypatch.setattr(ckpt, "default_checkpoint_path", lambda: path)
     assert model_hash(load_default_model()) == model_hash(model)
+
+
+def test_every_reader_validates_the_document_once(saved, tmp_path):
+    """A mistyped field is the same one-line CheckpointError for every reader of the document."""
+    montage = get_montage("things-eeg2")
+    vae = TSCVAE(TSCVAEConfig.for_montage(montage, "tiny"))
+    vae_path = save_vae_checkpoint(vae, tmp_path / "vae", montage=montage,
+                                   normalisation=(np.zeros(17), np.ones(17)))
+    _edit_document(saved, lambda d: d["config"]["vae"].update(widths="abc"))
+    _edit_document(vae_path, lambda d: d["config"].update(latent_dim=[32]))
+    for reader in (load_checkpoint, ckpt.read_checkpoint_config, model_hash, ckpt.load_model):
+        with pytest.raises(CheckpointError, match=r"config\.vae\.widths is 'abc', expected a list of integers"):
+            reader(saved)
+    with pytest.raises(CheckpointError, match=r"config\.latent_dim is \[32\], expected an integer"):
+        load_vae_checkpoint(vae_path)
+
+
+def test_nan_weights_are_refused_at_save_and_at_load(model, saved, tmp_path):
+    broken = ViBE(model.cfg)
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.qformer.head.bias[0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"refusing to save .*1 tensors hold NaN.*qformer\.head\.bias.*diverged"):
+        save_checkpoint(broken, tmp_path / "broken")
+    assert not list(tmp_path.glob("broken*"))
+    # one written anyway (by an older vibe-rt or by hand, sha256 consistent) is refused when loaded
+    tensors = load_file(str(saved))
+    tensors["qformer.head.bias"][0] = float("nan")
+    _rewrite_weights(saved, tensors)
+    with pytest.raises(CheckpointError, match=r"NaN or infinite values in 1 tensors \(qformer\.head\.bias\)"):
+        load_checkpoint(saved)
+
+
+def test_loaded_model_carries_document_and_hash(model, saved, monkeypatch):
+    loaded = ckpt.load_model(saved)
+    assert isinstance(loaded, ckpt.LoadedModel) and loaded.path == saved and loaded.name == "model"
+    assert loaded.document["metrics"] == {"pearson_r": 0.5}
+    # the hash comes from the document (the weights' sha256 recorded there), not from serialising the model
+    monkeypatch.setattr(ckpt, "_weights_bytes", lambda m: pytest.fail("the model was serialised again"))
+    assert loaded.model_hash == ckpt.model_hash(saved)
+    monkeypatch.undo()
+    assert loaded.model_hash == model_hash(model) == model_hash(loaded.model)
+    in_memory = ckpt.as_loaded(model)
+    assert in_memory.document is None and in_memory.name == "in-memory" and ckpt.as_loaded(in_memory) is in_memory
+    calls = []
+    real = ckpt._weights_bytes
+    monkeypatch.setattr(ckpt, "_weights_bytes", lambda m: calls.append(1) or real(m))
+    assert in_memory.model_hash == in_memory.model_hash == loaded.model_hash
+    assert len(calls) == 1  # computed once, on first use

@@ -206,6 +206,90 @@ def test_user_error_is_one_line_with_exit_code_2(argv, fragment, files, capsys):
     assert len(lines) == 1, err
 
 
+def _set(path: str, value):
+    """An edit of a checkpoint document: set the dotted ``path`` (``"config.vae.widths"``) to ``value``."""
+    def edit(doc: dict) -> None:
+        *parents, key = path.split(".")
+        for part in parents:
+            doc = doc[part]
+        doc[key] = value
+    return edit
+
+
+# (id, edit of a copy of the embedded default document, what the one line says). The sha256 covers only the
+# weights, so each edited document reaches the loaders; before, most of them ended in a deep traceback.
+DOCUMENT_CASES = [
+    ("vae-widths-string", _set("config.vae.widths", "abc"), "config.vae.widths is 'abc', expected a list of integers"),
+    ("vae-widths-floats", _set("config.vae.widths", [8, 16.5]), "config.vae.widths is [8, 16.5]"),
+    ("qformer-hidden-float", _set("config.qformer.hidden", 12.5), "config.qformer.hidden is 12.5, expected an integer"),
+    ("qformer-dropout-range", _set("config.qformer.dropout", 2.0), "dropout must be in [0, 1)"),
+    ("qformer-dropout-string", _set("config.qformer.dropout", "0.1"), "expected a finite number"),
+    ("encoder-name-number", _set("config.encoder.name", 5), "config.encoder.name is 5, expected a string"),
+    ("vae-unknown-key", _set("config.vae.depth", 3), "config.vae has unknown keys ['depth']"),
+    ("config-missing-vae", lambda d: d["config"].pop("vae"), "config lacks the keys ['vae']"),
+    ("normalisation-string", _set("normalisation", "abc"), "normalisation is 'abc', expected null or an object"),
+    ("normalisation-short", lambda d: d["normalisation"]["mean"].pop(), "expected a list of 17 finite numbers"),
+    ("normalisation-nan", _set("normalisation.std", [float("nan")] * 17), "normalisation.std is"),
+    ("normalisation-std-zero", lambda d: d["normalisation"]["std"].__setitem__(3, 0.0),
+     "normalisation.std[3] is 0.0, expected a standard deviation > 0"),
+    ("montage-sfreq-string", _set("montage.sfreq", "fast"), "montage.sfreq is 'fast', expected a finite number"),
+    ("montage-channels-string", _set("montage.ch_names", "O1,Oz"), "montage.ch_names is 'O1,Oz', expected a list"),
+    ("weights-record", _set("weights", "x"), "weights is 'x', expected an object"),
+    ("weights-sha-number", _set("weights.sha256", 123), "weights.sha256 is 123, expected 64 lower-case hex"),
+    ("kind-unknown", _set("kind", "gpt"), "kind is 'gpt', expected 'vibe' or 'tsc-vae'"),
+    ("metrics-list", _set("metrics", [1]), "metrics is [1], expected an object"),
+]
+DOCUMENT_COMMANDS = {
+    "stream": ["stream", "--model", "{model}", "--duration", "1"],
+    "eval": ["eval", "--model", "{model}", "--data", "{tmp}/empty", "--no-baseline"],
+    "engines-build": ["engines", "build", "--model", "{model}", "--backend", "onnxruntime", "--out", "{tmp}/eng"],
+}
+
+
+@pytest.mark.parametrize("edit, fragment", [c[1:] for c in DOCUMENT_CASES], ids=[c[0] for c in DOCUMENT_CASES])
+def test_malformed_checkpoint_document_is_one_line_in_every_command(edit, fragment, files, capsys):
+    weights = default_checkpoint_path()
+    shutil.copy(weights, files / "edited.safetensors")
+    doc = json.loads(weights.with_suffix(".json").read_text())
+    edit(doc)
+    (files / "edited.json").write_text(json.dumps(doc))
+    for command, argv in DOCUMENT_COMMANDS.items():
+        argv = [a.replace("{model}", str(files / "edited")).replace(TMP, str(files)) for a in argv]
+        rc, out, err = _main(argv, capsys)
+        assert rc == 2, (command, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("vibe-rt: error: checkpoint document "), (command, err)
+        assert "edited.json" in lines[0] and fragment in lines[0], (command, err)
+        assert "restore the original or re-save the checkpoint" in lines[0]
+    assert not (files / "eng").exists()
+
+
+def test_non_finite_weights_are_a_checkpoint_error_in_eval_and_engines_build(files, capsys):
+    """A consistent checkpoint (sha256 recorded) whose weights hold NaN: eval reported r = 0.000 with exit 0 and
+    the ONNX export blamed an operator; both now exit 2 naming the tensors."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    weights = default_checkpoint_path()
+    tensors = load_file(str(weights))
+    tensors["qformer.head.bias"][0] = float("nan")
+    tensors["vae.decoder.out.bias"][:] = float("inf")
+    save_file(tensors, str(files / "nan.safetensors"))
+    doc = json.loads(weights.with_suffix(".json").read_text())
+    doc["weights"]["sha256"] = hashlib.sha256((files / "nan.safetensors").read_bytes()).hexdigest()
+    (files / "nan.json").write_text(json.dumps(doc))
+    for command in ("eval", "engines-build"):
+        argv = [a.replace("{model}", str(files / "nan")).replace(TMP, str(files)) for a in DOCUMENT_COMMANDS[command]]
+        rc, out, err = _main(argv, capsys)
+        assert rc == 2, (command, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert "NaN or infinite values in 2 tensors (qformer.head.bias, vae.decoder.out.bias)" in lines[0]
+        assert "corrupt or its training diverged" in lines[0]
+    assert not (files / "eng").exists()
+
+
 def test_truncated_onnx_engine_is_refused(files):
     """A truncated ONNX graph gives EngineError (exit code 2 in the CLI), not an onnxruntime traceback."""
     pytest.importorskip("onnxruntime")

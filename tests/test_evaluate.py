@@ -110,6 +110,9 @@ def test_write_report(tmp_path):
     paths = write_report(rep, tmp_path, scores=scores)
     data = json.loads(paths["report"].read_text())
     assert data["headline_r"] == pytest.approx(scores["vibe"].r)
+    # the headline text states the splits really used (it said "100 seeded splits" whatever --splits was)
+    assert "(5 seeded splits, averaged)" in data["headline"] and "100" not in data["headline"]
+    assert data["protocol"]["n_splits"] == 5
     assert len(data["models"]["vibe"]["r_per_channel"]) == m.n_channels
     for key in ("per_channel", "per_time", "map"):
         assert paths[key].stat().st_size > 1000

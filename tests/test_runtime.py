@@ -38,7 +38,7 @@ def tiny():
 def onnx_set(tiny, tmp_path_factory):
     """A verified ONNX export (stages + fused chain) shared by the tests that only read it."""
     root = tmp_path_factory.mktemp("engines")
-    folder, manifest = cache.export_onnx_set(tiny, root, fused=True)
+    folder, manifest = cache.OnnxStore(root).ensure(tiny, fused=True)
     return root, folder, manifest
 
 
@@ -129,13 +129,13 @@ def test_other_model_hash_is_refused(tiny, onnx_set, tmp_path):
     m.model_hash = "ffffffffffffffff"
     m.save(folder)
     with pytest.raises(EngineError, match="other model hash"):
-        cache.load_onnx_set(root, folder.name)
+        cache.OnnxStore(root).load(folder.name)
     with pytest.raises(EngineError, match="other model hash"):
         create_predictor(tiny, "onnxruntime", engines_dir=root, warmup=False)
 
 
 def _fake_trt_set(root: Path, model_hash: str, *, trt: str = "10.8.0", gpu=None) -> Path:
-    """A TensorRT cache folder as build_tensorrt_set writes it (the plan bytes are opaque here)."""
+    """A TensorRT cache folder as TensorRTStore.ensure writes it (the plan bytes are opaque here)."""
     folder = tensorrt_dir(root, model_hash, "fp16")
     folder.mkdir(parents=True)
     stages = {}
@@ -160,22 +160,22 @@ def h100_trt10_8(monkeypatch):
 
 def test_tensorrt_cache_checks(tmp_path, h100_trt10_8):
     folder = _fake_trt_set(tmp_path, "aaaa")
-    f, m = cache.load_tensorrt_set(tmp_path, "aaaa", "fp16")  # matching: accepted
+    f, m = cache.TensorRTStore(tmp_path).load("aaaa", precision="fp16")  # matching: accepted
     assert f == folder and m.gpu["compute_capability"] == "9.0"
     with pytest.raises(EngineError, match="no engine manifest"):
-        cache.load_tensorrt_set(tmp_path, "bbbb", "fp16")
+        cache.TensorRTStore(tmp_path).load("bbbb", precision="fp16")
 
 
 def test_tensorrt_other_version_is_refused(tmp_path, h100_trt10_8):
     _fake_trt_set(tmp_path, "aaaa", trt="10.3.0")
     with pytest.raises(EngineError, match=r"TensorRT 10\.3\.0, this is TensorRT 10\.8\.0 \(other TensorRT version\)"):
-        cache.load_tensorrt_set(tmp_path, "aaaa", "fp16")
+        cache.TensorRTStore(tmp_path).load("aaaa", precision="fp16")
 
 
 def test_tensorrt_other_gpu_is_refused(tmp_path, h100_trt10_8):
     _fake_trt_set(tmp_path, "aaaa", gpu={"name": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"})
     with pytest.raises(EngineError, match=r"built on GPU NVIDIA A100.*8\.0.*this is NVIDIA H100.*\(other GPU\)"):
-        cache.load_tensorrt_set(tmp_path, "aaaa", "fp16")
+        cache.TensorRTStore(tmp_path).load("aaaa", precision="fp16")
 
 
 def test_tensorrt_other_model_is_refused(tmp_path, h100_trt10_8):
@@ -184,7 +184,7 @@ def test_tensorrt_other_model_is_refused(tmp_path, h100_trt10_8):
     m.model_hash = "cccc"
     m.save(folder)
     with pytest.raises(EngineError, match="other model hash"):
-        cache.load_tensorrt_set(tmp_path, "aaaa", "fp16")
+        cache.TensorRTStore(tmp_path).load("aaaa", precision="fp16")
 
 
 def test_corrupt_plan_is_refused_before_tensorrt(tmp_path, h100_trt10_8):
@@ -192,10 +192,10 @@ def test_corrupt_plan_is_refused_before_tensorrt(tmp_path, h100_trt10_8):
     plan = folder / "qformer.plan"
     plan.write_bytes(plan.read_bytes()[:100])  # truncated
     with pytest.raises(EngineError, match=r"qformer artefact .* is corrupt"):
-        cache.load_tensorrt_set(tmp_path, "aaaa", "fp16")
+        cache.TensorRTStore(tmp_path).load("aaaa", precision="fp16")
     (folder / "decoder.plan").unlink()
     with pytest.raises(EngineError, match="missing"):
-        cache.load_tensorrt_set(tmp_path, "aaaa", "fp16")
+        cache.TensorRTStore(tmp_path).load("aaaa", precision="fp16")
 
 
 # ------------------------------------------------------------------------------------------------ corruption
@@ -204,7 +204,7 @@ def test_truncated_onnx_is_refused(tiny, onnx_set, tmp_path):
     enc = folder / "encoder.onnx"
     enc.write_bytes(enc.read_bytes()[: enc.stat().st_size // 2])
     with pytest.raises(EngineError, match=r"encoder artefact .* is corrupt"):
-        cache.load_onnx_set(root, folder.name)
+        cache.OnnxStore(root).load(folder.name)
     with pytest.raises(EngineError, match="corrupt"):
         create_predictor(tiny, "onnxruntime", engines_dir=root, warmup=False)
     # without a manifest: onnx.checker / the parser catch it, never a crash
@@ -213,9 +213,9 @@ def test_truncated_onnx_is_refused(tiny, onnx_set, tmp_path):
     with pytest.raises(EngineError, match="corrupt or not an ONNX model"):
         OnnxRuntimeBackend(enc)
     # `engines build` replaces the corrupt export
-    _, m = cache.export_onnx_set(tiny, root, fused=False)
+    _, m = cache.build_engines(tiny, backend="onnxruntime", engines_dir=root, fused=False)
     assert m.stages["encoder"].parity_error < TOL
-    cache.load_onnx_set(root, folder.name)
+    cache.OnnxStore(root).load(folder.name)
 
 
 def test_garbage_onnx_is_refused(tmp_path):
@@ -325,3 +325,105 @@ def test_default_int8_set_is_the_committed_one_and_exists_after_install(tmp_path
     folder = default_calibration_dir()
     assert folder == tmp_path / "cache" / "calibration" / "int8"
     assert sorted(p.name for p in folder.glob("*.png")) == [p.name for p in committed]
+
+
+# ------------------------------------------------------------------------------------------------ atomic builds
+def test_failed_export_leaves_nothing_half_written(tiny, onnx_set, tmp_path, monkeypatch):
+    """A parity failure or an exporter error leaves the cache as it was (before: the graphs exported so far
+    stayed behind without a manifest); the next ensure works."""
+    root = tmp_path / "engines"
+    with pytest.raises(EngineError, match="does not match PyTorch"):
+        cache.OnnxStore(root, tolerance=0.0).ensure(tiny)  # no graph can pass a tolerance of 0
+    assert list(root.iterdir()) == []
+    real = cache.export_onnx
+
+    def exporter_fails_on_decoder(module, example, path, **kw):
+        if kw["output_name"] == "epochs":
+            raise EngineError("ONNX export of SIDecoder failed: simulated exporter error")
+        return real(module, example, path, **kw)
+
+    monkeypatch.setattr(cache, "export_onnx", exporter_fails_on_decoder)
+    with pytest.raises(EngineError, match="simulated exporter error"):
+        cache.OnnxStore(root).ensure(tiny, fused=False)  # the encoder and Q-Former graphs were written first
+    assert list(root.iterdir()) == []
+    # adding the chain to a sound export fails: the export is left exactly as it was
+    _, folder = _copy_set(onnx_set, tmp_path / "copy")
+    m = EngineManifest.load(folder)
+    del m.stages["chain"]
+    m.save(folder)
+    (folder / "chain.onnx").unlink()
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(EngineError, match="simulated exporter error"):
+        cache.OnnxStore(folder.parent).ensure(tiny, fused=True)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
+    monkeypatch.undo()
+    f, again = cache.OnnxStore(root).ensure(tiny, fused=False)
+    assert set(again.stages) == {"encoder", "qformer", "decoder"}
+    assert cache.OnnxStore(root).load(f.name)[1].stages == again.stages
+
+
+def test_cli_verify_checks_the_folder_belongs_to_the_model(tiny, onnx_set, tmp_path, capsys):
+    """verify said [ok] for a folder whose manifest names another model; now it is an error naming both, and
+    the folders of other models are skipped, saying whose they are."""
+    from vibe_rt.checkpoint import save_checkpoint
+    from vibe_rt.cli import main
+
+    ckpt = save_checkpoint(tiny, tmp_path / "tiny")
+    root, folder = _copy_set(onnx_set, tmp_path)
+    assert main(["engines", "verify", "--model", str(ckpt), "--out", str(root)]) == 0
+    assert capsys.readouterr().out.startswith("[ok]")
+    other = "ffffffffffffffff"
+    shutil.copytree(folder, root / other)
+    m = EngineManifest.load(root / other)
+    m.model_hash = other
+    m.save(root / other)  # a sound export of another model
+    assert main(["engines", "verify", "--model", str(ckpt), "--out", str(root)]) == 0
+    lines = dict(line.split(" ", 1) for line in capsys.readouterr().out.splitlines())
+    assert set(lines) == {"[ok]", "[skipped]"}
+    assert f"engines of model {other}, not of the model verified (tiny, {folder.name})" in lines["[skipped]"]
+    m = EngineManifest.load(folder)
+    m.model_hash = other
+    m.save(folder)  # the model's own folder now holds another model's manifest: no load would accept it
+    with pytest.raises(EngineError, match="other model hash"):
+        cache.OnnxStore(root).load(folder.name)
+    assert main(["engines", "verify", "--model", str(ckpt), "--out", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"[error] {folder} (onnxruntime fp32): {folder} is the folder of model {folder.name}" in out
+    assert f"built for model {other}" in out
+
+
+# ------------------------------------------------------------------------------------------------ registry
+def test_every_backend_is_one_store_in_the_registry(tmp_path, monkeypatch):
+    assert set(cache.ENGINE_STORES) == set(backends.BACKENDS)
+    store = cache.engine_store("onnxruntime", tmp_path)
+    assert isinstance(store, cache.OnnxStore) and store.root == tmp_path
+    assert store.folder("abcd") == tmp_path / "abcd"
+    assert cache.engine_store("tensorrt", tmp_path).folder("abcd", "int8") == tmp_path / "abcd" / "tensorrt-int8"
+    monkeypatch.setenv("VIBE_RT_ENGINES_DIR", str(tmp_path / "env"))
+    assert cache.engine_store("torch").root == tmp_path / "env"  # the default folder, resolved in one place
+    with pytest.raises(ConfigError, match="unknown backend 'tvm'"):
+        cache.engine_store("tvm")
+    with pytest.raises(ConfigError, match="ONNX Runtime engines are fp32, not fp16"):
+        cache.OnnxStore(tmp_path).ensure(object(), precision="fp16")
+
+
+def test_loaded_model_is_hashed_once_for_engines_meta_and_adapter(tiny, onnx_set, tmp_path, monkeypatch):
+    """A stream start hashed the model 2-4 times (a full serialisation of the weights each); with a LoadedModel
+    the hash comes from its document, for the engine cache, the stream meta-data and the adapter check."""
+    import vibe_rt.checkpoint as ckpt
+    from vibe_rt.checkpoint import model_hash, save_checkpoint
+    from vibe_rt.compare.adapter import LatentAdapter
+    from vibe_rt.runtime.predictor import load_predictor
+
+    root, _, _ = onnx_set
+    path = save_checkpoint(tiny, tmp_path / "tiny")
+    expected = model_hash(tiny)
+    monkeypatch.setattr(ckpt, "_weights_bytes", lambda m: pytest.fail("the model was serialised to hash it"))
+    pred = load_predictor(path, "onnxruntime", engines_dir=root, warmup=False)
+    assert pred.meta == {"backend": "onnxruntime", "model": "tiny", "model_hash": expected}
+    latent = pred._shapes["decoder"]
+    pred.set_latent_adapter(LatentAdapter(np.ones(latent), np.zeros(latent), expected))
+    with pytest.raises(ConfigError, match="fitted for model 0123"):
+        pred.set_latent_adapter(LatentAdapter(np.ones(latent), np.zeros(latent), "0123456789abcdef"))
+    assert load_predictor(ckpt.load_model(path), "torch", warmup=False).meta["model_hash"] == expected

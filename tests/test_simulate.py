@@ -10,7 +10,7 @@ from scipy import signal
 
 from vibe_rt.data import BackgroundNoise, EpochsDataset, EvokedModel, SimulationConfig, noise_ceiling
 from vibe_rt.data.ceiling import encoding_correlation
-from vibe_rt.data.simulate import image_features, naka_rushton, simulate_dataset
+from vibe_rt.data.simulate import contrast_maps, naka_rushton, simulate_dataset
 from vibe_rt.data.stimuli import KINDS, make_stimulus
 from vibe_rt.errors import DataError
 from vibe_rt.montage import get_montage
@@ -98,10 +98,10 @@ def test_evoked_from_pixels_size_and_contrast(model):
     blank = np.full((128, 128, 3), 128, np.uint8)
     assert np.abs(model.evoked(blank)).max() < 0.02 * high
     assert naka_rushton(1.0) > 0.95 and naka_rushton(0.15) == pytest.approx(0.5)
-    f = image_features(grating(0, 0))
+    f = contrast_maps(grating(0, 0))
     assert f["contrast"].shape == (64, 64) and f["contrast"].max() > 0.7
     with pytest.raises(DataError):
-        image_features(np.zeros((8, 8), np.float32))
+        contrast_maps(np.zeros((8, 8), np.float32))
 
 
 def test_meg_evoked_in_tesla():

@@ -298,7 +298,8 @@ def test_push_marker_goes_to_lsl_and_recording(source_id, tmp_path):
 _KILL_SCRIPT = """
 import sys
 from _stream_helpers import PulsePredictor
-from vibe_rt.stream import StreamConfig, run_stream
+from vibe_rt.app import run_stream
+from vibe_rt.stream import StreamConfig
 run_stream(StreamConfig(source="demo", record=sys.argv[1], duration=60, srate=250, events="rate", event_rate=4,
                         source_id=sys.argv[2], lookahead=0.1), predictor=PulsePredictor())
 """

@@ -52,7 +52,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def fp16_set(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("engines")
-    folder, manifest = cache.build_tensorrt_set(tiny, root, precision="fp16", batch=(1, 1, 8), fused=True)
+    folder, manifest = cache.TensorRTStore(root).ensure(tiny, precision="fp16", batch=(1, 1, 8), fused=True)
     return root, folder, manifest
 
 
@@ -109,7 +109,7 @@ def test_cuda_graph_replay_matches(tiny, fp16_set):
 
 def test_cached_build_is_reused_and_mismatch_rebuilt(tiny, fp16_set):
     root, folder, manifest = fp16_set
-    _, again = cache.build_tensorrt_set(tiny, root, precision="fp16", batch=(1, 1, 8), fused=True)
+    _, again = cache.TensorRTStore(root).ensure(tiny, precision="fp16", batch=(1, 1, 8), fused=True)
     assert again.build_time == manifest.build_time  # reused, not rebuilt
     m = EngineManifest.load(folder)
     m.gpu = {"name": "Some Other GPU", "compute_capability": "7.5"}
@@ -119,10 +119,12 @@ def test_cached_build_is_reused_and_mismatch_rebuilt(tiny, fp16_set):
     m.gpu, m.versions["tensorrt"] = gpu_info(), "9.9.9"
     m.save(folder)
     with pytest.raises(EngineError, match="other TensorRT version"):
-        cache.load_tensorrt_set(root, manifest.model_hash, "fp16")
-    _, rebuilt = cache.build_tensorrt_set(tiny, root, precision="fp16", batch=(1, 1, 8), fused=True)
+        cache.TensorRTStore(root).load(manifest.model_hash, precision="fp16")
+    with pytest.raises(EngineError, match="other TensorRT version"):  # on-the-fly builds refuse it too
+        cache.TensorRTStore(root).ensure(tiny, precision="fp16", fused=True)
+    _, rebuilt = cache.build_engines(tiny, backend="tensorrt", precision="fp16", batch=(1, 1, 8), engines_dir=root)
     assert rebuilt.versions["tensorrt"] == tensorrt_version()
-    cache.load_tensorrt_set(root, manifest.model_hash, "fp16")
+    cache.TensorRTStore(root).load(manifest.model_hash, precision="fp16")
 
 
 def test_corrupt_plan_is_refused(tiny, fp16_set, tmp_path):
@@ -140,15 +142,27 @@ def test_corrupt_plan_is_refused(tiny, fp16_set, tmp_path):
         TensorRTBackend(plan)
 
 
+def test_failed_plan_build_leaves_nothing_half_written(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "_tensorrt_tolerance", lambda precision: 0.0)  # no plan can pass
+    with pytest.raises(EngineError, match="relative error vs torch fp32"):
+        cache.TensorRTStore(tmp_path).ensure(tiny, precision="fp16", batch=(1, 1, 2), fused=False)
+    (model_folder,) = [p for p in tmp_path.iterdir() if p.name != "timing-cache"]  # the ONNX export, complete
+    assert not (model_folder / "tensorrt-fp16").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
+    monkeypatch.undo()
+    _, manifest = cache.TensorRTStore(tmp_path).ensure(tiny, precision="fp16", batch=(1, 1, 2), fused=False)
+    assert set(manifest.stages) == {"encoder", "qformer", "decoder"}
+
+
 def test_fp32_engine_parity(tiny, tmp_path):
-    _, manifest = cache.build_tensorrt_set(tiny, tmp_path, precision="fp32", batch=(1, 1, 4), fused=False)
+    _, manifest = cache.TensorRTStore(tmp_path).ensure(tiny, precision="fp32", batch=(1, 1, 4), fused=False)
     for art in manifest.stages.values():
         assert art.parity_error < FP32_TOL
 
 
 @pytest.mark.slow
 def test_int8_engine_builds_with_calibration(tiny, tmp_path):
-    _, manifest = cache.build_tensorrt_set(tiny, tmp_path, precision="int8", batch=(1, 1, 8), fused=False)
+    _, manifest = cache.TensorRTStore(tmp_path).ensure(tiny, precision="int8", batch=(1, 1, 8), fused=False)
     assert manifest.extra["calibration"]
     for name, art in manifest.stages.items():
         assert np.isfinite(art.parity_error) and art.parity_error < 1.5e-1, name

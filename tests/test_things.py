@@ -132,6 +132,75 @@ def test_things_eeg2_malformed_files_name_the_file(tmp_path, kind, match):
     assert str(path) in str(err.value)
 
 
+class _CreatesFile:
+    """A pickled object whose unpickling would call ``open(path, "w")``: what a crafted .npy can do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+class _RunsShell:
+    """One whose unpickling would run a shell command that creates a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.path}",))
+
+
+@pytest.mark.parametrize("payload, refused", [(_CreatesFile, "io.open"), (_RunsShell, ".system")])
+def test_things_eeg2_crafted_pickle_is_refused_not_executed(tmp_path, payload, refused):
+    """np.load(allow_pickle=True) would create the file; the loader refuses the global before calling it."""
+    marker = tmp_path / "executed"
+    sub = tmp_path / "sub-01"
+    write_eeg2(sub / "preprocessed_eeg_training.npy", np.zeros((2, 1, 17, 100)))
+    obj = {"preprocessed_eeg_data": payload(marker), "ch_names": list(THINGS_EEG2_CHANNELS), "times": TIMES}
+    np.save(sub / "preprocessed_eeg_test.npy", obj, allow_pickle=True)
+    with pytest.raises(DataError, match=refused) as err:
+        load_things_eeg2(sub)
+    message = str(err.value)
+    assert "preprocessed_eeg_test.npy" in message and "not a THINGS-EEG2 file and was not executed" in message
+    assert not marker.exists()
+    img = tmp_path / "images"
+    img.mkdir()
+    np.save(img / "image_metadata.npy", {"train_img_files": [payload(marker)]}, allow_pickle=True)
+    with pytest.raises(DataError, match="image_metadata.npy refers to"):
+        things_eeg2_image_paths(img)
+    assert not marker.exists()
+    # the control: numpy's own loader does run it
+    np.load(sub / "preprocessed_eeg_test.npy", allow_pickle=True)
+    assert marker.exists()
+
+
+def test_things_eeg2_published_value_types_still_load(tmp_path):
+    """Everything np.save puts in the published dicts (arrays of floats and strings, lists, numpy scalars and
+    strings, tuples, nested containers) passes the restricted unpickler unchanged."""
+    import collections
+
+    from vibe_rt.data.things import _load_npy_dict
+
+    obj = {"preprocessed_eeg_data": np.arange(24, dtype=np.float64).reshape(1, 2, 3, 4),
+           "ch_names": np.array(THINGS_EEG2_CHANNELS[:3]), "times": [np.float32(0.1), 0.2],
+           "meta": collections.OrderedDict(a=(1, 2.5, "x", b"y", None, True, 1j), b={1, 2}, c=frozenset("z"),
+                                           d=np.str_("Oz"), e=np.int64(7), f=np.array([np.zeros(2), "s"], object))}
+    path = tmp_path / "published.npy"
+    np.save(path, obj, allow_pickle=True)
+    back = _load_npy_dict(path, ("preprocessed_eeg_data", "ch_names", "times"))
+    np.testing.assert_array_equal(back["preprocessed_eeg_data"], obj["preprocessed_eeg_data"])
+    assert list(back["ch_names"]) == list(THINGS_EEG2_CHANNELS[:3]) and back["times"] == obj["times"]
+    assert back["meta"]["a"] == obj["meta"]["a"] and back["meta"]["b"] == {1, 2} and back["meta"]["e"] == 7
+    assert isinstance(back["meta"], collections.OrderedDict) and back["meta"]["f"][1] == "s"
+    np.save(tmp_path / "masked.npy", {"preprocessed_eeg_data": np.ma.array([1.0])}, allow_pickle=True)
+    with pytest.raises(DataError, match="numpy.ma.core"):  # a numpy global outside the published types
+        _load_npy_dict(tmp_path / "masked.npy", ("preprocessed_eeg_data",))
+
+
 def test_things_eeg2_custom_channels_with_montage_none(tmp_path):
     names = ["O1", "Oz", "O2", "Pz"]
     path = write_eeg2(tmp_path / "preprocessed_eeg_test.npy", np.ones((3, 2, 4, 100)), ch_names=names)

@@ -112,7 +112,52 @@ def test_cli_train_eval_and_checkpoint(tiny_data, tmp_path):
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert set(rep["models"]) == {"vibe", "ridge_tokens"}
     assert -1 <= rep["headline_r"] <= 1 and "reconstruction_r" in rep["stage1"]
+    assert "(5 seeded splits, averaged)" in rep["headline"]
     assert (tmp_path / "rep" / "r_per_time.png").is_file()
+
+
+def test_ctrl_c_saves_the_best_model_so_far_marked_interrupted(tiny_data, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in `train vae` / `train qformer` after two epochs: exit 130, the best-so-far model is the normal
+    checkpoint (it loads), marked as interrupted with the epochs run; the train state still resumes."""
+    import tqdm.auto
+
+    from vibe_rt.checkpoint import load_checkpoint, load_vae_checkpoint, read_checkpoint_config
+    from vibe_rt.cli import main
+
+    data, _, _ = tiny_data
+    interrupted = {"epoch": 3}
+
+    class Bar(tqdm.auto.tqdm):  # the epoch loop opens one progress bar per epoch: Ctrl-C as that epoch starts
+        def __init__(self, *args, **kw) -> None:
+            if f"epoch {interrupted['epoch']}/" in kw.get("desc", ""):
+                raise KeyboardInterrupt
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    vae = tmp_path / "vae"
+    args = ["--epochs", "4", "--batch-size", "16", "--no-progress"]
+    assert main(["train", "vae", "--data", str(data), "--out", str(vae), "--vae-config", json.dumps(TINY_VAE),
+                 *args]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    doc = read_checkpoint_config(vae)
+    assert doc["extra"]["interrupted"]["epochs_run"] == 2 and doc["metrics"]["epochs_run"] == 2
+    assert 1 <= doc["extra"]["interrupted"]["best_epoch"] <= 2
+    ck = load_vae_checkpoint(vae)
+    state = json.loads((tmp_path / "vae.state.json").read_text())
+    assert state["epoch"] == 2 and not state["done"]  # resumable where it stopped
+    assert ck.metrics["best_epoch"] == state["best_epoch"]
+
+    vibe = tmp_path / "vibe"
+    assert main(["train", "qformer", "--data", str(data), "--vae", str(vae), "--out", str(vibe),
+                 "--swd-projections", "8", "--cache", str(tmp_path / "cache"), *args]) == 130
+    doc = read_checkpoint_config(vibe)
+    assert doc["extra"]["interrupted"]["epochs_run"] == 2 and doc["metrics"]["stage2_val"]["epochs_run"] == 2
+    load_checkpoint(vibe)
+    # Ctrl-C before one epoch finished: nothing to keep, no checkpoint written, still exit 130
+    interrupted["epoch"] = 1
+    assert main(["train", "vae", "--data", str(data), "--out", str(tmp_path / "none"), "--vae-config",
+                 json.dumps(TINY_VAE), *args]) == 130
+    assert not (tmp_path / "none.json").exists()
 
 
 _DDP_SCRIPT = """

@@ -80,9 +80,9 @@ def _build(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from ..errors import EngineError
-    from ..runtime.manifest import default_engines_dir, list_manifests
+    from ..runtime.manifest import list_manifests, resolve_engines_dir
 
-    root = args.out or default_engines_dir()
+    root = resolve_engines_dir(args.out)
     entries = list_manifests(root)
     if args.json:
         rows = [{"folder": str(f), "error": str(m)} if isinstance(m, EngineError) else
@@ -108,10 +108,8 @@ def _list(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..runtime.cache import verify_engines
-    from ..runtime.manifest import default_engines_dir
 
-    model = load_model(args.model)
-    results = verify_engines(args.out or default_engines_dir(), model)
+    results = verify_engines(args.out, load_model(args.model))
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:

@@ -42,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..options import values_from_namespace
-    from ..stream import StreamConfig, format_status, run_stream
+    from ..app import run_stream
+    from ..stream import StreamConfig, format_status
 
     config = StreamConfig(**values_from_namespace(args, StreamConfig))
     config.validate()  # before the signal handlers and the model: bad input is one line

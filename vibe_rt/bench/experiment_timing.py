@@ -113,11 +113,13 @@ def run(*, duration: float = 120.0, pacing: str = "auto", size: tuple[int, int] 
         sid = unique_source_id("vibe-rt-bench")
         if synth:
             from ..runtime.predictor import create_predictor
-            from ..stream import OutputSpec, StreamPipeline, SynthSpec
+            from ..data.noise import BackgroundNoise
+            from ..stream import OutputSpec, StreamPipeline
 
-            outlets = StreamPipeline(create_predictor(backend="onnxruntime"),
+            predictor = create_predictor(backend="onnxruntime")
+            outlets = StreamPipeline(predictor,
                                      output=OutputSpec(srate=1000.0, lookahead=0.25, name="bench", source_id=sid),
-                                     synth=SynthSpec(seed=0)).start()
+                                     background=BackgroundNoise(predictor.montage, 1000.0, seed=0)).start()
         else:
             outlets = MarkerOutlets("bench", sid)
         info = pylsl.resolve_byprop("source_id", f"{sid}-markers", timeout=10)[0]

@@ -165,6 +165,9 @@ def make_predictors(model: Any, variants: list[dict[str, Any]], *, device: str, 
                     engines_dir: str | Path | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """A predictor per variant, and per variant either its description and setup time or the error that
     stopped it (one missing backend must not lose the others)."""
+    from ..checkpoint import as_loaded
+
+    model = as_loaded(model)  # hashed once (when an engine cache first needs it), not once per variant
     predictors: dict[str, Any] = {}
     entries: dict[str, dict[str, Any]] = {}
     for var in variants:

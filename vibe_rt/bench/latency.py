@@ -66,6 +66,7 @@ def run_pipeline(predictor: Any, *, duration: float, event_rate: float, srate: f
                  seed: int = 0) -> dict[str, Any]:
     """Stream with ``predictor`` for ``duration`` s, then until every response was emitted; return the stage
     samples (ms), counters and the effective rate."""
+    from ..data.noise import BackgroundNoise
     from ..stream import FixedRate, InferenceSpec, OutputSpec, StreamPipeline, SynthSpec
 
     n_chunks = duration * 1000 / chunk_ms
@@ -74,6 +75,7 @@ def run_pipeline(predictor: Any, *, duration: float, event_rate: float, srate: f
                                             source_id=f"vibe-rt-bench-latency-{uuid.uuid4().hex[:8]}",
                                             chunk_s=chunk_ms / 1000),
                           inference=InferenceSpec(max_batch=max_batch), synth=SynthSpec(seed=seed),
+                          background=BackgroundNoise(predictor.montage, srate, seed=seed),
                           stats_window=int(2 * n_chunks) + 10_000)
     pipe.start()
     try:

@@ -141,13 +141,15 @@ def stream_vibe(source_id: str, n_channels: int, srate: float, chunk_ms: float, 
                 max_duration: float, stop: Any, out: Any) -> None:
     """Stream background activity with vibe-rt's pipeline (no model) until ``stop`` is set."""
     try:
-        from ..stream import OutputSpec, StreamPipeline, SynthSpec
+        from ..data.noise import BackgroundNoise
+        from ..stream import OutputSpec, StreamPipeline
 
         window = int(max_duration * 1000 / chunk_ms * 1.5) + 1000
-        pipe = StreamPipeline(None, montage=bench_montage(n_channels),
+        montage = bench_montage(n_channels)
+        pipe = StreamPipeline(None, montage=montage,
                               output=OutputSpec(srate=srate, lookahead=lookahead, source_id=source_id,
                                                 name="vibe-rt-bench", chunk_s=chunk_ms / 1000),
-                              synth=SynthSpec(seed=0), stats_window=window)
+                              background=BackgroundNoise(montage, srate, seed=0), stats_window=window)
         cpu0, t0 = time.process_time(), time.monotonic()
         pipe.start()
         stop.wait(max_duration)

@@ -85,7 +85,7 @@ def fit_calibration(
         Model channel -> live channel (from the session's channel match), stored in the profile.
     name : str | None
         Profile name (stored).
-    adapter_model : ViBE | None
+    adapter_model : LoadedModel | ViBE | None
         Also fit a latent adapter for this model (the one that synthesized the session); needs keys with at
         least two repetitions (the penalty is chosen on held-out repetitions).
 
@@ -138,14 +138,16 @@ def fit_calibration(
     return profile
 
 
-def _fit_adapter(model, montage: Montage, live: np.ndarray, synth: np.ndarray, gain: np.ndarray,
+def _fit_adapter(adapter_model, montage: Montage, live: np.ndarray, synth: np.ndarray, gain: np.ndarray,
                  latency: np.ndarray | float, heldout: tuple
                  ) -> tuple[LatentAdapter | None, dict[str, Any], dict[str, Any] | None]:
-    """Choose and fit the latent adapter (see :mod:`.adapter`): the adapter (None when it is not kept), the
-    held-out report of the choice, and the in-sample metrics with it."""
-    from ..checkpoint import model_hash
+    """Choose and fit the latent adapter (see :mod:`.adapter`) for a ViBE or LoadedModel: the adapter (None when
+    it is not kept), the held-out report of the choice, and the in-sample metrics with it."""
+    from ..checkpoint import as_loaded
     from .adapter import calibrated_prediction, encode_latents, fit_latent_adapter, select_penalty
 
+    loaded = as_loaded(adapter_model)
+    model = loaded.model
     model.eval()
     mm = model.montage
     if (mm.n_channels, mm.n_times, float(mm.sfreq)) != (montage.n_channels, montage.n_times, float(montage.sfreq)):
@@ -159,5 +161,5 @@ def _fit_adapter(model, montage: Montage, live: np.ndarray, synth: np.ndarray, g
     shift = np.asarray(latency) * montage.sfreq
     z = encode_latents(model, synth)
     target = shift_signal(live, -shift)
-    adapter = fit_latent_adapter(model, z, target, gain, penalty=penalty, model_hash=model_hash(model))
+    adapter = fit_latent_adapter(model, z, target, gain, penalty=penalty, model_hash=loaded.model_hash)
     return adapter, report, erp_metrics(live, calibrated_prediction(model, z, adapter, gain, shift))

@@ -191,9 +191,9 @@ def build_synth(config: CompareConfig, markers: list[ParsedMarker] | None = None
         names = [image_name(key, payload) for _, key, payload in markers]
         if not any(find_image(n, config.images) is not None for n in dict.fromkeys(names)):
             raise no_image_error(names, config.images)
-    from ..stream.run import load_predictor
+    from ..runtime.predictor import load_predictor
 
-    predictor, _ = load_predictor(config.model, config.backend)
+    predictor = load_predictor(config.model, config.backend)
     montage = predictor.montage
     if config.montage and config.montage != montage.name:
         raise ConfigError(f"--montage {config.montage} differs from the model's montage {montage.name!r}; "

@@ -6,7 +6,7 @@ from .ceiling import encoding_correlation, noise_ceiling
 from .dataset import EpochsDataset
 from .noise import BackgroundNoise
 from .recordings import Recording, load_recording, read_recording, read_stimulus_log
-from .simulate import EvokedModel, SimulationConfig, image_features, load_simulated, simulate_dataset
+from .simulate import EvokedModel, SimulationConfig, contrast_maps, load_simulated, simulate_dataset
 from .things import load_things_eeg2, load_things_meg, read_things_eeg2
 
 __all__ = [
@@ -15,8 +15,8 @@ __all__ = [
     "EvokedModel",
     "Recording",
     "SimulationConfig",
+    "contrast_maps",
     "encoding_correlation",
-    "image_features",
     "load_recording",
     "load_simulated",
     "load_things_eeg2",

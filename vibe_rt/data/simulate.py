@@ -3,7 +3,7 @@
 Ground truth is computed **from the image pixels**, so the same model serves procedural stimuli and any
 folder of user images. See ``docs/simulator.md`` for the full description; in short:
 
-1. **Early vision** (:func:`image_features`). The image (centre = fixation, row 0 = upper field, column 0 =
+1. **Early vision** (:func:`contrast_maps`). The image (centre = fixation, row 0 = upper field, column 0 =
    left field) is reduced to 64 x 64 and converted to luminance contrast against the mid-grey adaptation
    level, ``w = (L - 0.5) / 0.5``, plus two colour-opponent maps (L-M ~ R-G, S-(L+M) ~ B-(R+G)/2). A
    log-Gabor filter bank (3 scales: 2.5, 6 and 14 cycles per image; 4 orientations, analytic filters so
@@ -220,7 +220,7 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def image_features(image: np.ndarray) -> dict[str, np.ndarray]:
+def contrast_maps(image: np.ndarray) -> dict[str, np.ndarray]:
     """Local contrast maps of an image (the input of the evoked model).
 
     Parameters
@@ -337,7 +337,7 @@ class EvokedModel:
         -------
         amplitude, latency : ndarray, shape (n_sources,)
         """
-        f = image_features(image)
+        f = contrast_maps(image)
         resp = {"contrast": naka_rushton(f["contrast"]), "structure": naka_rushton(f["structure"])}
         cmap = {"contrast": f["contrast"], "structure": f["structure"]}
         amp = np.zeros(len(self.sources))

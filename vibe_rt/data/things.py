@@ -6,11 +6,12 @@ Python dict with keys ``preprocessed_eeg_data``, ``ch_names`` and ``times``, plu
 ``image_metadata.npy`` (dict with ``train_img_files``, ``train_img_concepts``, ``test_img_files``,
 ``test_img_concepts``) and images under ``training_images/<concept>/<file>`` and ``test_images/<concept>/<file>``.
 
-.. warning::
-   The THINGS-EEG2 ``.npy`` files are **pickles** (``allow_pickle=True``): unpickling runs code chosen by
-   whoever wrote the file. Load them only from your own copy of the dataset, downloaded from the
-   authors' repository, never from an untrusted source. Convert once to vibe-rt's pickle-free format with
-   :meth:`EpochsDataset.save` and use that afterwards.
+The THINGS-EEG2 ``.npy`` files are **pickles** (``np.save`` of an object array). ``np.load(allow_pickle=True)``
+would run whatever code a crafted file names; these loaders never call it. They read the ``.npy`` header
+themselves and unpickle with an unpickler that admits exactly what the published files contain (numpy arrays
+and scalars, dtypes, and builtin containers: dict, list, tuple, str, numbers, bytes, sets); any other global
+is refused with a :class:`~vibe_rt.errors.DataError` before anything runs. Convert once to vibe-rt's
+pickle-free format with :meth:`EpochsDataset.save` and use that afterwards.
 
 THINGS-MEG (Hebart et al. 2023): ``preprocessed_P{n}-epo.fif`` (MNE epochs, 271 CTF magnetometers, 200 Hz,
 -0.1..1.3 s, baseline z-scored) whose metadata has ``trial_type`` (``exp``, ``test``, ``catch``) and
@@ -19,7 +20,10 @@ THINGS-MEG (Hebart et al. 2023): ``preprocessed_P{n}-epo.fif`` (MNE epochs, 271 
 
 from __future__ import annotations
 
+import builtins
+import collections
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -38,18 +42,68 @@ _EEG2_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
 THINGS_MEG_N_CHANNELS = 271  # 272 recorded CTF magnetometers minus the malfunctioning MRO11
 
 
-def _load_pickled_dict(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """``np.load(path, allow_pickle=True).item()`` with errors that name the file (trusted files only)."""
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The globals that ``np.save`` of a dict of arrays, lists and strings refers to, by (module, name): array
+    and scalar reconstruction and dtypes (under numpy 1's ``numpy.core`` and numpy 2's ``numpy._core`` names)."""
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own, whatever its module is called
+    scalar = np.float64(0).__reduce__()[0]
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = reconstruct
+        allowed[(module, "scalar")] = scalar
+    return allowed
+
+
+#: Builtin containers and scalars a THINGS-EEG2 dict may hold (most are pickle opcodes; these come by name).
+_BUILTINS = {name: getattr(builtins, name) for name in
+             ("dict", "list", "tuple", "str", "int", "float", "bool", "complex", "bytes", "set", "frozenset")}
+
+
+class _ThingsUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, numpy scalars and builtin containers only; any other global is refused before
+    it is called, so a crafted file cannot run code (``pickle``'s documented way to restrict globals)."""
+
+    def __init__(self, file: Any, path: Path) -> None:
+        super().__init__(file)
+        self.path = path
+        self.allowed = {**_numpy_globals(), **{("builtins", k): v for k, v in _BUILTINS.items()},
+                        ("collections", "OrderedDict"): collections.OrderedDict}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise DataError(f"{self.path} refers to {module}.{name}, which a THINGS-EEG2 file (np.save of a dict of "
+                            "arrays, lists and strings) never does: it is not a THINGS-EEG2 file and was not "
+                            "executed; use the published file") from None
+
+
+def _load_npy_dict(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The dict that ``np.save`` wrote to ``path`` (THINGS-EEG2 files), read without running code.
+
+    The ``.npy`` header is read with numpy's format functions; the object array after it is unpickled by
+    :class:`_ThingsUnpickler`, which admits only numpy arrays, numpy scalars and builtin containers.
+    """
     if not path.is_file():
         raise DataError(f"{path} does not exist; expected the published THINGS file there")
+    fmt = np.lib.format
     try:
-        obj = np.load(path, allow_pickle=True)
-        obj = obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == () else obj
+        with open(path, "rb") as fid:
+            version = fmt.read_magic(fid)
+            shape, _, dtype = (fmt.read_array_header_1_0(fid) if version == (1, 0)
+                               else fmt.read_array_header_2_0(fid))
+            if dtype.hasobject and shape == ():
+                obj = _ThingsUnpickler(fid, path).load()
+                obj = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
+            else:
+                obj = f"an array of {dtype} with shape {shape}"
+    except DataError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is a data error
         raise DataError(f"{path}: cannot read as a numpy-saved dict ({type(err).__name__}: {err})") from err
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a dict saved with np.save (keys {', '.join(keys)}), "
-                        f"got {type(obj).__name__}")
+                        f"got {obj if isinstance(obj, str) else type(obj).__name__}")
     missing = [k for k in keys if k not in obj]
     if missing:
         raise DataError(f"{path}: missing key(s) {missing}; expected keys {', '.join(keys)}")
@@ -64,7 +118,8 @@ def read_things_eeg2(path: str | os.PathLike, split: str | None = None, *,
     Parameters
     ----------
     path : path-like
-        ``preprocessed_eeg_training.npy`` or ``preprocessed_eeg_test.npy`` (trusted files only: pickle).
+        ``preprocessed_eeg_training.npy`` or ``preprocessed_eeg_test.npy`` (read with the restricted
+        unpickler, see the module docstring).
     split : str | None
         ``"train"`` or ``"test"``; default from the file name.
     montage : Montage | str | None
@@ -77,12 +132,13 @@ def read_things_eeg2(path: str | os.PathLike, split: str | None = None, *,
     Raises
     ------
     DataError
-        Missing keys, wrong array shape, channels or times; the message names the file and the expectation.
+        Missing keys, wrong array shape, channels or times, or a global that the published files never contain
+        (refused, not run); the message names the file and the expectation.
     """
     path = Path(path)
     if split is None:
         split = "test" if "test" in path.name else "train"
-    obj = _load_pickled_dict(path, _EEG2_KEYS)
+    obj = _load_npy_dict(path, _EEG2_KEYS)
     data = np.asarray(obj["preprocessed_eeg_data"])
     ch_names = [str(c) for c in np.asarray(obj["ch_names"]).ravel()]
     times = np.asarray(obj["times"], dtype=float).ravel()
@@ -121,8 +177,8 @@ def things_eeg2_image_paths(image_dir: str | os.PathLike) -> dict[str, list[Path
     Parameters
     ----------
     image_dir : path-like
-        Folder with ``image_metadata.npy`` (a pickle: trusted files only), ``training_images/`` and
-        ``test_images/``.
+        Folder with ``image_metadata.npy`` (a pickle, read with the restricted unpickler), ``training_images/``
+        and ``test_images/``.
 
     Returns
     -------
@@ -130,7 +186,7 @@ def things_eeg2_image_paths(image_dir: str | os.PathLike) -> dict[str, list[Path
         ``{"train": [...], "test": [...]}``, ``<split folder>/<concept>/<file>`` per condition.
     """
     image_dir = Path(image_dir)
-    meta = _load_pickled_dict(image_dir / EEG2_METADATA_FILE,
+    meta = _load_npy_dict(image_dir / EEG2_METADATA_FILE,
                               ("train_img_files", "train_img_concepts", "test_img_files", "test_img_concepts"))
     out = {}
     for split, folder in (("train", "training_images"), ("test", "test_images")):
@@ -152,8 +208,8 @@ def load_things_eeg2(subject_dir: str | os.PathLike, image_dir: str | os.PathLik
     Parameters
     ----------
     subject_dir : path-like
-        Folder with ``preprocessed_eeg_training.npy`` and ``preprocessed_eeg_test.npy`` (e.g. ``sub-01``).
-        These are pickles: load only your own copy of the published dataset.
+        Folder with ``preprocessed_eeg_training.npy`` and ``preprocessed_eeg_test.npy`` (e.g. ``sub-01``),
+        read with the restricted unpickler (see the module docstring).
     image_dir : path-like | None
         The image set folder (``image_metadata.npy``, ``training_images/``, ``test_images/``) to attach image
         paths; default ids ``train-00000`` ...

@@ -149,9 +149,9 @@ def run_rsvp_session(config: RsvpSessionConfig) -> dict[str, Any]:
         finally:
             outlets.close()
     else:
-        from ..stream import build_pipeline
+        from ..app import build_stream
 
-        with build_pipeline(stream) as pipeline:
+        with build_stream(stream) as pipeline:
             summary = present(pipeline)
             # let the last responses (epoch length after the last onset + lookahead) reach the stream
             deadline = time.monotonic() + 5.0

@@ -19,7 +19,6 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..montage import Montage
-from ..training.losses import kl_divergence
 from ._config import config_from_dict
 from .tsconv import TSConvPlus, check_kernels
 
@@ -108,6 +107,27 @@ class TSCVAEConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TSCVAEConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
         return config_from_dict(cls, data)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL divergence of the TSC-VAE's diagonal Gaussian posterior from the standard normal prior.
+
+    ``KL(N(mu, exp(logvar)) || N(0, I)) = 0.5 * sum(mu**2 + exp(logvar) - 1 - logvar)`` summed over every
+    latent element of a sample and averaged over the batch (first dimension). Also ``TSCVAE.kl_divergence``;
+    stage-1 training weighs it with :func:`vibe_rt.training.losses.kl_weight`.
+
+    Parameters
+    ----------
+    mu, logvar : Tensor, shape (B, ...)
+        Posterior mean and log-variance.
+
+    Returns
+    -------
+    Tensor
+        Scalar, nats per sample.
+    """
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    return kl.reshape(kl.shape[0], -1).sum(dim=1).mean()
 
 
 def _block(cfg: TSCVAEConfig, in_features: int, out_features: int, *, pool: int) -> TSConvPlus:
@@ -201,10 +221,4 @@ class TSCVAE(nn.Module):
         z = self.reparameterize(mu, logvar) if self.training else mu
         return self.decode(z), mu, logvar
 
-    @staticmethod
-    def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """KL(q(z|x) || N(0, I)) summed over latent values, averaged over the batch (scalar tensor).
-
-        The training loss :func:`vibe_rt.training.losses.kl_divergence`.
-        """
-        return kl_divergence(mu, logvar)
+    kl_divergence = staticmethod(kl_divergence)

@@ -1,30 +1,50 @@
-"""Build, load and verify the engine cache (``engines/<model-hash>/``): the library behind ``vibe-rt engines``.
+"""The engine cache (``engines/<model-hash>/``): one :class:`EngineStore` per backend, the library behind
+``vibe-rt engines``.
 
-Export -> verify -> build are separate steps. :func:`export_onnx_set` writes the ONNX graph of each stage (and
-the fused chain) and checks it against PyTorch with ONNX Runtime; :func:`build_tensorrt_set` compiles those
-same ONNX files into TensorRT plans. Loading (:func:`load_onnx_set`, :func:`load_tensorrt_set`) refuses a
-cache that does not match (model hash, TensorRT version, GPU) or whose files fail their checksum, with an
-:class:`~vibe_rt.errors.EngineError` that says which and how to rebuild; building replaces such a cache.
+Each backend is one object, looked up by name in :data:`ENGINE_STORES` (:func:`engine_store`):
+
+* ``ensure(model, ...)`` builds what is missing: :class:`OnnxStore` exports the stage graphs (and the fused
+  chain) to ONNX and checks each against PyTorch with ONNX Runtime; :class:`TensorRTStore` compiles those same
+  ONNX files into TensorRT plans. A build is written into a temporary folder and moved into place only when
+  every graph passed its parity check (the manifest last), so a failed build leaves nothing half-written.
+  An existing set that does not match (model hash, TensorRT version, GPU) or whose files fail their checksum
+  is refused with an :class:`~vibe_rt.errors.EngineError` that says which, or, with ``rebuild_invalid``
+  (``vibe-rt engines build``), rebuilt.
+* ``load(model_hash, ...)`` opens a verified set (checksums before any file reaches ONNX Runtime or TensorRT).
+* ``verify(folder, manifest, model)`` reports on one cached folder (``vibe-rt engines verify``).
+* ``runners(model, names, ...)`` opens the graphs as :class:`~vibe_rt.runtime.backends.Backend` objects for a
+  :class:`~vibe_rt.runtime.predictor.Predictor`. :class:`TorchStore` runs the model's own modules: it has no
+  engines, so it offers only ``runners`` (``vibe-rt engines build`` exports ONNX for it).
+
+The cache folder defaults to :func:`~vibe_rt.runtime.manifest.default_engines_dir`, resolved in one place
+(:func:`~vibe_rt.runtime.manifest.resolve_engines_dir`, by the store).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .._logs import logger
+from ..checkpoint import LoadedModel, as_loaded
 from ..errors import ConfigError, EngineError
+from .backends import Backend, OnnxRuntimeBackend, TorchBackend, select_backend, tensorrt_available
 from .export import (
     DEFAULT_OPSET,
     STAGE_IO,
     export_onnx,
     random_inputs,
     relative_error,
-    resolve_model_hash,
     stage_example_inputs,
     stage_modules,
     torch_reference,
@@ -33,17 +53,22 @@ from .export import (
 from .int8_set import default_calibration_dir
 from .manifest import (
     CHAIN,
+    MANIFEST_NAME,
     STAGES,
     EngineManifest,
     StageArtifact,
-    default_engines_dir,
     gpu_info,
     library_versions,
+    list_manifests,
     model_dir,
+    resolve_engines_dir,
     sha256_file,
     tensorrt_dir,
     timing_cache_path,
 )
+
+if TYPE_CHECKING:
+    from ..models.vibe import ViBE
 
 #: Parity tolerance (relative error ``max|a-b|/max|b|``) per precision, against the fp32 PyTorch module.
 PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "int8": 1.5e-1}
@@ -81,10 +106,36 @@ def _shape(array_shape) -> list[int | None]:
 
 
 # ----------------------------------------------------------------------------------------------------- parity
-def _parity(backend, module, example, batch: int, seed: int) -> float:
-    """Relative error of a built stage against its torch module, on ``batch`` random inputs shaped like ``example``."""
+def _parity(backend, module, example, batch: int, seed: int) -> tuple[float, tuple[int, ...]]:
+    """Relative error of a built graph against its torch module on ``batch`` random inputs shaped like
+    ``example``, and the output shape.
+
+    A module whose own output is not finite has NaN/inf weights (a model diverged in training or built in
+    memory from a corrupt source): EngineError says so instead of blaming the export.
+    """
     x = random_inputs(example, batch, seed=seed)
-    return relative_error(backend.run({backend.input_name: x})[backend.output_name], torch_reference(module, x))
+    ref = torch_reference(module, x)
+    if not np.isfinite(ref).all():
+        raise EngineError(f"the PyTorch {type(module).__name__} gives NaN/inf outputs on random inputs: the model's "
+                          "weights hold non-finite values (corrupt checkpoint or diverged training); retrain it or "
+                          "restore a good checkpoint")
+    return relative_error(backend.run({backend.input_name: x})[backend.output_name], ref), ref.shape
+
+
+def _verified(folder: Path, manifest: EngineManifest, model: LoadedModel | None, runners: dict[str, Backend],
+              tolerance: float, kind: str) -> VerifyResult:
+    """The verify result of a folder whose files were checked: parity of each runner against ``model``."""
+    parity: dict[str, float] = {}
+    if model is not None:
+        modules = stage_modules(model.model, fused=CHAIN in runners)
+        examples = stage_example_inputs(model.model, batch=2)
+        for name, runner in runners.items():
+            parity[name] = _parity(runner, modules[name], examples[name], min(PARITY_BATCH, manifest.batch[2]),
+                                   seed=2)[0]
+            if not parity[name] < tolerance:
+                raise EngineError(f"{name} {kind} differs from the model: relative error {parity[name]:.3g} >= "
+                                  f"{tolerance:g}")
+    return VerifyResult(folder, manifest.backend, manifest.precision, "ok", "ok", parity)
 
 
 def _tensorrt_tolerance(precision: str) -> float:
@@ -92,124 +143,264 @@ def _tensorrt_tolerance(precision: str) -> float:
     return TENSORRT_FP32_TOLERANCE if precision == "fp32" else PARITY_TOLERANCE[precision]
 
 
-# ------------------------------------------------------------------------------------------------------- ONNX
-def _onnx_parity(module, path: Path, example, *, device: str = "cpu") -> tuple[float, tuple, tuple]:
-    from .backends import OnnxRuntimeBackend
+# ------------------------------------------------------------------------------------------------- building
+@contextmanager
+def _staging(root: Path) -> Iterator[Path]:
+    """A temporary folder inside the cache (same file system: files move into place atomically), removed
+    afterwards whatever happened."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
-    x = random_inputs(example, PARITY_BATCH, seed=1)
-    ref = torch_reference(module, x)
-    backend = OnnxRuntimeBackend(path, device=device, validate=False, intra_op_threads=None)
-    out = backend.run({backend.input_name: x})[backend.output_name]
-    return relative_error(out, ref), x.shape, ref.shape
 
-
-def export_onnx_set(
-    model,
-    engines_dir: str | Path | None = None,
-    *,
-    fused: bool = True,
-    force: bool = False,
-    batch: tuple[int, int, int] = DEFAULT_BATCH,
-    opset: int = DEFAULT_OPSET,
-    tolerance: float = PARITY_TOLERANCE["fp32"],
-) -> tuple[Path, EngineManifest]:
-    """Export the stage graphs of ``model`` to ``engines_dir/<model-hash>/`` and verify them.
-
-    Each graph is checked with ONNX Runtime (CPU, fp32) against the PyTorch module on random inputs of batch
-    :data:`PARITY_BATCH`; a relative error above ``tolerance`` raises EngineError. A valid existing export is
-    reused (missing graphs are added) unless ``force``; an invalid one (other model, corrupt file) is replaced
-    and the reason logged.
-
-    Returns
-    -------
-    folder : Path
-        ``engines_dir/<model-hash>``.
-    manifest : EngineManifest
-        The ONNX manifest (backend ``"onnxruntime"``, precision ``"fp32"``).
-    """
-    engines_dir = Path(engines_dir) if engines_dir else default_engines_dir()
-    mhash = resolve_model_hash(model)
-    folder = model_dir(engines_dir, mhash)
-    wanted = _graph_names(fused)
-    manifest: EngineManifest | None = None
-    if not force and (folder / "manifest.json").is_file():
+def _install(staging: Path, folder: Path, manifest: EngineManifest) -> None:
+    """Move every file built in ``staging`` into ``folder``, then write the manifest (last: a folder with a
+    manifest is complete). A manifest that lists a file being replaced is removed first, so that no manifest
+    ever describes files it did not check."""
+    folder.mkdir(parents=True, exist_ok=True)
+    built = {p.name for p in staging.iterdir()}
+    if (folder / MANIFEST_NAME).is_file():
         try:
-            manifest = _check_onnx_manifest(folder, mhash, names=None)
-        except EngineError as err:
-            logger.warning("re-exporting ONNX graphs: %s", err)
-            manifest = None
-    todo = [n for n in wanted if manifest is None or n not in manifest.stages]
-    if not todo:
-        logger.info("ONNX graphs of model %s are up to date in %s", mhash, folder)
-        return folder, manifest  # type: ignore[return-value]
-    t0 = time.perf_counter()
-    modules = stage_modules(model, fused=CHAIN in todo)
-    examples = stage_example_inputs(model, batch=2)  # trace at batch 2: no batch-1 specialisation
-    stages: dict[str, StageArtifact] = dict(manifest.stages) if manifest else {}
-    for name in todo:
-        in_name, out_name = STAGE_IO[name]
-        path = export_onnx(modules[name], examples[name], folder / f"{name}.onnx", input_name=in_name,
-                           output_name=out_name, opset=opset, dynamic_batch=True)
-        err, in_shape, out_shape = _onnx_parity(modules[name], path, examples[name])
-        logger.info("exported %s graph: onnxruntime vs torch relative error %.2e", name, err)
-        if not err < tolerance:
-            path.unlink(missing_ok=True)
-            raise EngineError(f"ONNX export of the {name} stage does not match PyTorch: relative error {err:.3g} "
-                              f">= {tolerance:g}. The graph uses an operator that exports wrongly at opset {opset}")
-        stages[name] = StageArtifact(file=path.name, sha256=sha256_file(path), input_name=in_name,
-                                     output_name=out_name, input_shape=_shape(in_shape),
-                                     output_shape=_shape(out_shape), parity_error=float(err))
-    manifest = EngineManifest(model_hash=mhash, backend="onnxruntime", precision="fp32", stages=stages,
-                              batch=batch, opset=opset, versions=library_versions(), gpu=None,
-                              build_seconds=round(time.perf_counter() - t0, 3),
-                              extra={"parity_tolerance": tolerance, "parity_batch": PARITY_BATCH})
+            listed = {art.file for art in EngineManifest.load(folder).stages.values()}
+        except EngineError:
+            listed = built
+        if listed & built:
+            (folder / MANIFEST_NAME).unlink()
+    for name in sorted(built):
+        os.replace(staging / name, folder / name)
     manifest.save(folder)
-    return folder, manifest
 
 
-def _check_onnx_manifest(folder: Path, model_hash: str, names: tuple[str, ...] | None) -> EngineManifest:
-    manifest = EngineManifest.load(folder)
-    manifest.check_compatible(model_hash=model_hash, backend="onnxruntime", where=folder)
-    if names is not None:
-        missing = [n for n in names if n not in manifest.stages]
-        if missing:
-            raise EngineError(f"{folder} has no ONNX graph for {missing}: run `vibe-rt engines build --backend "
-                              "onnxruntime`")
-    manifest.verify_files(folder, names)
-    for name, art in manifest.stages.items():
-        if names is None or name in names:
-            validate_onnx_file(folder / art.file)
-    return manifest
+@dataclass(frozen=True)
+class RunnerOptions:
+    """Backend options of a predictor's runners; each store uses its own and ignores the others.
 
-
-def load_onnx_set(engines_dir: str | Path | None, model_hash: str, *, fused: bool = False) -> tuple[
-        Path, EngineManifest]:
-    """Open a verified ONNX export (EngineError naming the problem when absent, mismatched or corrupt)."""
-    engines_dir = Path(engines_dir) if engines_dir else default_engines_dir()
-    folder = model_dir(engines_dir, model_hash)
-    names = (CHAIN,) if fused else STAGES
-    return folder, _check_onnx_manifest(folder, model_hash, names)
-
-
-def ensure_onnx_set(model, engines_dir: str | Path | None = None, *, fused: bool = False) -> tuple[
-        Path, EngineManifest]:
-    """The model's verified ONNX export, exported on the fly when absent (or when a graph is missing).
-
-    An existing export that is corrupt or was built for another model is refused (EngineError), not silently
-    replaced: ``vibe-rt engines build --force`` replaces it.
+    Attributes
+    ----------
+    intra_op_threads : int | None
+        ONNX Runtime threads per operator (default: physical cores minus one).
+    torch_compile : bool
+        torch: wrap the modules in ``torch.compile``.
+    cuda_graph : bool
+        torch and TensorRT on CUDA: capture a CUDA graph at warm-up.
     """
-    engines_dir = Path(engines_dir) if engines_dir else default_engines_dir()
-    mhash = resolve_model_hash(model)
-    folder = model_dir(engines_dir, mhash)
-    names = (CHAIN,) if fused else STAGES
-    if not (folder / "manifest.json").is_file():
-        logger.info("exporting ONNX graphs of model %s to %s", mhash, folder)
-        return export_onnx_set(model, engines_dir, fused=fused)
-    manifest = EngineManifest.load(folder)
-    if any(n not in manifest.stages for n in names):
-        _check_onnx_manifest(folder, mhash, None)  # the existing files must be sound before adding to them
-        return export_onnx_set(model, engines_dir, fused=fused)
-    return folder, _check_onnx_manifest(folder, mhash, names)
+
+    intra_op_threads: int | None = None
+    torch_compile: bool = False
+    cuda_graph: bool = False
+
+
+@dataclass
+class VerifyResult:
+    """Outcome of checking one cached engine folder."""
+
+    folder: Path
+    backend: str
+    precision: str
+    status: str  # "ok", "error" or "skipped"
+    message: str
+    parity: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "backend": self.backend, "precision": self.precision,
+                "status": self.status, "message": self.message, "parity": self.parity}
+
+
+# ---------------------------------------------------------------------------------------------------- stores
+class EngineStore(ABC):
+    """What every backend offers the predictor: its graphs as :class:`Backend` runners.
+
+    Parameters
+    ----------
+    engines_dir : str | Path | None
+        The engine cache (default :func:`~vibe_rt.runtime.manifest.default_engines_dir`).
+    """
+
+    backend: ClassVar[str]
+    #: Precision of the runners when none is asked for.
+    default_precision: ClassVar[str] = "fp32"
+
+    def __init__(self, engines_dir: str | Path | None = None) -> None:
+        self.root = resolve_engines_dir(engines_dir)
+
+    @abstractmethod
+    def runners(self, model: LoadedModel, names: tuple[str, ...], *, build: bool, device: str, precision: str,
+                options: RunnerOptions) -> dict[str, Backend]:
+        """One runner per graph in ``names`` (the stages or ``("chain",)``), on ``device`` in ``precision``;
+        engines that are absent are built when ``build`` (else EngineError)."""
+
+
+class TorchStore(EngineStore):
+    """PyTorch eager execution of the model's own stage modules: nothing to build, load or verify."""
+
+    backend = "torch"
+
+    def runners(self, model: LoadedModel, names: tuple[str, ...], *, build: bool, device: str, precision: str,
+                options: RunnerOptions) -> dict[str, Backend]:
+        """See :meth:`EngineStore.runners`."""
+        modules = stage_modules(model.model, fused=CHAIN in names)
+        return {stage: TorchBackend(modules[stage], input_name=STAGE_IO[stage][0], output_name=STAGE_IO[stage][1],
+                                    device=device, precision=precision, compile=options.torch_compile,
+                                    cuda_graph=options.cuda_graph) for stage in names}
+
+
+class _CachedStore(EngineStore):
+    """A backend whose graphs are files in the cache, described by a manifest. Each implements:
+
+    ``folder(model_hash, precision) -> Path``: where its engines of a model live.
+
+    ``ensure(model, *, precision=None, fused=True, batch=None, force=False, rebuild_invalid=False,
+    calibration_dir=None) -> (folder, manifest)``: the model's verified engines, building the graphs that are
+    missing. ``model`` is a :class:`LoadedModel` (a :class:`ViBE` is wrapped: hold a LoadedModel to hash it
+    once); ``precision`` defaults to :attr:`default_precision`; ``fused`` adds the fused chain graph to the three
+    stages; ``batch`` is the (min, opt, max) profile (None: any cached profile, :data:`DEFAULT_BATCH` when
+    building); ``force`` rebuilds a valid set; ``rebuild_invalid`` rebuilds a set that is corrupt or was built
+    for another model, TensorRT version or GPU (logging why) instead of refusing it with EngineError;
+    ``calibration_dir`` holds the INT8 calibration images (TensorRT int8; default: the built-in set).
+
+    ``load(model_hash, *, precision=None, fused=False) -> (folder, manifest)``: a verified set, or EngineError
+    naming the problem (absent, mismatched, corrupt); checksums are verified before any file reaches the
+    runtime, which may crash on malformed input.
+
+    ``verify(folder, manifest, model) -> VerifyResult``: one cached folder of this backend checked (files,
+    validity, compatibility) and, when ``model`` is given (the folder's own model), parity re-measured.
+    """
+
+    @abstractmethod
+    def _runner(self, path: Path, *, device: str, precision: str, options: RunnerOptions) -> Backend:
+        """Open one engine file."""
+
+    def runners(self, model: LoadedModel, names: tuple[str, ...], *, build: bool, device: str, precision: str,
+                options: RunnerOptions) -> dict[str, Backend]:
+        """See :meth:`EngineStore.runners`: :meth:`ensure` (``build``) or :meth:`load`, then open each file."""
+        fused = CHAIN in names
+        if build:
+            folder, manifest = self.ensure(model, precision=precision, fused=fused)
+        else:
+            folder, manifest = self.load(model.model_hash, precision=precision, fused=fused)
+        return {stage: self._runner(folder / manifest.stages[stage].file, device=device, precision=precision,
+                                    options=options) for stage in names}
+
+
+class OnnxStore(_CachedStore):
+    """ONNX graphs of the stages (and the fused chain), fp32, in ``<engines_dir>/<model-hash>/``.
+
+    Parameters
+    ----------
+    engines_dir : str | Path | None
+        The engine cache.
+    opset : int
+        ONNX opset of new exports (17: LayerNorm stays one operator).
+    tolerance : float
+        Largest relative error against PyTorch (ONNX Runtime, CPU, fp32, random inputs of batch
+        :data:`PARITY_BATCH`) for an exported graph to be kept.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, engines_dir: str | Path | None = None, *, opset: int = DEFAULT_OPSET,
+                 tolerance: float = PARITY_TOLERANCE["fp32"]) -> None:
+        super().__init__(engines_dir)
+        self.opset = opset
+        self.tolerance = tolerance
+
+    def folder(self, model_hash: str, precision: str = "fp32") -> Path:
+        """``<engines_dir>/<model-hash>``."""
+        return model_dir(self.root, model_hash)
+
+    @staticmethod
+    def _check_precision(precision: str | None) -> None:
+        if precision not in (None, "fp32"):
+            raise ConfigError(f"ONNX Runtime engines are fp32, not {precision}: use --backend tensorrt for "
+                              "fp16/int8 (on a machine with TensorRT and a CUDA GPU)")
+
+    def _check(self, folder: Path, model_hash: str, names: tuple[str, ...] | None) -> EngineManifest:
+        manifest = EngineManifest.load(folder)
+        manifest.check_compatible(model_hash=model_hash, backend=self.backend, where=folder)
+        if names is not None:
+            missing = [n for n in names if n not in manifest.stages]
+            if missing:
+                raise EngineError(f"{folder} has no ONNX graph for {missing}: run `vibe-rt engines build --backend "
+                                  "onnxruntime`")
+        manifest.verify_files(folder, names)
+        for name, art in manifest.stages.items():
+            if names is None or name in names:
+                validate_onnx_file(folder / art.file)
+        return manifest
+
+    def load(self, model_hash: str, *, precision: str | None = None, fused: bool = False) -> tuple[
+            Path, EngineManifest]:
+        """See :class:`_CachedStore`."""
+        self._check_precision(precision)
+        folder = self.folder(model_hash)
+        return folder, self._check(folder, model_hash, (CHAIN,) if fused else STAGES)
+
+    def ensure(self, model: LoadedModel | ViBE, *, precision: str | None = None, fused: bool = True,
+               batch: tuple[int, int, int] | None = None, force: bool = False, rebuild_invalid: bool = False,
+               calibration_dir: str | Path | None = None) -> tuple[Path, EngineManifest]:
+        """See :class:`_CachedStore`. Missing graphs are added to a sound existing export."""
+        self._check_precision(precision)
+        model = as_loaded(model)
+        mhash = model.model_hash
+        folder = self.folder(mhash)
+        existing: EngineManifest | None = None
+        if not force and (folder / MANIFEST_NAME).is_file():
+            try:
+                existing = self._check(folder, mhash, None)  # sound before it is reused or added to
+            except EngineError as err:
+                if not rebuild_invalid:
+                    raise
+                logger.warning("re-exporting ONNX graphs: %s", err)
+        todo = [n for n in _graph_names(fused) if existing is None or n not in existing.stages]
+        if existing is not None and not todo:
+            logger.info("ONNX graphs of model %s are up to date in %s", mhash, folder)
+            return folder, existing
+        logger.info("exporting ONNX graphs %s of model %s to %s", ", ".join(todo), mhash, folder)
+        t0 = time.perf_counter()
+        modules = stage_modules(model.model, fused=CHAIN in todo)
+        examples = stage_example_inputs(model.model, batch=2)  # trace at batch 2: no batch-1 specialisation
+        stages: dict[str, StageArtifact] = dict(existing.stages) if existing else {}
+        with _staging(self.root) as staging:
+            for name in todo:
+                stages[name] = self._export(name, modules[name], examples[name], staging)
+            manifest = EngineManifest(model_hash=mhash, backend=self.backend, precision="fp32", stages=stages,
+                                      batch=batch or DEFAULT_BATCH, opset=self.opset, versions=library_versions(),
+                                      gpu=None, build_seconds=round(time.perf_counter() - t0, 3),
+                                      extra={"parity_tolerance": self.tolerance, "parity_batch": PARITY_BATCH})
+            _install(staging, folder, manifest)
+        return folder, manifest
+
+    def _export(self, name: str, module, example, staging: Path) -> StageArtifact:
+        """Export one graph into ``staging`` and check it against PyTorch with ONNX Runtime."""
+        in_name, out_name = STAGE_IO[name]
+        path = export_onnx(module, example, staging / f"{name}.onnx", input_name=in_name, output_name=out_name,
+                           opset=self.opset, dynamic_batch=True)
+        runner = OnnxRuntimeBackend(path, device="cpu", validate=False, intra_op_threads=None)
+        err, out_shape = _parity(runner, module, example, PARITY_BATCH, seed=1)
+        logger.info("exported %s graph: onnxruntime vs torch relative error %.2e", name, err)
+        if not err < self.tolerance:
+            raise EngineError(f"ONNX export of the {name} stage does not match PyTorch: relative error {err:.3g} "
+                              f">= {self.tolerance:g}. The graph uses an operator that exports wrongly at opset "
+                              f"{self.opset}")
+        return StageArtifact(file=path.name, sha256=sha256_file(path), input_name=in_name, output_name=out_name,
+                             input_shape=_shape(example.shape), output_shape=_shape(out_shape),
+                             parity_error=float(err))
+
+    def verify(self, folder: Path, manifest: EngineManifest, model: LoadedModel | None) -> VerifyResult:
+        """See :class:`_CachedStore`."""
+        manifest.verify_files(folder)
+        for art in manifest.stages.values():
+            validate_onnx_file(folder / art.file)
+        runners = {name: OnnxRuntimeBackend(folder / art.file, validate=False) for name, art in
+                   manifest.stages.items()} if model is not None else {}
+        return _verified(folder, manifest, model, runners, PARITY_TOLERANCE["fp32"], "graph")
+
+    def _runner(self, path: Path, *, device: str, precision: str, options: RunnerOptions) -> Backend:
+        return OnnxRuntimeBackend(path, device=device, precision=precision, intra_op_threads=options.intra_op_threads,
+                                  validate=False)  # checksums + onnx.checker done by load/ensure
 
 
 # --------------------------------------------------------------------------------------------------- TensorRT
@@ -272,100 +463,145 @@ def _tensorrt_target() -> tuple[str, dict[str, str]]:
     return version, gpu
 
 
-def load_tensorrt_set(engines_dir: str | Path | None, model_hash: str, precision: str, *,
-                      fused: bool = False) -> tuple[Path, EngineManifest]:
-    """Open verified TensorRT plans; EngineError naming the mismatch (model, TensorRT version, GPU) or the
-    corrupt file. Checksums are verified before any plan reaches TensorRT's deserializer."""
-    engines_dir = Path(engines_dir) if engines_dir else default_engines_dir()
-    folder = tensorrt_dir(engines_dir, model_hash, precision)
-    manifest = EngineManifest.load(folder)
-    version, gpu = _tensorrt_target()
-    manifest.check_compatible(model_hash=model_hash, backend="tensorrt", precision=precision,
-                              tensorrt_version=version, gpu=gpu, where=folder)
-    names = (CHAIN,) if fused else STAGES
-    missing = [n for n in names if n not in manifest.stages]
-    if missing:
-        raise EngineError(f"{folder} has no plan for {missing}: rebuild with `vibe-rt engines build --backend "
-                          f"tensorrt --precision {precision}`")
-    manifest.verify_files(folder, names)
-    return folder, manifest
+class TensorRTStore(_CachedStore):
+    """TensorRT plans compiled from the ONNX graphs, in ``<engines_dir>/<model-hash>/tensorrt-<precision>/``,
+    for one TensorRT version and GPU (the timing cache is shared across models in
+    ``<engines_dir>/timing-cache/trt<version>_sm<cc>.cache``)."""
+
+    backend = "tensorrt"
+    default_precision = "fp16"
+
+    def folder(self, model_hash: str, precision: str = "fp16") -> Path:
+        """``<engines_dir>/<model-hash>/tensorrt-<precision>``."""
+        return tensorrt_dir(self.root, model_hash, precision)
+
+    def load(self, model_hash: str, *, precision: str | None = None, fused: bool = False) -> tuple[
+            Path, EngineManifest]:
+        """See :class:`_CachedStore`: EngineError naming the mismatch (model, TensorRT version, GPU) or the corrupt
+        file; checksums are verified before any plan reaches TensorRT's deserializer."""
+        precision = precision or self.default_precision
+        folder = self.folder(model_hash, precision)
+        manifest = EngineManifest.load(folder)
+        version, gpu = _tensorrt_target()
+        manifest.check_compatible(model_hash=model_hash, backend=self.backend, precision=precision,
+                                  tensorrt_version=version, gpu=gpu, where=folder)
+        names = (CHAIN,) if fused else STAGES
+        missing = [n for n in names if n not in manifest.stages]
+        if missing:
+            raise EngineError(f"{folder} has no plan for {missing}: rebuild with `vibe-rt engines build --backend "
+                              f"tensorrt --precision {precision}`")
+        manifest.verify_files(folder, names)
+        return folder, manifest
+
+    def ensure(self, model: LoadedModel | ViBE, *, precision: str | None = None, fused: bool = True,
+               batch: tuple[int, int, int] | None = None, force: bool = False, rebuild_invalid: bool = False,
+               calibration_dir: str | Path | None = None, calibration_batch: int = 8) -> tuple[
+            Path, EngineManifest]:
+        """See :class:`_CachedStore`: exports the ONNX graphs if needed, then compiles every graph, with
+        parity against PyTorch recorded per plan. A plan that fails parity is refused like an ONNX graph (no
+        manifest is written, nothing is left in the cache). ``calibration_batch``: INT8 calibration batch size."""
+        from .tensorrt import TensorRTBackend, build_plan
+
+        precision = precision or self.default_precision
+        model = as_loaded(model)
+        mhash = model.model_hash
+        folder = self.folder(mhash, precision)
+        names = _graph_names(fused)
+        version, gpu = _tensorrt_target()
+        if not force and (folder / MANIFEST_NAME).is_file():
+            try:
+                cached = self.load(mhash, precision=precision)[1]
+                if all(n in cached.stages for n in names) and batch in (None, tuple(cached.batch)):
+                    logger.info("TensorRT %s plans of model %s are up to date in %s", precision, mhash, folder)
+                    return folder, cached
+                logger.info("rebuilding TensorRT plans in %s: other graphs or batch profile requested", folder)
+            except EngineError as err:
+                if not rebuild_invalid:
+                    raise
+                logger.warning("rebuilding TensorRT plans: %s", err)
+        batch = batch or DEFAULT_BATCH
+        logger.info("building TensorRT %s engines for model %s (once; cached afterwards)", precision, mhash)
+        onnx_folder, onnx_manifest = OnnxStore(self.root).ensure(model, fused=fused, batch=batch,
+                                                                 rebuild_invalid=rebuild_invalid)
+        calib: dict[str, list[np.ndarray]] = {}
+        if precision == "int8":
+            cdir = Path(calibration_dir) if calibration_dir else default_calibration_dir()
+            images = load_calibration_images(cdir, model.model.encoder.preprocess_frames)
+            calib = _calibration_batches(model.model, images, min(calibration_batch, len(images)))
+        timing = timing_cache_path(self.root, version, gpu["compute_capability"])
+        modules = stage_modules(model.model, fused=fused)
+        examples = stage_example_inputs(model.model, batch=2)
+        tol = _tensorrt_tolerance(precision)
+        t0 = time.perf_counter()
+        stages: dict[str, StageArtifact] = {}
+        with _staging(self.root) as staging:
+            for name in names:
+                table = folder / f"{name}.calib"
+                if calib and table.is_file():  # the calibration table of an earlier build is reused
+                    shutil.copy2(table, staging / table.name)
+                src = onnx_manifest.stages[name]
+                plan = build_plan(onnx_folder / src.file, staging / f"{name}.plan", precision=precision,
+                                  batch=batch, timing_cache=timing, calibration=calib.get(name),
+                                  calibration_cache=staging / table.name if calib else None)
+                err = _parity(TensorRTBackend(plan, precision=precision), modules[name], examples[name],
+                              min(PARITY_BATCH, batch[2]), seed=1)[0]
+                logger.info("TensorRT %s %s plan: relative error vs torch fp32 %.2e (tolerance %.0e)", precision,
+                            name, err, tol)
+                if not err < tol:
+                    raise EngineError(f"TensorRT {precision} {name} plan: relative error vs torch fp32 {err:.3g} >= "
+                                      f"{tol:g}; build another precision (--precision fp16 or fp32), or for int8 a "
+                                      "calibration set like the images you show (--calibration DIR)")
+                stages[name] = StageArtifact(file=plan.name, sha256=sha256_file(plan), input_name=src.input_name,
+                                             output_name=src.output_name, input_shape=src.input_shape,
+                                             output_shape=src.output_shape, parity_error=float(err))
+            manifest = EngineManifest(
+                model_hash=mhash, backend=self.backend, precision=precision, stages=stages, batch=batch,
+                opset=onnx_manifest.opset, versions=library_versions(), gpu=gpu,
+                build_seconds=round(time.perf_counter() - t0, 3),
+                extra={"parity_tolerance": tol, "tensorrt_version": version, "timing_cache": str(timing.name),
+                       "onnx_sha256": {n: onnx_manifest.stages[n].sha256 for n in names},
+                       "calibration": str(calibration_dir or default_calibration_dir()) if precision == "int8"
+                       else None})
+            _install(staging, folder, manifest)
+        return folder, manifest
+
+    def verify(self, folder: Path, manifest: EngineManifest, model: LoadedModel | None) -> VerifyResult:
+        """See :class:`_CachedStore`; ``"skipped"`` after the checksums where TensorRT or a GPU is missing, and
+        the TensorRT version and GPU must match to re-measure parity."""
+        manifest.verify_files(folder)
+        if not tensorrt_available():
+            return VerifyResult(folder, manifest.backend, manifest.precision, "skipped",
+                                "checksums ok; TensorRT or a CUDA GPU is not available here", {})
+        from .tensorrt import TensorRTBackend
+
+        version, gpu = _tensorrt_target()
+        manifest.check_compatible(tensorrt_version=version, gpu=gpu, where=folder)
+        runners = {name: TensorRTBackend(folder / art.file, precision=manifest.precision) for name, art in
+                   manifest.stages.items()} if model is not None else {}
+        return _verified(folder, manifest, model, runners, _tensorrt_tolerance(manifest.precision), "plan")
+
+    def _runner(self, path: Path, *, device: str, precision: str, options: RunnerOptions) -> Backend:
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path, device=device, precision=precision, cuda_graph=options.cuda_graph)
 
 
-def build_tensorrt_set(
-    model,
-    engines_dir: str | Path | None = None,
-    *,
-    precision: str = "fp16",
-    batch: tuple[int, int, int] = DEFAULT_BATCH,
-    fused: bool = True,
-    force: bool = False,
-    calibration_dir: str | Path | None = None,
-    calibration_batch: int = 8,
-) -> tuple[Path, EngineManifest]:
-    """Export (if needed) and compile every stage graph to a TensorRT plan in
-    ``engines_dir/<model-hash>/tensorrt-<precision>/``, with parity against PyTorch recorded per stage.
-
-    A cached build for the same model, TensorRT version and GPU with intact files is reused unless ``force``;
-    any other cached build is rebuilt and the mismatch logged. The timing cache is shared across models in
-    ``engines_dir/timing-cache/trt<version>_sm<cc>.cache``.
-    """
-    from .tensorrt import TensorRTBackend, build_plan
-
-    engines_dir = Path(engines_dir) if engines_dir else default_engines_dir()
-    version, gpu = _tensorrt_target()
-    onnx_folder, onnx_manifest = export_onnx_set(model, engines_dir, fused=fused, batch=batch)
-    mhash = onnx_manifest.model_hash
-    folder = tensorrt_dir(engines_dir, mhash, precision)
-    names = _graph_names(fused)
-    if not force and (folder / "manifest.json").is_file():
-        try:
-            cached = load_tensorrt_set(engines_dir, mhash, precision, fused=False)[1]
-            if all(n in cached.stages for n in names) and tuple(cached.batch) == tuple(batch):
-                logger.info("TensorRT %s plans of model %s are up to date in %s", precision, mhash, folder)
-                return folder, cached
-            logger.info("rebuilding TensorRT plans in %s: other graphs or batch profile requested", folder)
-        except EngineError as err:
-            logger.warning("rebuilding TensorRT plans: %s", err)
-    calib: dict[str, list[np.ndarray]] = {}
-    if precision == "int8":
-        cdir = Path(calibration_dir) if calibration_dir else default_calibration_dir()
-        images = load_calibration_images(cdir, model.encoder.preprocess_frames)
-        calib = _calibration_batches(model, images, min(calibration_batch, len(images)))
-    timing = timing_cache_path(engines_dir, version, gpu["compute_capability"])
-    modules = stage_modules(model, fused=fused)
-    examples = stage_example_inputs(model, batch=2)
-    tol = _tensorrt_tolerance(precision)
-    t0 = time.perf_counter()
-    stages: dict[str, StageArtifact] = {}
-    for name in names:
-        src = onnx_manifest.stages[name]
-        plan = build_plan(onnx_folder / src.file, folder / f"{name}.plan", precision=precision, batch=batch,
-                          timing_cache=timing, calibration=calib.get(name),
-                          calibration_cache=folder / f"{name}.calib" if calib else None)
-        backend = TensorRTBackend(plan, precision=precision)
-        err = _parity(backend, modules[name], examples[name], min(PARITY_BATCH, batch[2]), seed=1)
-        logger.info("TensorRT %s %s plan: relative error vs torch fp32 %.2e (tolerance %.0e)", precision, name, err,
-                    tol)
-        if not err < tol:  # refused like an ONNX graph that fails parity: no manifest is written, so none loads
-            raise EngineError(f"TensorRT {precision} {name} plan: relative error vs torch fp32 {err:.3g} >= {tol:g}; "
-                              "build another precision (--precision fp16 or fp32), or for int8 a calibration set "
-                              "like the images you show (--calibration DIR)")
-        stages[name] = StageArtifact(file=plan.name, sha256=sha256_file(plan), input_name=src.input_name,
-                                     output_name=src.output_name, input_shape=src.input_shape,
-                                     output_shape=src.output_shape, parity_error=float(err))
-    manifest = EngineManifest(
-        model_hash=mhash, backend="tensorrt", precision=precision, stages=stages, batch=batch,
-        opset=onnx_manifest.opset, versions=library_versions(), gpu=gpu,
-        build_seconds=round(time.perf_counter() - t0, 3),
-        extra={"parity_tolerance": tol, "tensorrt_version": version, "timing_cache": str(timing.name),
-               "onnx_sha256": {n: onnx_manifest.stages[n].sha256 for n in names},
-               "calibration": str(calibration_dir or default_calibration_dir()) if precision == "int8" else None})
-    manifest.save(folder)
-    return folder, manifest
+#: The store of each backend, by name.
+ENGINE_STORES: dict[str, type[EngineStore]] = {"torch": TorchStore, "onnxruntime": OnnxStore,
+                                               "tensorrt": TensorRTStore}
 
 
+def engine_store(backend: str, engines_dir: str | Path | None = None) -> EngineStore:
+    """The :class:`EngineStore` of a backend name (``"torch"``, ``"onnxruntime"`` or ``"tensorrt"``)."""
+    try:
+        return ENGINE_STORES[backend](engines_dir)
+    except KeyError:
+        raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(ENGINE_STORES)}") from None
+
+
+# ---------------------------------------------------------------------------------------- vibe-rt engines
 def build_engines(
-    model,
+    model: LoadedModel | ViBE,
     *,
     backend: str = "auto",
     precision: str | None = None,
@@ -375,90 +611,43 @@ def build_engines(
     force: bool = False,
     calibration_dir: str | Path | None = None,
 ) -> tuple[Path, EngineManifest]:
-    """``vibe-rt engines build``: ONNX export (onnxruntime; also for ``torch``, which needs no engines) or
-    TensorRT plans for ``model``; ``precision`` defaults to fp16 for TensorRT, fp32 otherwise."""
-    from .backends import select_backend
-
-    name = select_backend(backend)
-    if name == "torch":
-        name = "onnxruntime"
-    precision = precision or ("fp16" if name == "tensorrt" else "fp32")
-    if name == "onnxruntime":
-        if precision != "fp32":
-            raise ConfigError(f"ONNX Runtime engines are fp32, not {precision}: use --backend tensorrt for "
-                              "fp16/int8 (on a machine with TensorRT and a CUDA GPU)")
-        return export_onnx_set(model, engines_dir, fused=fused, force=force, batch=batch)
-    return build_tensorrt_set(model, engines_dir, precision=precision, batch=batch, fused=fused, force=force,
-                              calibration_dir=calibration_dir)
+    """``vibe-rt engines build``: the ONNX export (onnxruntime; also for ``torch``, which needs no engines) or
+    the TensorRT plans of ``model``, rebuilding an invalid cached set; ``precision`` defaults to fp16 for
+    TensorRT, fp32 otherwise."""
+    store = TensorRTStore(engines_dir) if select_backend(backend) == "tensorrt" else OnnxStore(engines_dir)
+    return store.ensure(model, precision=precision, fused=fused, batch=batch, force=force, rebuild_invalid=True,
+                        calibration_dir=calibration_dir)
 
 
-# ------------------------------------------------------------------------------------------------------ verify
-@dataclass
-class VerifyResult:
-    """Outcome of checking one cached engine folder."""
-
-    folder: Path
-    backend: str
-    precision: str
-    status: str  # "ok", "error" or "skipped"
-    message: str
-    parity: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), "backend": self.backend, "precision": self.precision,
-                "status": self.status, "message": self.message, "parity": self.parity}
-
-
-def verify_engines(engines_dir: str | Path | None = None, model=None) -> list[VerifyResult]:
-    """Check every cached engine folder: checksums, ONNX validity, compatibility, and (for the folders of
-    ``model``) parity against PyTorch re-measured now."""
-    from .backends import OnnxRuntimeBackend
-    from .manifest import list_manifests
-
-    engines_dir = Path(engines_dir) if engines_dir else default_engines_dir()
-    mhash = resolve_model_hash(model) if model is not None else None
-    modules = stage_modules(model, fused=True) if model is not None else {}
-    examples = stage_example_inputs(model, batch=2) if model is not None else {}
+def verify_engines(engines_dir: str | Path | None = None, model: LoadedModel | ViBE | None = None) -> list[
+        VerifyResult]:
+    """``vibe-rt engines verify``: check every cached engine folder (checksums, ONNX validity, compatibility)
+    and that its manifest belongs to the model its folder is named after; for the folders of ``model``,
+    re-measure parity against it. Folders of other models are ``"skipped"``, naming the model they belong to."""
+    root = resolve_engines_dir(engines_dir)
+    model = as_loaded(model) if model is not None else None
     results: list[VerifyResult] = []
-    for folder, manifest in list_manifests(engines_dir):
+    for folder, manifest in list_manifests(root):
         if isinstance(manifest, EngineError):
             results.append(VerifyResult(folder, "?", "?", "error", str(manifest), {}))
             continue
-        parity: dict[str, float] = {}
+        owner = folder.relative_to(root).parts[0]  # <model-hash>/ or <model-hash>/tensorrt-<precision>/
+        ours = model is not None and manifest.model_hash == model.model_hash
         try:
-            manifest.verify_files(folder)
-            if manifest.backend == "onnxruntime":
-                for name, art in manifest.stages.items():
-                    validate_onnx_file(folder / art.file)
-                    if manifest.model_hash == mhash:
-                        be = OnnxRuntimeBackend(folder / art.file, validate=False)
-                        parity[name] = _parity(be, modules[name], examples[name], PARITY_BATCH, seed=2)
-                        if not parity[name] < PARITY_TOLERANCE["fp32"]:
-                            raise EngineError(f"{name} graph differs from the model: relative error "
-                                              f"{parity[name]:.3g}")
-            elif manifest.backend == "tensorrt":
-                from .backends import tensorrt_available
-
-                if not tensorrt_available():
-                    results.append(VerifyResult(folder, manifest.backend, manifest.precision, "skipped",
-                                                "checksums ok; TensorRT or a CUDA GPU is not available here",
-                                                {}))
-                    continue
-                from .tensorrt import TensorRTBackend
-
-                version, gpu = _tensorrt_target()
-                manifest.check_compatible(tensorrt_version=version, gpu=gpu, where=folder)
-                if manifest.model_hash == mhash:
-                    tol = _tensorrt_tolerance(manifest.precision)
-                    for name, art in manifest.stages.items():
-                        be = TensorRTBackend(folder / art.file, precision=manifest.precision)
-                        parity[name] = _parity(be, modules[name], examples[name],
-                                               min(PARITY_BATCH, manifest.batch[2]), seed=2)
-                        if not parity[name] < tol:
-                            raise EngineError(f"{name} plan differs from the model: relative error "
-                                              f"{parity[name]:.3g} >= {tol:g}")
-            msg = "ok" + ("" if parity else " (checksums; parity not re-measured: other model)")
-            results.append(VerifyResult(folder, manifest.backend, manifest.precision, "ok", msg, parity))
+            store = ENGINE_STORES.get(manifest.backend)
+            if store is None or not issubclass(store, _CachedStore):
+                raise EngineError(f"unknown engine backend {manifest.backend!r} in {folder / MANIFEST_NAME}: delete "
+                                  f"{folder} and rebuild with `vibe-rt engines build`")
+            if manifest.model_hash != owner:
+                raise EngineError(f"{folder} is the folder of model {owner}, but its manifest says the engines were "
+                                  f"built for model {manifest.model_hash}: no model loads them; delete {folder} and "
+                                  "rebuild with `vibe-rt engines build`")
+            result = store(root).verify(folder, manifest, model if ours else None)
+            if model is not None and not ours and result.status == "ok":
+                result.status = "skipped"
+                result.message = (f"checksums ok; engines of model {manifest.model_hash}, not of the model verified "
+                                  f"({model.name}, {model.model_hash}): parity not measured")
         except EngineError as err:
-            results.append(VerifyResult(folder, manifest.backend, manifest.precision, "error", str(err), parity))
+            result = VerifyResult(folder, manifest.backend, manifest.precision, "error", str(err), {})
+        results.append(result)
     return results

@@ -180,13 +180,6 @@ def random_inputs(example, batch: int, seed: int = 0) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def resolve_model_hash(model) -> str:
-    """:func:`vibe_rt.checkpoint.model_hash` of ``model`` (the engine-cache key)."""
-    from ..checkpoint import model_hash
-
-    return model_hash(model)
-
-
 def validate_onnx_file(path: str | Path):
     """Load and check an ONNX file; raise EngineError when it is missing, truncated or malformed.
 

@@ -52,6 +52,11 @@ def default_engines_dir() -> Path:
     return Path.home() / ".cache" / "vibe-rt" / "engines"
 
 
+def resolve_engines_dir(engines_dir: str | Path | None) -> Path:
+    """The engine cache folder to use: ``engines_dir`` when given, else :func:`default_engines_dir`."""
+    return Path(engines_dir).expanduser() if engines_dir else default_engines_dir()
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -1,7 +1,8 @@
 """The predictor: frames -> preprocessed pixels -> encoder -> Q-Former -> decoder -> epochs, on one backend.
 
 ``create_predictor`` picks the backend (``"auto"``: TensorRT with a GPU, else ONNX Runtime, else torch),
-finds or builds its engines in the engine cache, and returns a :class:`Predictor`. The three stages run as
+finds or builds its engines through the backend's :class:`~vibe_rt.runtime.cache.EngineStore`, and returns a
+:class:`Predictor`; ``load_predictor`` does the same for a checkpoint path (``--model``). The three stages run as
 separate graphs by default (per-stage timings for the latency budget); ``fused=True`` runs the single fused
 chain graph instead (one graph, no host round trips between stages).
 
@@ -20,15 +21,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._logs import logger
-from ..errors import ConfigError, EngineError
-from .backends import Backend, OnnxRuntimeBackend, TorchBackend, default_device, select_backend
-from .export import STAGE_IO, stage_example_inputs, stage_modules
+from ..errors import ConfigError
+from .backends import Backend, default_device, select_backend
+from .export import stage_example_inputs
 from .manifest import CHAIN, STAGES
+
+if TYPE_CHECKING:
+    from ..checkpoint import LoadedModel
+    from ..models.vibe import ViBE
 
 
 class Predictor:
@@ -36,8 +41,9 @@ class Predictor:
 
     Parameters
     ----------
-    model : ViBE
-        The model (its montage, image encoder preprocessing and torch modules).
+    model : LoadedModel | ViBE
+        The model (its montage, image encoder preprocessing and torch modules), with its document and hash; a
+        :class:`ViBE` is wrapped (:func:`~vibe_rt.checkpoint.as_loaded`).
     runners : dict of str to Backend
         ``{"encoder", "qformer", "decoder"}`` (staged) or ``{"chain"}`` (fused).
     backend_name : str
@@ -45,6 +51,10 @@ class Predictor:
 
     Attributes
     ----------
+    loaded : LoadedModel
+        The model with its document and hash.
+    model : ViBE
+        ``loaded.model``.
     montage : Montage
         Channels, rate and epoch window of the predicted epochs.
     image_size : int
@@ -58,21 +68,29 @@ class Predictor:
         :class:`~vibe_rt.calibration.LatentAdapter`; staged chains only); set with :meth:`set_latent_adapter`.
     """
 
-    def __init__(self, model, runners: dict[str, Backend], *, backend_name: str) -> None:
+    def __init__(self, model: LoadedModel | ViBE, runners: dict[str, Backend], *, backend_name: str) -> None:
+        from ..checkpoint import as_loaded
+
         if set(runners) not in (set(STAGES), {CHAIN}):
             raise ConfigError(f"runners must be {STAGES} or ('chain',), got {sorted(runners)}")
-        self.model = model
+        self.loaded = as_loaded(model)
+        self.model = self.loaded.model
         self.runners = runners
         self.backend_name = backend_name
         self.fused = CHAIN in runners
         first = next(iter(runners.values()))
         self.device = first.device
         self.precision = first.precision
-        self.montage = model.montage
-        self.image_size = int(model.encoder.image_size)
+        self.montage = self.model.montage
+        self.image_size = int(self.model.encoder.image_size)
         self._order = (CHAIN,) if self.fused else STAGES
-        self._shapes = {k: tuple(v.shape[1:]) for k, v in stage_example_inputs(model, batch=1).items()}
+        self._shapes = {k: tuple(v.shape[1:]) for k, v in stage_example_inputs(self.model, batch=1).items()}
         self.latent_adapter = None
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """What a stream says about its model: ``backend``, ``model`` (the checkpoint's name) and ``model_hash``."""
+        return {"backend": self.backend_name, "model": self.loaded.name, "model_hash": self.loaded.model_hash}
 
     def __repr__(self) -> str:
         return (f"Predictor(backend={self.backend_name!r}, device={self.device!r}, precision={self.precision!r}, "
@@ -88,9 +106,7 @@ class Predictor:
         if self.fused:
             raise ConfigError("a latent adapter needs the staged chain (the fused graph has no latent between its "
                               "stages); create the predictor with fused=False")
-        from .export import resolve_model_hash
-
-        adapter.require_model(resolve_model_hash(self.model))
+        adapter.require_model(self.loaded.model_hash)
         latent = self._shapes["decoder"]
         if tuple(adapter.latent_shape) != latent:
             raise ConfigError(f"the latent adapter is for latents {tuple(adapter.latent_shape)}, this model's are "
@@ -143,14 +159,8 @@ class Predictor:
             self.runners[name].warmup(batch=batch, n=n, shape=self._shapes[name])
 
 
-def _load_default_model():
-    from ..checkpoint import load_default_model
-
-    return load_default_model()
-
-
 def create_predictor(
-    model=None,
+    model: LoadedModel | ViBE | None = None,
     backend: str = "auto",
     *,
     engines_dir: str | Path | None = None,
@@ -167,8 +177,9 @@ def create_predictor(
 
     Parameters
     ----------
-    model : ViBE | None
-        The model; None loads the embedded default checkpoint.
+    model : LoadedModel | ViBE | None
+        The model; None loads the embedded default checkpoint. A :class:`ViBE` is hashed when its engines are
+        looked up: pass a :class:`~vibe_rt.checkpoint.LoadedModel` to hash it once.
     backend : str
         ``"auto"``, ``"torch"``, ``"onnxruntime"`` or ``"tensorrt"`` (see :func:`select_backend`).
     engines_dir : str | Path | None
@@ -190,57 +201,29 @@ def create_predictor(
     warmup : bool
         Run a batch-1 warm-up before returning.
     """
+    from ..checkpoint import as_loaded, load_model
+    from .cache import RunnerOptions, engine_store
+
     name = select_backend(backend)  # first: a missing dependency is reported before any model is loaded
-    if model is None:
-        model = _load_default_model()
-    model.eval()
+    loaded = as_loaded(model) if model is not None else load_model(None)
+    loaded.model.eval()
+    store = engine_store(name, engines_dir)
     device = device or default_device(name)
-    if precision is None:
-        precision = "fp16" if name == "tensorrt" else "fp32"
-    names = (CHAIN,) if fused else STAGES
-    runners: dict[str, Any] = {}
-    if name == "torch":
-        modules = stage_modules(model, fused=fused)
-        for stage in names:
-            in_name, out_name = STAGE_IO[stage]
-            runners[stage] = TorchBackend(modules[stage], input_name=in_name, output_name=out_name, device=device,
-                                          precision=precision, compile=torch_compile, cuda_graph=cuda_graph)
-    elif name == "onnxruntime":
-        from .cache import ensure_onnx_set, load_onnx_set
-        from .export import resolve_model_hash
-
-        if build:
-            folder, manifest = ensure_onnx_set(model, engines_dir, fused=fused)
-        else:
-            folder, manifest = load_onnx_set(engines_dir, resolve_model_hash(model), fused=fused)
-        for stage in names:
-            runners[stage] = OnnxRuntimeBackend(folder / manifest.stages[stage].file, device=device,
-                                                precision=precision, intra_op_threads=intra_op_threads,
-                                                validate=False)  # checksums + onnx.checker done by the cache
-    elif name == "tensorrt":
-        from .cache import build_tensorrt_set, load_tensorrt_set
-        from .export import resolve_model_hash
-        from .manifest import tensorrt_dir
-        from .tensorrt import TensorRTBackend
-
-        mhash = resolve_model_hash(model)
-        if build and not (tensorrt_dir(engines_dir or _default_dir(), mhash, precision) / "manifest.json").is_file():
-            logger.info("building TensorRT %s engines for model %s (once; cached afterwards)", precision, mhash)
-            build_tensorrt_set(model, engines_dir, precision=precision, fused=True)
-        folder, manifest = load_tensorrt_set(engines_dir, mhash, precision, fused=fused)
-        for stage in names:
-            runners[stage] = TensorRTBackend(folder / manifest.stages[stage].file, device=device,
-                                             precision=precision, cuda_graph=cuda_graph)
-    else:  # pragma: no cover - select_backend only returns the three names
-        raise EngineError(f"unknown backend {name!r}")
-    predictor = Predictor(model, runners, backend_name=name)
+    precision = precision or store.default_precision
+    runners = store.runners(loaded, (CHAIN,) if fused else STAGES, build=build, device=device, precision=precision,
+                            options=RunnerOptions(intra_op_threads, torch_compile, cuda_graph))
+    predictor = Predictor(loaded, runners, backend_name=name)
     logger.info("predictor: %s on %s, %s, %s", name, device, precision, "fused" if fused else "staged")
     if warmup:
         predictor.warmup(batch=1)
     return predictor
 
 
-def _default_dir() -> Path:
-    from .manifest import default_engines_dir
+def load_predictor(model: LoadedModel | str | Path | None = None, backend: str = "auto",
+                   **options: Any) -> Predictor:
+    """The predictor of a ``--model`` option: a checkpoint path (read and checked once), a loaded model, or
+    None for the embedded default; ``options`` as for :func:`create_predictor`. Its :attr:`Predictor.meta`
+    (backend, model name, model hash) is what a stream announces."""
+    from ..checkpoint import LoadedModel, load_model
 
-    return default_engines_dir()
+    return create_predictor(model if isinstance(model, LoadedModel) else load_model(model), backend, **options)

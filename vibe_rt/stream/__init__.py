@@ -8,7 +8,7 @@ from .lsl import LslOutlets, MarkerOutlets, default_marker_source_id, default_so
 from .config import InferenceSpec, OutputSpec, RecordSpec, StreamConfig, SynthSpec
 from .pipeline import ResponsePredictor, StreamPipeline
 from .record import BrainVisionWriter
-from .run import StreamPlan, build_pipeline, load_predictor, preflight, run_stream
+from .run import StreamPlan, preflight, run_pipeline
 from .sources import CameraSource, DemoSource, Frame, FrameSource, ImageFolderSource, VideoSource
 from .stats import PipelineStats, format_status
 from .synth import PinkBackground, Synthesizer, ZeroBackground, make_background
@@ -17,7 +17,7 @@ __all__ = [
     "BrainVisionWriter", "CameraSource", "DemoSource", "EveryFrame", "FixedRate", "Frame", "FrameSource",
     "ImageFolderSource", "InferenceSpec", "LslOutlets", "MarkerOutlets", "OutputSpec", "Pacer", "PinkBackground",
     "PipelineStats", "RecordSpec", "ResponsePredictor", "SampleClock", "SceneChange", "Stimulus", "StreamConfig",
-    "StreamPipeline", "StreamPlan", "Synthesizer", "SynthSpec", "VideoSource", "ZeroBackground", "build_pipeline",
-    "default_marker_source_id", "default_source_id", "format_status", "load_predictor", "make_background",
-    "make_policy", "preflight", "run_stream",
+    "StreamPipeline", "StreamPlan", "Synthesizer", "SynthSpec", "VideoSource", "ZeroBackground",
+    "default_marker_source_id", "default_source_id", "format_status", "make_background", "make_policy", "preflight",
+    "run_pipeline",
 ]

@@ -88,8 +88,10 @@ class StreamPipeline:
         the live device's channel labels from its channel map on the outlet and the recording, and its latent
         adapter, if any, installed in ``predictor``.
     background : Background | "auto" | None
-        ``generate(n) -> (n, C)`` SI units; ``"auto"`` builds :func:`~vibe_rt.stream.synth.make_background`
-        (scaled by ``synth.noise_scale``); None streams the evoked responses on silence.
+        ``generate(n) -> (n, C)`` SI units, for the streamed channels; ``"auto"`` builds the stream's simple 1/f
+        background (:func:`~vibe_rt.stream.synth.make_background`, scaled by ``synth.noise_scale``; the CLI passes
+        the realistic :class:`vibe_rt.data.noise.BackgroundNoise` instead); None streams the evoked responses on
+        silence.
     clock : callable | None
         Time source (default ``pylsl.local_clock``).
     extra_meta : dict | None

@@ -1,8 +1,12 @@
-"""``run_stream``: build a source, a predictor and a pipeline from a :class:`StreamConfig` and run it.
+"""From a :class:`StreamConfig` to a running stream, without the model: :func:`preflight` checks and resolves
+the options into a :class:`StreamPlan` (what the pipeline takes), :func:`run_pipeline` runs a pipeline until it
+is done.
 
-This is what ``vibe-rt stream`` calls; Python users can call it too::
+The model comes from :mod:`vibe_rt.runtime` (which stream/ does not import); :func:`vibe_rt.app.run_stream` joins
+the two, and is what ``vibe-rt stream`` calls::
 
-    from vibe_rt.stream import StreamConfig, run_stream
+    from vibe_rt.app import run_stream
+    from vibe_rt.stream import StreamConfig
     summary = run_stream(StreamConfig(source="demo", srate=500, duration=60))
 """
 
@@ -22,7 +26,7 @@ from .config import InferenceSpec, OutputSpec, RecordSpec, StreamConfig, SynthSp
 from .events import EventPolicy, make_policy
 from .pipeline import ResponsePredictor, StreamPipeline
 from .sources import CameraSource, DemoSource, FrameSource, ImageFolderSource, VideoSource
-from .synth import resample_factors
+from .synth import Background, resample_factors
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,18 @@ class StreamPlan:
     inference: InferenceSpec
     record: RecordSpec | None
 
-    def pipeline(self, predictor: ResponsePredictor | None, extra_meta: dict[str, Any] | None = None
-                 ) -> StreamPipeline:
-        """A (not started) :class:`StreamPipeline` of this plan."""
+    @property
+    def streamed_montage(self) -> Montage:
+        """The channels that are streamed (the model's, or the subset ``--montage`` names)."""
+        return self.model_montage.pick(list(self.channels)) if self.channels else self.model_montage
+
+    def pipeline(self, predictor: ResponsePredictor | None, extra_meta: dict[str, Any] | None = None,
+                 background: Background | str | None = "auto") -> StreamPipeline:
+        """A (not started) :class:`StreamPipeline` of this plan (``background``: see :class:`StreamPipeline`)."""
         return StreamPipeline(
             predictor, source=self.source, policy=self.policy, montage=self.model_montage,
             channels=self.channels, output=self.output, synth=self.synth, inference=self.inference,
-            record=self.record, calibration=self.calibration, extra_meta=extra_meta)
+            record=self.record, calibration=self.calibration, background=background, extra_meta=extra_meta)
 
 
 def build_source(cfg: StreamConfig) -> FrameSource | None:
@@ -99,39 +108,13 @@ def preflight(config: StreamConfig, model_montage: Montage | None = None) -> Str
                       config.output_spec(), config.synth_spec(), config.inference_spec(), config.record_spec())
 
 
-def load_predictor(model: str | Path | None = None, backend: str = "auto"
-                   ) -> tuple[ResponsePredictor, dict[str, Any]]:
-    """A predictor for a checkpoint (None: the embedded default) and the stream meta-data describing it."""
-    try:
-        from ..runtime.predictor import create_predictor
-    except ImportError as err:
-        raise ConfigError(f"the inference runtime is not available ({err}); reinstall vibe-rt") from err
-    from .. import checkpoint
-
-    mdl = checkpoint.load_checkpoint(model) if model is not None else None
-    predictor = create_predictor(mdl, backend=backend)
-    meta: dict[str, Any] = {"backend": getattr(predictor, "backend_name", backend),
-                            "model": Path(model).stem if model is not None else "vibe-default"}
-    try:
-        meta["model_hash"] = checkpoint.model_hash(mdl if mdl is not None else checkpoint.default_checkpoint_path())
-    except Exception as err:  # the hash is informative only
-        logger.debug("no model hash: %r", err)
-    return predictor, meta
-
-
 def _checkpoint_montage(model: str | Path | None) -> Montage:
     """The montage recorded in a checkpoint's JSON document (None: the embedded default), without building the
     model; a missing or corrupt checkpoint raises :class:`~vibe_rt.errors.CheckpointError` here."""
     from .. import checkpoint
-    from ..errors import CheckpointError
 
     path = model if model is not None else checkpoint.require_default_checkpoint()
-    document = checkpoint.read_checkpoint_config(path)
-    try:
-        return Montage.from_dict(document["montage"])
-    except (ConfigError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: invalid montage in the checkpoint document ({err}); re-save the "
-                              "checkpoint") from err
+    return Montage.from_dict(checkpoint.read_checkpoint_config(path)["montage"])
 
 
 def _channels(spec: str | None, model: Montage) -> list[str] | None:
@@ -170,29 +153,18 @@ def _check_adapter_model(adapter: LatentAdapter, model: str | Path | None) -> No
     adapter.require_model(checkpoint.model_hash(path))
 
 
-def build_pipeline(cfg: StreamConfig, predictor: ResponsePredictor | None = None,
-                   extra_meta: dict[str, Any] | None = None) -> StreamPipeline:
-    """A (not started) :class:`StreamPipeline` for ``cfg``; loads the model when ``predictor`` is None."""
-    plan = preflight(cfg, predictor.montage if predictor is not None else None)
-    meta = dict(extra_meta or {})
-    if predictor is None:
-        predictor, loaded_meta = load_predictor(cfg.model, cfg.backend)
-        meta = {**loaded_meta, **meta}
-    return plan.pipeline(predictor, meta)
-
-
-def run_stream(config: StreamConfig, *, predictor: ResponsePredictor | None = None,
-               on_status: Callable[[dict[str, Any]], None] | None = None, status_interval: float = 1.0,
-               stop_event: threading.Event | None = None) -> dict[str, Any]:
-    """Stream until ``config.duration`` elapses, ``stop_event`` is set, the source ends (and every response was
-    emitted), or a worker fails (re-raised).
+def run_pipeline(pipeline: StreamPipeline, *, duration: float | None = None,
+                 on_status: Callable[[dict[str, Any]], None] | None = None, status_interval: float = 1.0,
+                 stop_event: threading.Event | None = None) -> dict[str, Any]:
+    """Start ``pipeline`` and stream until ``duration`` elapses, ``stop_event`` is set, the source ends (and every
+    response was emitted), or a worker fails (re-raised by :meth:`StreamPipeline.stop`).
 
     Parameters
     ----------
-    config : StreamConfig
-        The options.
-    predictor : ResponsePredictor | None
-        Use this predictor instead of loading ``config.model``.
+    pipeline : StreamPipeline
+        Not started (e.g. :meth:`StreamPlan.pipeline`).
+    duration : float | None
+        Seconds to stream (None: until stopped or the source ends).
     on_status : callable | None
         Called with :meth:`StreamPipeline.status` every ``status_interval`` seconds (the CLI prints it).
     stop_event : threading.Event | None
@@ -203,7 +175,6 @@ def run_stream(config: StreamConfig, *, predictor: ResponsePredictor | None = No
     dict
         The final status (counters, timings, rates).
     """
-    pipeline = build_pipeline(config, predictor)
     stop_event = stop_event or threading.Event()
     pipeline.start()
     t_start = lsl_clock()
@@ -212,7 +183,7 @@ def run_stream(config: StreamConfig, *, predictor: ResponsePredictor | None = No
         next_status = t_start + status_interval
         while not stop_event.is_set():
             now = lsl_clock()
-            if config.duration is not None and now - t_start >= config.duration:
+            if duration is not None and now - t_start >= duration:
                 break
             if pipeline.error is not None:
                 break
@@ -224,8 +195,8 @@ def run_stream(config: StreamConfig, *, predictor: ResponsePredictor | None = No
                 if on_status is not None:
                     on_status(pipeline.status())
             wait = min(next_status - now, 0.05)
-            if config.duration is not None:
-                wait = min(wait, t_start + config.duration - now)
+            if duration is not None:
+                wait = min(wait, t_start + duration - now)
             stop_event.wait(max(wait, 0.0))
     finally:
         summary = pipeline.status()

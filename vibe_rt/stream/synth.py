@@ -38,7 +38,6 @@ from typing import Protocol
 import numpy as np
 from scipy.signal import resample_poly  # imported with the module: the first response must not wait for it
 
-from .._logs import logger
 from ..errors import ConfigError
 from ..montage import Montage
 
@@ -138,18 +137,14 @@ class ZeroBackground:
 
 
 def make_background(montage: Montage, sfreq: float, *, seed: int | None = None, scale: float = 1.0) -> Background:
-    """The background generator: :class:`vibe_rt.data.noise.BackgroundNoise` when available, else
-    :class:`PinkBackground`; ``scale=0`` gives :class:`ZeroBackground`."""
+    """The stream's own background: :class:`PinkBackground` at ``scale`` times its level; ``scale=0`` gives
+    :class:`ZeroBackground`. The realistic one, :class:`vibe_rt.data.noise.BackgroundNoise` (1/f sources through the
+    forward model, alpha, sensor noise), is physiology: :func:`vibe_rt.app.build_stream` passes it in."""
     if scale == 0:
         return ZeroBackground(montage.n_channels)
-    try:
-        from ..data.noise import BackgroundNoise
-    except ImportError:
-        logger.info("vibe_rt.data.noise is not available; using the simple 1/f background")
-        bg = PinkBackground(montage, sfreq, seed=seed)
-        bg.rms *= scale
-        return bg
-    return BackgroundNoise(montage, sfreq, seed=seed, scale=scale)
+    bg = PinkBackground(montage, sfreq, seed=seed)
+    bg.rms *= scale
+    return bg
 
 
 class BlockBackground:

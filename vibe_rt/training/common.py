@@ -36,6 +36,7 @@ __all__ = [
     "ResumableConfig",
     "state_path",
     "split_validation",
+    "TrainingInterrupted",
     "fit",
 ]
 
@@ -318,6 +319,21 @@ def load_train_state(
     )
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C inside :func:`fit` after at least one finished epoch.
+
+    The best weights so far are loaded into the model; ``state`` holds the counters and history of the
+    finished epochs (the resumable train state on disk is that of the last finished epoch). A training stage
+    sets ``result`` to its best-so-far result, saves it as its normal checkpoint marked as interrupted, and
+    re-raises: the command still exits as interrupted (130).
+    """
+
+    def __init__(self, state: TrainState) -> None:
+        super().__init__(f"training interrupted after {state.epoch} epochs (best epoch {state.best_epoch})")
+        self.state = state
+        self.result: Any = None
+
+
 class ResumableConfig:
     """Base of the stage configs (dataclasses): which of their options a resumed run must share.
 
@@ -395,9 +411,12 @@ def fit(
     -------
     TrainState
         Counters, history (one record per epoch) and best weights.
-    """
-    from tqdm.auto import tqdm
 
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C after at least one finished epoch (the best weights are in ``model``).
+    """
     started = time.perf_counter() if started is None else started
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = None
@@ -409,6 +428,28 @@ def fit(
     wrapped = ctx.wrap(model)
     steps_per_epoch = -(-len(epoch_indices(n_samples, seed=cfg.seed, epoch=0, ctx=ctx)) // cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
+    try:
+        _epochs(model, wrapped, opt, cfg, state, name=name, ctx=ctx, n_samples=n_samples, train_step=train_step,
+                validate=validate, criterion=criterion, min_delta=min_delta, total_steps=total_steps,
+                state_file=state_file, stop_after=stop_after, started=started)
+    except KeyboardInterrupt:
+        if state.best_model is None:  # not one epoch finished: nothing to keep
+            raise
+        model.load_state_dict(state.best_model)
+        raise TrainingInterrupted(state) from None
+    if state.best_model is not None:
+        model.load_state_dict(state.best_model)
+    return state
+
+
+def _epochs(model: nn.Module, wrapped: nn.Module, opt: torch.optim.Optimizer, cfg: Any, state: TrainState, *,
+            name: str, ctx: DistContext, n_samples: int, train_step: Callable[..., dict[str, torch.Tensor]],
+            validate: Callable[[nn.Module], dict[str, float]], criterion: Callable[[dict[str, float]], float],
+            min_delta: float, total_steps: int, state_file: str | Path | None, stop_after: int | None,
+            started: float) -> None:
+    """The epochs of :func:`fit` (``state`` is updated in place after each one)."""
+    from tqdm.auto import tqdm
+
     first_epoch = state.epoch
     while not state.done and state.epoch < cfg.epochs:
         if stop_after is not None and state.epoch - first_epoch >= stop_after:
@@ -463,6 +504,3 @@ def fit(
             state.done = True
         if state_file is not None and ctx.is_main:
             save_train_state(state_file, model, opt, state)
-    if state.best_model is not None:
-        model.load_state_dict(state.best_model)
-    return state

@@ -152,7 +152,7 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
     quality = {
         "headline": "stage2_encoding_r = models.vibe.r: mean over channels x time of the Pearson r across the "
                     f"{test.n_images} simulated test images between ViBE's predicted epochs and the measured "
-                    "epochs averaged over a random half of the repetitions (100 seeded splits).",
+                    f"epochs averaged over a random half of the repetitions ({cfg.n_splits} seeded splits).",
         "stage1_reconstruction_r": recon["r"],
         "stage1_reconstruction_r_per_epoch": recon["r_per_epoch"],
         "stage2_encoding_r": scores["vibe"].r,

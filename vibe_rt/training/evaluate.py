@@ -1,10 +1,11 @@
 """Evaluation of trained models on a held-out test split, with the THINGS-EEG2 encoding protocol.
 
 Headline number: ``models.<name>.r``: the mean over channels x time of the Pearson r, across test images,
-between predicted epochs and measured epochs averaged over a random half of the repetitions (100 seeded random
-splits, averaged); see :mod:`vibe_rt.training.metrics`. Also reported: r per image over channels x time, the
-split-half noise ceiling (lower/upper) on the same splits, and for stage 1 the reconstruction r of the
-repetition-averaged test epochs. Plots: r per channel and per time point with the noise ceiling (PNG).
+between predicted epochs and measured epochs averaged over a random half of the repetitions (``n_splits``
+seeded random splits, 100 by default, averaged; the report's ``headline`` text states the count); see
+:mod:`vibe_rt.training.metrics`. Also reported: r per image over channels x time, the split-half noise ceiling
+(lower/upper) on the same splits, and for stage 1 the reconstruction r of the repetition-averaged test epochs.
+Plots: r per channel and per time point with the noise ceiling (PNG).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..errors import DataError
 from .metrics import EncodingScores, encoding_scores, reconstruction_scores
 
 __all__ = [
-    "HEADLINE",
+    "headline",
     "reconstruct",
     "predict_epochs",
     "evaluate_reconstruction",
@@ -32,10 +33,11 @@ __all__ = [
     "load_split",
 ]
 
-HEADLINE = (
-    "models.vibe.r: mean over channels x time of the Pearson r across test images between predicted epochs and "
-    "measured epochs averaged over a random half of the repetitions (100 seeded splits, averaged)"
-)
+def headline(model: str, n_splits: int) -> str:
+    """What the headline number ``models.<model>.r`` of a report is, with the number of splits it averages."""
+    return (f"models.{model}.r: mean over channels x time of the Pearson r across test images between predicted "
+            "epochs and measured epochs averaged over a random half of the repetitions "
+            f"({n_splits} seeded split{'s' if n_splits != 1 else ''}, averaged)")
 
 
 def load_split(data_dir: str | Path, split: str) -> Any:
@@ -131,7 +133,7 @@ def build_report(
     first = scores[headline_model]
     montage = test.montage
     rep: dict[str, Any] = {
-        "headline": HEADLINE.replace("models.vibe", f"models.{headline_model}"),
+        "headline": headline(headline_model, first.n_splits),
         "headline_r": first.r,
         "dataset": {"n_images": test.n_images, "n_reps": test.n_reps, "montage": montage.name,
                     "n_channels": montage.n_channels, "n_times": montage.n_times, "unit": test.unit},

@@ -1,12 +1,15 @@
 """Training losses: reconstruction MSE, Gaussian KL divergence with warm-up, sliced Wasserstein distance.
 
-Each loss is implemented once here and used by both training stages and the ablations.
+Each loss is implemented once and used by both training stages and the ablations; the KL divergence belongs to
+the TSC-VAE's posterior and lives with it (:func:`vibe_rt.models.vae.kl_divergence`), its warm-up lives here.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..models.vae import kl_divergence
 
 __all__ = [
     "mse_loss",
@@ -31,26 +34,6 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         Scalar.
     """
     return F.mse_loss(pred, target, reduction="mean")
-
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL divergence of a diagonal Gaussian posterior from the standard normal prior.
-
-    ``KL(N(mu, exp(logvar)) || N(0, I)) = 0.5 * sum(mu**2 + exp(logvar) - 1 - logvar)`` summed over every
-    latent element of a sample and averaged over the batch (first dimension).
-
-    Parameters
-    ----------
-    mu, logvar : Tensor, shape (B, ...)
-        Posterior mean and log-variance.
-
-    Returns
-    -------
-    Tensor
-        Scalar, nats per sample.
-    """
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-    return kl.reshape(kl.shape[0], -1).sum(dim=1).mean()
 
 
 def kl_weight(step: int, *, beta: float, warmup_steps: int) -> float:

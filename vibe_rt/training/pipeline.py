@@ -17,7 +17,7 @@ import torch
 from .._logs import logger
 from ..errors import CheckpointError
 from .baselines import RidgeEncoder, ridge_features
-from .common import DistContext, init_distributed, setup_torch
+from .common import DistContext, TrainingInterrupted, init_distributed, setup_torch
 from .embeddings import image_features
 from .evaluate import (
     build_report,
@@ -27,7 +27,7 @@ from .evaluate import (
     predict_epochs,
     write_report,
 )
-from .stage1 import Stage1Config, Stage1Result, _normalised, state_path, train_vae
+from .stage1 import Stage1Config, Stage1Result, _normalised, interruption_note, state_path, train_vae
 from .stage2 import Stage2Config, Stage2Result, parse_encoder_spec, train_mapper
 
 __all__ = ["train_stage1", "train_stage2", "build_encoder", "assemble_vibe", "evaluate_checkpoint",
@@ -133,13 +133,22 @@ def train_stage2(
     if ctx.is_main:
         ctx.barrier()
     x = _normalised(np.asarray(train.epochs), ck.norm_mean, ck.norm_std)
-    res = train_mapper(tokens, x, ck.vae, cfg, out_state=state_path(out), resume=resume, ctx=ctx)
-    model = assemble_vibe(enc, res.mapper, ck.vae, train.montage, ck.norm_mean, ck.norm_std)
-    if ctx.is_main:
-        save_checkpoint(model, out, metrics={"stage1": ck.metrics, "stage2_val": res.metrics},
-                        extra={"stage2": asdict(cfg), "encoder": encoder, "history": res.history,
-                               "unit": train.unit})
-    return model, res
+
+    def save(res: Stage2Result, interrupted: bool) -> Any:
+        model = assemble_vibe(enc, res.mapper, ck.vae, train.montage, ck.norm_mean, ck.norm_std)
+        extra = {"stage2": asdict(cfg), "encoder": encoder, "history": res.history, "unit": train.unit}
+        if interrupted:
+            extra["interrupted"] = interruption_note("stage 2", res.metrics, out)
+        if ctx.is_main:
+            save_checkpoint(model, out, metrics={"stage1": ck.metrics, "stage2_val": res.metrics}, extra=extra)
+        return model
+
+    try:
+        res = train_mapper(tokens, x, ck.vae, cfg, out_state=state_path(out), resume=resume, ctx=ctx)
+    except TrainingInterrupted as stop:
+        save(stop.result, interrupted=True)
+        raise
+    return save(res, interrupted=False), res
 
 
 def evaluate_checkpoint(

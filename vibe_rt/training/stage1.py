@@ -25,7 +25,15 @@ import torch
 
 from .._logs import logger
 from ..errors import ConfigError, DataError
-from .common import DistContext, ResumableConfig, fit, init_distributed, split_validation, state_path
+from .common import (
+    DistContext,
+    ResumableConfig,
+    TrainingInterrupted,
+    fit,
+    init_distributed,
+    split_validation,
+    state_path,
+)
 from .losses import kl_divergence, kl_weight, mse_loss
 from .metrics import encoding_r
 
@@ -247,25 +255,44 @@ def train_vae(
 
     key = {**cfg.resume_key(), "vae_config": vae_cfg.to_dict(), "n_images": train.n_images,
            "world_size": ctx.world_size}
-    state = fit(vae, cfg, name="stage 1", ctx=ctx, key=key, n_samples=len(samples), train_step=train_step,
-                validate=lambda m: _validate(m, x_val), criterion=lambda v: v["val_mse"], min_delta=1e-6,
-                state_file=state_path(out) if out is not None else None, resume=resume, stop_after=stop_after,
-                started=t_start)
+    interrupted = None
+    try:
+        state = fit(vae, cfg, name="stage 1", ctx=ctx, key=key, n_samples=len(samples), train_step=train_step,
+                    validate=lambda m: _validate(m, x_val), criterion=lambda v: v["val_mse"], min_delta=1e-6,
+                    state_file=state_path(out) if out is not None else None, resume=resume,
+                    stop_after=stop_after, started=t_start)
+    except TrainingInterrupted as stop:  # Ctrl-C: the best model so far becomes the checkpoint, then re-raise
+        state, interrupted = stop.state, stop
     vae = vae.cpu().eval()
     metrics = {**_validate(vae, x_val), "best_epoch": state.best_epoch, "epochs_run": state.epoch}
     result = Stage1Result(vae=vae, mean=mean, std=std, history=list(state.history), metrics=metrics,
                           train_images=tr_img, val_images=val_img)
     if out is not None and ctx.is_main:
-        save_stage1(result, out, montage=montage, unit=train.unit, config=cfg)
+        save_stage1(result, out, montage=montage, unit=train.unit, config=cfg, interrupted=interrupted is not None)
+    if interrupted is not None:
+        interrupted.result = result
+        raise interrupted
     ctx.barrier()
     return result
 
 
-def save_stage1(result: Stage1Result, out: str | Path, *, montage: Any, unit: str, config: Stage1Config) -> Path:
-    """Write the stage-1 checkpoint (weights, config, montage, normalisation, metrics)."""
+def interruption_note(stage: str, metrics: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """What a checkpoint saved on Ctrl-C records in its document (``extra["interrupted"]``); says so in the log."""
+    logger.warning("%s interrupted after %d epochs: the best model so far (epoch %d) is saved to %s, marked as "
+                   "interrupted; rerun the same command to resume", stage, metrics["epochs_run"],
+                   metrics["best_epoch"], out)
+    return {"epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+            "resume": "rerun the same command: it resumes from the train state beside the checkpoint"}
+
+
+def save_stage1(result: Stage1Result, out: str | Path, *, montage: Any, unit: str, config: Stage1Config,
+                interrupted: bool = False) -> Path:
+    """Write the stage-1 checkpoint (weights, config, montage, normalisation, metrics); ``interrupted`` marks a
+    best-so-far model saved on Ctrl-C (``extra["interrupted"]``, see :func:`interruption_note`)."""
     from .. import checkpoint as ckpt
 
-    return ckpt.save_vae_checkpoint(
-        result.vae, out, montage=montage, normalisation=(result.mean, result.std),
-        metrics=result.metrics, extra={"unit": unit, "stage1": asdict(config), "history": result.history},
-    )
+    extra: dict[str, Any] = {"unit": unit, "stage1": asdict(config), "history": result.history}
+    if interrupted:
+        extra["interrupted"] = interruption_note("stage 1", result.metrics, out)
+    return ckpt.save_vae_checkpoint(result.vae, out, montage=montage, normalisation=(result.mean, result.std),
+                                    metrics=result.metrics, extra=extra)

@@ -26,7 +26,7 @@ from torch import nn
 
 from .._logs import logger
 from ..errors import ConfigError
-from .common import DistContext, ResumableConfig, fit, init_distributed, split_validation
+from .common import DistContext, ResumableConfig, TrainingInterrupted, fit, init_distributed, split_validation
 from .losses import mse_loss, sliced_wasserstein_distance
 from .metrics import encoding_r
 
@@ -186,6 +186,11 @@ def train_mapper(
     Returns
     -------
     Stage2Result
+
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C after at least one epoch, with the best-so-far :class:`Stage2Result` as ``result``.
     """
     cfg = config or Stage2Config()
     ctx = ctx or init_distributed()
@@ -232,15 +237,23 @@ def train_mapper(
         return {"loss": loss, "mse": mse, "swd": swd}
 
     key = {**cfg.resume_key(), "n_images": n, "token_shape": list(tok.shape[1:]), "world_size": ctx.world_size}
-    state = fit(mapper, cfg, name="stage 2", ctx=ctx, key=key, n_samples=len(tr), train_step=train_step,
-                validate=lambda m: _validate(m, vae, tok[val], target[val], val_avg),
-                criterion=lambda v: -v["val_r"], min_delta=1e-5, state_file=out_state, resume=resume,
-                stop_after=stop_after, started=t_start)
+    interrupted = None
+    try:
+        state = fit(mapper, cfg, name="stage 2", ctx=ctx, key=key, n_samples=len(tr), train_step=train_step,
+                    validate=lambda m: _validate(m, vae, tok[val], target[val], val_avg),
+                    criterion=lambda v: -v["val_r"], min_delta=1e-5, state_file=out_state, resume=resume,
+                    stop_after=stop_after, started=t_start)
+    except TrainingInterrupted as stop:  # Ctrl-C: hand the best mapper so far to the caller, then re-raise
+        state, interrupted = stop.state, stop
     mapper = mapper.cpu().eval()
     metrics = {**_validate(mapper, vae, tok[val], target[val], val_avg), "best_epoch": state.best_epoch,
                "epochs_run": state.epoch}
+    result = Stage2Result(mapper=mapper, history=list(state.history), metrics=metrics)
+    if interrupted is not None:
+        interrupted.result = result
+        raise interrupted
     ctx.barrier()
-    return Stage2Result(mapper=mapper, history=list(state.history), metrics=metrics)
+    return result
 
 
 @torch.no_grad()
