@@ -76,8 +76,25 @@ def test_every_numeric_and_path_option_of_stream_refuses_bad_values(tmp_path, ca
 
 
 def test_negative_camera_index_is_refused_without_opencv(capsys):
+    """OpenCV's VideoCapture(-1) crashes the process: the CLI and the source both refuse it first."""
+    from vibe_rt.errors import SourceError
+    from vibe_rt.stream import CameraSource
+
     rc, err = _main(["stream", "--camera", "-1"], capsys)
-    assert rc == 2 and "camera indexes start at 0" in _one_error_line(err)
+    assert rc == 2 and "--camera must be >= 0" in _one_error_line(err)
+    with pytest.raises(SourceError, match="camera indexes start at 0"):
+        CameraSource(-1)
+
+
+@pytest.mark.parametrize("argv", [["data", "simulate", "--out", "x", "--noise-scale", "nan"],
+                                  ["train", "vae", "--data", "d", "--out", "o", "--lr", "inf"],
+                                  ["eval", "--model", "m", "--data", "d", "--splits", "-5"],
+                                  ["train", "default", "--threads", "-1"],
+                                  ["compare", "--live", "x", "--live-view", "nan"],
+                                  ["bench", "stream", "--srate", "nan"]])
+def test_every_command_refuses_non_finite_and_negative_numbers(argv, capsys):
+    rc, err = _main(argv, capsys)
+    assert rc == 2 and argv[-2] in _one_error_line(err)
 
 
 @pytest.mark.parametrize("argv, fragment", [

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from typing import Sequence
 
 from . import __version__
 from ._logs import LEVEL_VARIABLE, set_log_level
-from .errors import VibeError
+from .errors import ConfigError, VibeError
 
 # One module per subcommand; each exposes ``add_parser(subparsers)`` and imports heavy libraries lazily.
 _COMMANDS = ("info", "stream", "data", "train", "eval", "engines", "experiment", "compare", "calibrate", "bench")
@@ -36,6 +37,30 @@ def _add_verbosity(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 _add_verbosity(sub)
+
+
+def _option_flags(parser: argparse.ArgumentParser, flags: dict[str, str] | None = None) -> dict[str, str]:
+    """``dest -> --flag`` of every option below ``parser`` (subcommands included)."""
+    flags = {} if flags is None else flags
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _option_flags(sub, flags)
+        elif action.option_strings:
+            flags.setdefault(action.dest, max(action.option_strings, key=len))
+    return flags
+
+
+def _check_numbers(args: argparse.Namespace, flags: dict[str, str]) -> None:
+    """No command-line number is NaN or infinite, and no integer option is negative (none documents a meaning
+    for either); ranges beyond that are each command's own."""
+    for dest, value in vars(args).items():
+        if isinstance(value, bool) or dest not in flags:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flags[dest]} must be a finite number, got {value}")
+        if isinstance(value, int) and value < 0:
+            raise ConfigError(f"{flags[dest]} must be >= 0, got {value}")
 
 
 def _log_level(args: argparse.Namespace) -> str:
@@ -77,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     set_log_level(_log_level(args))
     try:
+        _check_numbers(args, _option_flags(parser))
         return int(args.func(args) or 0)
     except VibeError as err:
         print(f"vibe-rt: error: {err}", file=sys.stderr)
