@@ -183,7 +183,7 @@ CASES = [
     ("bench-srate-zero", ["bench", "stream", "--srate", "0", "--out", "{tmp}/bench"], "--srate must be > 0"),
     ("bench-lookahead-negative", ["bench", "latency", "--lookahead", "-1", "--out", "{tmp}/bench"],
      "--lookahead must be >= 0"),
-    ("srate-infinite", ["stream", "--srate", "inf", "--duration", "1"], "--srate must be a number > 0"),
+    ("srate-infinite", ["stream", "--srate", "inf", "--duration", "1"], "--srate must be a finite number"),
     ("chunk-ms-zero", ["stream", "--chunk-ms", "0", "--duration", "1"], "--chunk-ms must be a number > 0 and <= 100"),
     ("record-not-vhdr", ["stream", "--record", "{tmp}/rec.txt", "--duration", "1"], "give a name ending in .vhdr"),
     ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
