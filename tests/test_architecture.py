@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vibe_rt"
 
 #: Top-level modules that depend on nothing else in vibe_rt (but errors and _logs); ``__init__`` is the package
-#: itself (the version); ``options`` the declared command-line options (on main since 2532815).
+#: itself (the version); ``options`` the declared command-line options; ``units`` the unit vocabulary.
 LEAVES = frozenset({"errors", "_logs", "_imports", "_json", "montage", "lsl_config", "system", "stats", "options",
-                    "__init__"})
+                    "units", "__init__"})
 #: What stream/ and runtime/ may import besides their own package.
 ENGINE_ALLOWED = LEAVES | {"models", "checkpoint", "calibration"}
 #: What a leaf may import (and the package itself, which holds only the version).

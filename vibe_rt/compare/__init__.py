@@ -9,7 +9,7 @@ Profiles themselves (reading, validating, applying) are :mod:`vibe_rt.calibratio
 from __future__ import annotations
 
 from .calibrate import fit_calibration
-from .channels import ChannelMatch, match_channels, unit_scale
+from .channels import ChannelMatch, match_channels
 from .comparator import Comparator, ErpSet
 from .epocher import EpochExtractor, Marker, parse_marker
 from .live import LiveComparator
@@ -22,6 +22,6 @@ __all__ = [
     "CalibrateConfig", "ChannelMatch", "CompareConfig", "CompareResult", "Comparator", "DictSynth",
     "EpochExtractor", "ErpSet", "LiveComparator", "Marker", "PredictorSynth", "Recording", "Session",
     "calibrate_session", "compare_offline", "fit_calibration", "log_markers", "match_channels", "parse_marker",
-    "read_recording", "read_report", "read_stimulus_log", "recording_markers", "run_compare", "unit_scale",
+    "read_recording", "read_report", "read_stimulus_log", "recording_markers", "run_compare",
     "write_report",
 ]

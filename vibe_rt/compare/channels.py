@@ -1,5 +1,4 @@
-"""Channel matching (live device channels -> model montage channels); unit parsing is re-exported from
-:mod:`vibe_rt.data.recordings` (:func:`unit_scale`).
+"""Channel matching (live device channels -> model montage channels).
 
 Live channels are matched to the montage by label, case-insensitively. Montage channels that the live
 device lacks are interpolated from the live channels through sensor positions:
@@ -21,11 +20,10 @@ from typing import Sequence
 import numpy as np
 
 from .._logs import logger
-from ..data.recordings import unit_scale
 from ..errors import ConfigError
 from ..montage import Montage
 
-__all__ = ["ChannelMatch", "match_channels", "unit_scale"]
+__all__ = ["ChannelMatch", "match_channels"]
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._logs import logger
-from ..data.recordings import DATA_TYPES, Recording, read_recording, read_stimulus_log, require_unit, unit_scale
+from ..data.recordings import DATA_TYPES, Recording, read_recording, read_stimulus_log
+from ..units import require_unit, unit_scale
 from ..errors import DataError
 from ..montage import Montage
 from .channels import match_channels

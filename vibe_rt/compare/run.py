@@ -52,7 +52,7 @@ class CompareConfig:
         With ``live_file``: markers from a CSV (onset in seconds of the recording, image) instead of the file's.
     live_unit : str | None
         Unit of the live data where the stream/file does not say (one of
-        :data:`vibe_rt.data.recordings.UNIT_SYMBOLS`).
+        :data:`vibe_rt.units.UNIT_SYMBOLS`).
     synth : str | None
         Synthesized signal: a running ``vibe-rt stream`` (name), its recording (a file), or, with ``live_file``,
         the name of its stream inside the same XDF file. None: predicted by ``model`` from the marker images.
@@ -115,7 +115,7 @@ class CompareConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (or :class:`DataError` for a missing input) naming the first bad option."""
-        from ..data.recordings import require_unit
+        from ..units import require_unit
 
         if self.live_file is None and not self.live:
             raise ConfigError("give --live NAME_OR_TYPE (a live LSL stream) or --live-file FILE (a recording)")

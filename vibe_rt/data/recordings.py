@@ -43,17 +43,10 @@ from .._imports import import_optional_dependency
 from .._logs import logger
 from ..errors import ConfigError, DataError, require_path
 from ..montage import SI_UNITS, Montage, get_montage
+from ..units import parse_unit, unit_scale
 from .dataset import EpochsDataset
 
 _CODE_RE = re.compile(r"^(?:[A-Za-z ]+/)?[A-Za-z]?\s*(\d+)(?:\.0+)?$")
-_UNIT_WORDS = {
-    "v": 1.0, "volt": 1.0, "volts": 1.0,
-    "mv": 1e-3, "millivolt": 1e-3, "millivolts": 1e-3,
-    "uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "microvolt": 1e-6, "microvolts": 1e-6,
-    "nv": 1e-9, "nanovolt": 1e-9, "nanovolts": 1e-9,
-    "t": 1.0, "tesla": 1.0, "pt": 1e-12, "picotesla": 1e-12, "ft": 1e-15, "femtotesla": 1e-15,
-    "t/m": 1.0, "ft/cm": 1e-13, "ft/m": 1e-15,
-}  # fmt: skip
 _NOT_EVENTS = ("bad", "edge", "new segment")  # annotation prefixes that mark data, not stimuli
 DATA_TYPES = ("eeg", "mag", "grad")
 """Channel types that carry M/EEG data (what the comparator and the epoch loader use)."""
@@ -64,49 +57,6 @@ def normalise_code(code: Any) -> str:
     s = str(code).strip()
     m = _CODE_RE.match(s)
     return str(int(m.group(1))) if m else s
-
-
-def parse_unit(unit: str | None) -> float | None:
-    """Factor from ``unit`` to SI (V, T or T/m), or None when the unit is missing or unknown.
-
-    Understands unit words and symbols (``microvolts``, ``uV``, ``µV``, ``V``, ``fT`` ...) and MNE-LSL's
-    power-of-ten integers (``"0"`` = SI, ``"-6"`` = micro).
-    """
-    if unit is None:
-        return None
-    u = str(unit).strip().lower()
-    if re.fullmatch(r"[+-]?\d+", u):
-        return float(10.0 ** int(u))
-    return _UNIT_WORDS.get(u)
-
-
-UNIT_SYMBOLS = ("V", "mV", "uV", "nV", "T", "pT", "fT", "T/m", "fT/cm", "fT/m")
-"""The units :func:`parse_unit` knows, by symbol (it also reads them spelt out, in any case, and ``µV``)."""
-
-
-def require_unit(unit: str, option: str = "--live-unit") -> float:
-    """The factor to SI of a unit that a user gave (``option`` names where); a :class:`ConfigError` listing the
-    known units when :func:`parse_unit` does not know it (a given unit is never guessed)."""
-    scale = parse_unit(unit)
-    if scale is None:
-        raise ConfigError(f"{option} {unit!r} is not a unit vibe-rt knows; give one of {', '.join(UNIT_SYMBOLS)} "
-                          "(or spelt out, e.g. microvolts, or a power of ten of SI, e.g. -6)")
-    return scale
-
-
-def unit_scale(unit: str | None, ch_type: str = "eeg", default: float | None = None) -> float:
-    """Factor that converts a value in ``unit`` to SI (V, T or T/m), see :func:`parse_unit`.
-
-    Unknown or missing units are taken as ``default`` (None: the LSL convention for the type, microvolts for
-    EEG and tesla for MEG), with a warning.
-    """
-    scale = parse_unit(unit)
-    if scale is not None:
-        return scale
-    if default is None:
-        default = 1e-6 if ch_type == "eeg" else 1.0
-    logger.warning("unknown channel unit %r; assuming %g x SI", unit, default)
-    return default
 
 
 class Recording:
