@@ -23,7 +23,8 @@ def build_stream(config: StreamConfig, predictor: ResponsePredictor | None = Non
     model loads), then the predictor of ``config.model`` on ``config.backend`` unless ``predictor`` is given."""
     from .data.noise import BackgroundNoise
 
-    plan = preflight(config, predictor.montage if predictor is not None else None)
+    plan = (preflight(config) if predictor is None
+            else preflight(config, predictor.montage, getattr(predictor, "unit", None)))
     if predictor is None:
         from .runtime.predictor import load_predictor
 

@@ -493,6 +493,24 @@ class LoadedModel:
     def name(self) -> str:
         return self.path.stem if self.path is not None else "in-memory"
 
+    @property
+    def unit(self) -> str:
+        """The unit of the model's output: its training data's unit as the document records it (``extra.unit``:
+        ``"V"``, ``"T"``, ``"a.u."`` for whitened or z-scored data such as THINGS-EEG2/MEG as published ...); a
+        model in memory emits its montage's SI unit (its normalisation is in SI by construction)."""
+        return document_unit(self.document) if self.document is not None else self.model.montage.unit
+
+
+def document_unit(document: dict[str, Any]) -> str:
+    """The unit a checkpoint document says its model emits (``extra.unit``); a :class:`CheckpointError` when it
+    says none (units are never guessed: every checkpoint vibe-rt writes records it)."""
+    unit = document.get("extra", {}).get("unit")
+    if not isinstance(unit, str) or not unit.strip():
+        raise CheckpointError(f"the checkpoint of montage {document.get('montage', {}).get('name')!r} records no "
+                              "unit of its output (extra.unit, e.g. 'V' or 'a.u.'); re-save it with the unit of "
+                              "its training data")
+    return unit
+
 
 def as_loaded(model: LoadedModel | ViBE) -> LoadedModel:
     """``model`` itself, or a model in memory wrapped (its hash computed once, when first needed)."""

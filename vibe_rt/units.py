@@ -12,13 +12,14 @@ import re
 from ._logs import logger
 from .errors import ConfigError
 
-_UNIT_WORDS = {
-    "v": 1.0, "volt": 1.0, "volts": 1.0,
-    "mv": 1e-3, "millivolt": 1e-3, "millivolts": 1e-3,
-    "uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "microvolt": 1e-6, "microvolts": 1e-6,
-    "nv": 1e-9, "nanovolt": 1e-9, "nanovolts": 1e-9,
-    "t": 1.0, "tesla": 1.0, "pt": 1e-12, "picotesla": 1e-12, "ft": 1e-15, "femtotesla": 1e-15,
-    "t/m": 1.0, "ft/cm": 1e-13, "ft/m": 1e-15,
+_UNIT_WORDS = {  # word -> (factor to SI, SI unit)
+    "v": (1.0, "V"), "volt": (1.0, "V"), "volts": (1.0, "V"),
+    "mv": (1e-3, "V"), "millivolt": (1e-3, "V"), "millivolts": (1e-3, "V"),
+    "uv": (1e-6, "V"), "µv": (1e-6, "V"), "μv": (1e-6, "V"), "microvolt": (1e-6, "V"), "microvolts": (1e-6, "V"),
+    "nv": (1e-9, "V"), "nanovolt": (1e-9, "V"), "nanovolts": (1e-9, "V"),
+    "t": (1.0, "T"), "tesla": (1.0, "T"), "pt": (1e-12, "T"), "picotesla": (1e-12, "T"), "ft": (1e-15, "T"),
+    "femtotesla": (1e-15, "T"),
+    "t/m": (1.0, "T/m"), "ft/cm": (1e-13, "T/m"), "ft/m": (1e-15, "T/m"),
 }  # fmt: skip
 
 UNIT_SYMBOLS = ("V", "mV", "uV", "nV", "T", "pT", "fT", "T/m", "fT/cm", "fT/m")
@@ -36,7 +37,28 @@ def parse_unit(unit: str | None) -> float | None:
     u = str(unit).strip().lower()
     if re.fullmatch(r"[+-]?\d+", u):
         return float(10.0 ** int(u))
-    return _UNIT_WORDS.get(u)
+    known = _UNIT_WORDS.get(u)
+    return known[0] if known is not None else None
+
+
+def unit_dimension(unit: str | None) -> str | None:
+    """The SI unit a known unit measures in (``"V"``, ``"T"`` or ``"T/m"``), None when unknown."""
+    known = _UNIT_WORDS.get(str(unit or "").strip().lower())
+    return known[1] if known is not None else None
+
+
+def parse_quantity(text: str, option: str) -> tuple[float, str]:
+    """``"2 uV"`` / ``"2uV"`` / ``"1.5e-6 V"`` -> ``(value in SI, SI unit)``; a :class:`ConfigError` naming
+    ``option`` when the number is not a finite positive number or the unit is unknown."""
+    m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([^\s0-9.+-][^\s]*)\s*", str(text))
+    try:
+        value = float(m.group(1)) if m else float("nan")
+    except ValueError:
+        value = float("nan")
+    if m is None or not (value > 0 and value < float("inf")):
+        raise ConfigError(f"{option} must be a positive number and a unit, e.g. '2 uV' or '500 fT', got {text!r}")
+    factor = require_unit(m.group(2), option)
+    return value * factor, str(unit_dimension(m.group(2)))
 
 
 def require_unit(unit: str, option: str = "--live-unit") -> float:

@@ -92,6 +92,11 @@ class Predictor:
         """What a stream says about its model: ``backend``, ``model`` (the checkpoint's name) and ``model_hash``."""
         return {"backend": self.backend_name, "model": self.loaded.name, "model_hash": self.loaded.model_hash}
 
+    @property
+    def unit(self) -> str:
+        """The unit of the predicted epochs (:attr:`vibe_rt.checkpoint.LoadedModel.unit`: SI, or ``"a.u."``)."""
+        return self.loaded.unit
+
     def __repr__(self) -> str:
         return (f"Predictor(backend={self.backend_name!r}, device={self.device!r}, precision={self.precision!r}, "
                 f"fused={self.fused}, montage={self.montage.name!r})")

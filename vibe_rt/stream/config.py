@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..options import Choice, ExistingPath, NewFile, Number, Rule, Text, option, validate_options
+from ..units import parse_quantity
 
 #: Highest output rate (Hz): above every EEG/MEG amplifier's (BioSemi 16 kHz, g.tec 38.4 kHz) with room to spare;
 #: the synthesizer's ring buffer grows with it (about 0.5 GB for 128 channels at this rate).
@@ -53,12 +54,15 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """How the signal is synthesized: late responses, background level, line noise, random seed."""
+    """How the signal is synthesized: late responses, background level, line noise, random seed, and
+    ``model_scale``: SI units (V or T) per unit of the model's output (1 for a model that emits SI; what
+    ``--unit-scale`` declares for one trained on a.u. data)."""
 
     late_policy: str = "clip"
     line_noise: float = 0
     noise_scale: float = 1.0
     seed: int | None = None
+    model_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,14 @@ class _FrameSize(Rule):
 
     def check(self, flag: str, value: object) -> None:
         parse_frame_size(str(value), flag)
+
+
+class _Quantity(Rule):
+    """A positive number and a unit, e.g. ``"2 uV"`` (None allowed)."""
+
+    def check(self, flag: str, value: object) -> None:
+        if value is not None:
+            parse_quantity(str(value), flag)
 
 
 class _Lookahead(Rule):
@@ -171,6 +183,10 @@ class StreamConfig:
                              Choice((0, 50, 60)), group=_OUT, choices=(0, 50, 60))
     noise_scale: float = option(1.0, "--noise-scale", "scale of the background activity (0: evoked responses "
                                 "only; default: 1)", Number(0, 100), group=_OUT, metavar="X")
+    unit_scale: str | None = option(None, "--unit-scale", "what one unit of the model's output is, for a model "
+                                    "trained on whitened or z-scored data (unit a.u., e.g. THINGS-EEG2/MEG as "
+                                    "published), e.g. '2 uV' or '300 fT'; refused for a model that emits SI units",
+                                    _Quantity(), group=_OUT, type=str, metavar="'N UNIT'")
     chunk_ms: float = option(5.0, "--chunk-ms", "push interval in ms (default: 5)", Number(0, 100, lo_open=True),
                              group=_OUT, metavar="MS")
     record: Path | None = option(None, "--record", "also write the streamed signal and markers to a BrainVision "
@@ -243,10 +259,10 @@ class StreamConfig:
         return OutputSpec(srate=float(self.srate), lookahead=lookahead, chunk_s=self.chunk_ms / 1e3, name=self.name,
                           source_id=self.source_id)
 
-    def synth_spec(self) -> SynthSpec:
-        """The :class:`SynthSpec` of these options."""
+    def synth_spec(self, model_scale: float = 1.0) -> SynthSpec:
+        """The :class:`SynthSpec` of these options (``model_scale``: see :class:`SynthSpec`)."""
         return SynthSpec(late_policy=self.late_policy, line_noise=self.line_noise, noise_scale=self.noise_scale,
-                         seed=self.seed)
+                         seed=self.seed, model_scale=model_scale)
 
     def inference_spec(self) -> InferenceSpec:
         """The :class:`InferenceSpec` of these options."""

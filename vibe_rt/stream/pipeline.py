@@ -131,7 +131,8 @@ class StreamPipeline:
                 raise ConfigError(f"background must be 'auto', None or a generator, got {background!r}")
             background = make_background(self.montage, self.srate, seed=synth.seed, scale=synth.noise_scale)
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
-                                 line_noise=synth.line_noise, seed=synth.seed, **(synth_kwargs or {}))
+                                 line_noise=synth.line_noise, seed=synth.seed, model_scale=synth.model_scale,
+                                 **(synth_kwargs or {}))
         if calibration is not None and not isinstance(calibration, CalibrationProfile):
             raise ConfigError("calibration= takes a CalibrationProfile (vibe_rt.calibration.CalibrationProfile.load)")
         self.calibration = calibration.resolve(self.montage) if calibration is not None else None
@@ -146,6 +147,8 @@ class StreamPipeline:
         if predictor is not None:
             self.extra_meta.setdefault("backend", getattr(predictor, "backend_name", "unknown"))
         self.extra_meta.setdefault("late_policy", synth.late_policy)
+        if synth.model_scale != 1.0:  # a model of a.u. data streams in SI through a declared scale
+            self.extra_meta.setdefault("model_unit_in_si", f"{synth.model_scale:g} {self.montage.unit}")
         self.extra_meta.setdefault("event_policy", getattr(self.policy, "name", type(self.policy).__name__))
         self.extra_meta.setdefault("source", source.name if source is not None else "external")
         self.stats = PipelineStats(self.clock, window=stats_window)

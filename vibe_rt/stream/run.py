@@ -21,6 +21,7 @@ from .._logs import logger
 from ..calibration import CalibrationProfile, LatentAdapter
 from ..errors import ConfigError
 from ..montage import Montage
+from ..units import parse_quantity, parse_unit, unit_dimension
 from .clock import lsl_clock
 from .config import InferenceSpec, OutputSpec, RecordSpec, StreamConfig, SynthSpec, parse_frame_size
 from .events import EventPolicy, make_policy
@@ -77,23 +78,25 @@ def build_source(cfg: StreamConfig) -> FrameSource | None:
     return None
 
 
-def preflight(config: StreamConfig, model_montage: Montage | None = None) -> StreamPlan:
+def preflight(config: StreamConfig, model_montage: Montage | None = None, model_unit: str | None = None
+              ) -> StreamPlan:
     """Validate ``config`` and resolve it into a :class:`StreamPlan`, before any model is loaded.
 
     Parameters
     ----------
     config : StreamConfig
         The options.
-    model_montage : Montage | None
-        The montage of the predictor that will be used; default: the one recorded in the checkpoint document of
-        ``config.model`` (read without building the model).
+    model_montage, model_unit : Montage | None, str | None
+        The montage and output unit of the predictor that will be used; default: what the checkpoint document
+        of ``config.model`` records (read without building the model). A predictor without a unit emits SI.
     """
     config.validate()
     source = build_source(config)
     if source is not None:
         source.probe()  # a missing camera or unreadable file is reported before the model loads
     if model_montage is None:
-        model_montage = _checkpoint_montage(config.model)
+        model_montage, model_unit = _checkpoint_description(config.model)
+    model_scale = si_per_model_unit(model_unit or model_montage.unit, model_montage, config.unit_scale)
     resample_factors(model_montage.sfreq, config.srate)  # --srate must be a rational multiple of the model's
     channels = _channels(config.montage, model_montage)
     calibration = None
@@ -105,16 +108,49 @@ def preflight(config: StreamConfig, model_montage: Montage | None = None) -> Str
     policy = make_policy(config.resolved_events, rate=config.event_rate, threshold=config.threshold,
                          refractory=config.refractory, max_interval=config.max_interval or None)
     return StreamPlan(config, source, policy, model_montage, tuple(channels) if channels else None, calibration,
-                      config.output_spec(), config.synth_spec(), config.inference_spec(), config.record_spec())
+                      config.output_spec(), config.synth_spec(model_scale), config.inference_spec(),
+                      config.record_spec())
 
 
-def _checkpoint_montage(model: str | Path | None) -> Montage:
-    """The montage recorded in a checkpoint's JSON document (None: the embedded default), without building the
-    model; a missing or corrupt checkpoint raises :class:`~vibe_rt.errors.CheckpointError` here."""
+def si_per_model_unit(model_unit: str, montage: Montage, unit_scale: str | None) -> float:
+    """SI units per unit of a model's output: 1 for a model that emits its montage's SI unit; the factor of a
+    physical unit it declares (e.g. ``"uV"``); what ``--unit-scale`` says for a model of a.u. data. A model of
+    a.u. data without ``--unit-scale`` (or with one of the wrong dimension) is refused: its output has no
+    physical unit, and the stream never labels numbers with a unit they are not in."""
+    si = montage.unit
+    if model_unit in (si, "SI"):
+        if unit_scale is not None:
+            raise ConfigError(f"--unit-scale {unit_scale!r}: the model already emits {si}; leave --unit-scale out")
+        return 1.0
+    if model_unit == "a.u.":
+        if unit_scale is None:
+            raise ConfigError(f"the model was trained on data in a.u. (whitened or z-scored, e.g. THINGS-EEG2 or "
+                              f"THINGS-MEG as published), so its output has no physical unit and cannot stream as "
+                              f"{si}; give --unit-scale 'N UNIT' (what one a.u. is in your recordings, e.g. "
+                              "'2 uV'), then refine it with a calibration profile (vibe-rt calibrate)")
+        value, dimension = parse_quantity(unit_scale, "--unit-scale")
+        if dimension != si:
+            raise ConfigError(f"--unit-scale {unit_scale!r} is in {dimension}, but montage {montage.name!r} "
+                              f"streams {si}; give a value in {si}")
+        return value
+    factor = parse_unit(model_unit)
+    if factor is None or unit_dimension(model_unit) != si:
+        raise ConfigError(f"the checkpoint says its model emits {model_unit!r}, which is not a unit of montage "
+                          f"{montage.name!r} ({si}); re-save it with the unit of its training data")
+    if unit_scale is not None:
+        raise ConfigError(f"--unit-scale {unit_scale!r}: the model already emits {model_unit}; leave it out")
+    return factor
+
+
+def _checkpoint_description(model: str | Path | None) -> tuple[Montage, str]:
+    """The montage and output unit recorded in a checkpoint's JSON document (None: the embedded default),
+    without building the model; a missing or corrupt checkpoint raises :class:`~vibe_rt.errors.CheckpointError`
+    here."""
     from .. import checkpoint
 
     path = model if model is not None else checkpoint.require_default_checkpoint()
-    return Montage.from_dict(checkpoint.read_checkpoint_config(path)["montage"])
+    document = checkpoint.read_checkpoint_config(path)
+    return Montage.from_dict(document["montage"]), checkpoint.document_unit(document)
 
 
 def _channels(spec: str | None, model: Montage) -> list[str] | None:

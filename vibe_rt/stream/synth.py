@@ -237,12 +237,14 @@ class Synthesizer:
         Seed of the line-noise amplitudes and phases.
     background_block_s : float
         The background is drawn in blocks of this duration (see :class:`BlockBackground`); 0 draws per render.
+    model_scale : float
+        SI units per unit of the epochs added (1: they are in SI; see :class:`vibe_rt.stream.config.SynthSpec`).
     """
 
     def __init__(self, montage: Montage, srate: float, *, background: Background | None = None, t0: float = 0.0,
                  late_policy: str = "clip", line_noise: float = 0.0, line_noise_amplitude: float | None = None,
                  include_prestimulus: bool = False, taper_s: float = 0.02, max_delay_s: float = 60.0,
-                 seed: int | None = None, background_block_s: float = 0.05) -> None:
+                 seed: int | None = None, background_block_s: float = 0.05, model_scale: float = 1.0) -> None:
         if late_policy not in LATE_POLICIES:
             raise ConfigError(f"unknown late policy {late_policy!r}; use one of {', '.join(LATE_POLICIES)}")
         if line_noise not in (0, 50, 60):
@@ -251,6 +253,7 @@ class Synthesizer:
         self.n_channels = montage.n_channels
         self.up, self.down = resample_factors(montage.sfreq, srate)
         self.scale, self.units = output_units(montage)
+        self._epoch_scale = self.scale * float(model_scale)  # model units -> output units
         if background is not None and not isinstance(background, ZeroBackground) and background_block_s > 0:
             background = BlockBackground(background, int(round(background_block_s * self.srate)))
         self.background = background
@@ -286,7 +289,7 @@ class Synthesizer:
         ep = resample_epochs(np.asarray(epochs), self.up, self.down)[..., self.j0:]
         if self._fade is None or self._fade.shape[0] != ep.shape[-1]:
             self._fade = fade_window(ep.shape[-1], self.n_fade)
-        ep = ep * (self.scale[:, None] * self._fade)  # one pass: fade and unit scale
+        ep = ep * (self._epoch_scale[:, None] * self._fade)  # one pass: fade and unit scale
         return np.transpose(ep, (0, 2, 1))
 
     # adding -------------------------------------------------------------------------------------------------
