@@ -1,6 +1,6 @@
 """Split-half noise ceiling and encoding correlation, following the THINGS-EEG2 encoding protocol.
 
-Protocol (Gifford et al. 2022, ``gifale95/eeg_encoding`` ``correlation.py``, restated in REFERENCE.md): for
+Protocol (Gifford et al. 2022, ``gifale95/eeg_encoding`` ``correlation.py``): for
 each channel and time point, Pearson r across the test images; the repetitions are split at random into two
 halves, 100 times, and the correlations are averaged over splits.
 
