@@ -188,6 +188,36 @@ def make_stimulus(rng: np.random.Generator, size: int = 128, kind: str | None = 
     return (img * 255 + 0.5).astype(np.uint8), p
 
 
+def checkerboard(check_deg: float = 0.5, image_deg: float = 7.0, contrast: float = 1.0,
+                 radius: float | None = None, size: int = 128) -> np.ndarray:
+    """A black-and-white checkerboard of mean luminance mid-grey (the pattern-onset VEP stimulus, ISCEV).
+
+    Parameters
+    ----------
+    check_deg : float
+        Side of one check in degrees (ISCEV: 1 and 0.25 deg).
+    image_deg : float
+        Visual angle of the image side.
+    contrast : float
+        Michelson contrast (0..1).
+    radius : float | None
+        Restrict the checks to a central disc of this radius (fraction of the image half-width); the rest
+        stays mid-grey.
+    size : int
+        Side in pixels.
+
+    Returns
+    -------
+    ndarray, shape (size, size, 3), uint8
+    """
+    x, y = _grid(size)
+    half = image_deg / 2
+    checks = np.sign(np.sin(np.pi * x * half / check_deg) * np.sin(np.pi * y * half / check_deg))
+    window = 1.0 if radius is None else (np.hypot(x, y) < radius)
+    lum = np.clip(0.5 + 0.5 * contrast * checks * window, 0, 1)
+    return np.repeat((lum * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image file as RGB uint8 (H, W, 3); raises :class:`SourceError` naming the file if unreadable."""
     import cv2
