@@ -136,7 +136,7 @@ def physiology_figure(montage, path: Path) -> dict:
     from vibe_rt.data.paradigm import expected_epochs, get_paradigm
     from vibe_rt.data.stimuli import checkerboard, make_stimulus
 
-    fine = montage.with_window(1000.0, montage.tmin, int(round(montage.n_times * 1000.0 / montage.sfreq)))
+    fine = montage.with_window(1000.0, montage.tmin, round(montage.n_times * 1000.0 / montage.sfreq))
     model = EvokedModel(fine)
     t = fine.times * 1e3
     ch = fine.ch_names.index
