@@ -33,9 +33,14 @@ class _Canvas:
     def paint(self, d: np.ndarray, lum: float, rgb: np.ndarray | None = None) -> None:
         """Fill the region ``d < 0`` (signed distance, grid units) with ``lum`` and colour offset ``rgb``."""
         a = np.clip(0.5 - d / self.edge, 0.0, 1.0)
-        self.lum += a * (lum - self.lum)
+        rows, cols = np.flatnonzero(a.any(1)), np.flatnonzero(a.any(0))
+        if rows.size == 0:
+            return
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # where the part is
+        a = a[box]
+        self.lum[box] += a * (lum - self.lum[box])
         target = np.zeros(3) if rgb is None else rgb
-        self.rgb += a[..., None] * (target - self.rgb)
+        self.rgb[box] += a[..., None] * (target - self.rgb[box])
 
 
 def _local(x: np.ndarray, y: np.ndarray, cx: float, cy: float, angle: float) -> tuple[np.ndarray, np.ndarray]:

@@ -243,7 +243,7 @@ def default_sources() -> tuple[Source, ...]:
     out.append(Source("P3", (0.0, -0.030, 0.045), (0.0, -0.3, 1.0), 21.0, 0.330, 0.070, 0.060, "both", "both",
                       1.0, 5.0, {"salience": 1.0}, 0.020))
     out.append(Source("LPP", (0.0, -0.045, 0.035), (0.0, -0.6, 0.8), 14.0, 0.420, 0.070, 0.080, "both", "both",
-                      1.0, 5.0, {"salience": 1.0}, 0.020, 0.40))
+                      1.0, 5.0, {"salience": 1.0}, 0.020, 0.30))
     return tuple(out)
 
 
@@ -279,8 +279,7 @@ def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
 
 def _pool(a: np.ndarray) -> np.ndarray:
     """Mean over 2 x 2 blocks of the last two axes (canvas -> response grid)."""
-    n = a.shape[-1] // 2
-    return a.reshape(a.shape[:-2] + (n, 2, n, 2)).mean(axis=(-3, -1))
+    return 0.25 * (a[..., 0::2, 0::2] + a[..., 1::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 1::2])
 
 
 def _channel_energy(w: np.ndarray, canvas_deg: float, channels: tuple[float, ...]) -> np.ndarray:
