@@ -20,9 +20,10 @@ EEG = get_montage("things-eeg2")
 CH = list(EEG.ch_names)
 
 
-def grating(cx: float, cy: float, radius: float = 0.35, contrast: float = 1.0, sf: float = 4.0,
+def grating(cx: float, cy: float, radius: float = 0.35, contrast: float = 1.0, sf: float = 20.0,
             size: int = 128) -> np.ndarray:
-    """A vertical grating in a disc at (cx, cy) (x right, y up, image half-width = 1)."""
+    """A vertical grating of ``sf`` cycles per image width in a disc at (cx, cy) (x right, y up, image half-width
+    = 1); 20 cycles = 2.9 cycles/deg on the 7-deg things-eeg2 image, near the peak of the SF tuning."""
     c = (np.arange(size) + 0.5) / size * 2 - 1
     x, y = np.meshgrid(c, -c)
     win = np.hypot(x - cx, y - cy) < radius
@@ -97,9 +98,9 @@ def test_evoked_from_pixels_size_and_contrast(model):
     assert big > 1.3 * small and high > 2 * low
     blank = np.full((128, 128, 3), 128, np.uint8)
     assert np.abs(model.evoked(blank)).max() < 0.02 * high
-    assert naka_rushton(1.0) > 0.95 and naka_rushton(0.15) == pytest.approx(0.5)
+    assert naka_rushton(1.0, 0.15) > 0.95 and naka_rushton(0.15, 0.15) == pytest.approx(0.5)
     f = contrast_maps(grating(0, 0))
-    assert f["contrast"].shape == (64, 64) and f["contrast"].max() > 0.7
+    assert f["channels"].shape == (5, 80, 80) and f["channels"].max() > 0.7
     with pytest.raises(DataError):
         contrast_maps(np.zeros((8, 8), np.float32))
 
@@ -159,7 +160,9 @@ def test_background_meg_is_femtotesla_scaled():
 
 # ------------------------------------------------------------------------------------- datasets
 def test_simulated_dataset_layout_determinism_and_ceiling(tmp_path):
-    cfg = SimulationConfig(n_train=12, train_reps=4, n_test=12, test_reps=20, seed=3)
+    # a low background (0.2 of realistic): with realistic few-uV responses, 20 repetitions at the realistic level
+    # recover too little of the truth for this check (docs/simulator.md gives the noise ceilings)
+    cfg = SimulationConfig(n_train=12, train_reps=4, n_test=12, test_reps=20, seed=3, noise_scale=0.2)
     train, test = simulate_dataset(cfg, tmp_path / "a")
     assert train.epochs.shape == (12, 4, 17, 100) and test.epochs.shape == (12, 20, 17, 100)
     assert train.split == "train" and test.split == "test" and train.unit == "V"

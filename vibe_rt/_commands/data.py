@@ -30,6 +30,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--test-reps", type=int, default=None, help="repetitions per test image")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     sim.add_argument("--image-dir", default=None, help="use the images in this folder instead of procedural ones")
+    sim.add_argument("--categories", default=None, metavar="FILE.tsv",
+                     help="category table for --image-dir (tab-separated: image, category [face, body, object, "
+                          "scene or none], optional strength, inverted); without it user images drive no "
+                          "category-selective component")
+    sim.add_argument("--paradigm", default=None, metavar="NAME",
+                     help="presentation: things-eeg2 = continuous 5 Hz RSVP (100 ms on, 100 ms off, sequences of "
+                          "20), things-meg = 500 ms on, 1000 +- 200 ms off, isolated = no neighbours (default: the "
+                          "montage's dataset, things-meg for things-meg, else things-eeg2)")
     sim.add_argument("--noise-scale", type=float, default=None,
                      help="background level relative to realistic (default 1 = realistic; the embedded model "
                      "was trained at 0.4)")
@@ -66,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         kw = {} if args.noise_scale is None else {"noise_scale": args.noise_scale}
         cfg = SimulationConfig(montage=args.montage, n_train=args.n_train, train_reps=args.train_reps,
                                n_test=args.n_test, test_reps=args.test_reps, seed=args.seed,
-                               image_dir=args.image_dir, variability=args.variability, **kw)
+                               image_dir=args.image_dir, categories=args.categories, paradigm=args.paradigm,
+                               variability=args.variability, **kw)
         train, test = simulate_dataset(cfg, args.out)
         nc = test.meta.get("noise_ceiling", {})
         sys.stdout.write(f"{train}\n{test}\nnoise ceiling: lower {nc.get('lower_mean', float('nan')):.3f}, "

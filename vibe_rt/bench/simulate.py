@@ -5,7 +5,8 @@ with :func:`vibe_rt.data.simulate.simulate_dataset`, and reports wall time per s
 on disk, the split-half noise ceiling (whole epoch and post-stimulus), how well trial averages recover the
 noise-free ground truth, and the cost of :class:`BackgroundNoise` (1 s of 64 channels at 1 kHz). Figures:
 ``<out>/simulate-background-spectrum.png`` (background PSD per channel with the 1/f fit) and
-``<out>/simulate-erp.png`` (average ERPs for stimuli in the four quadrants plus topographies). Writes
+``<out>/simulate-erp.png`` (average ERPs for stimuli in the four quadrants plus topographies) and
+``<out>/simulate-physiology.png`` (ON/OFF and pattern onset, face N170, RSVP overlap). Writes
 ``<out>/simulate-<machine>.json``.
 """
 
@@ -23,7 +24,7 @@ import numpy as np
 from .common import default_out_dir, percentiles, write_result
 
 NAME = "simulate"
-FIGURES = ("simulate-background-spectrum.png", "simulate-erp.png")
+FIGURES = ("simulate-background-spectrum.png", "simulate-erp.png", "simulate-physiology.png")
 
 
 def _peak_rss_mb() -> float:
@@ -31,9 +32,10 @@ def _peak_rss_mb() -> float:
 
 
 def _quadrant_grating(cx: float, cy: float, size: int = 128) -> np.ndarray:
+    """20 cycles per image (2.9 cycles/deg on the 7-deg things-eeg2 image) in a disc at (cx, cy)."""
     c = (np.arange(size) + 0.5) / size * 2 - 1
     x, y = np.meshgrid(c, -c)
-    img = 0.5 + 0.5 * np.cos(np.pi * 5 * x) * (np.hypot(x - cx, y - cy) < 0.35)
+    img = 0.5 + 0.5 * np.cos(np.pi * 20 * x) * (np.hypot(x - cx, y - cy) < 0.35)
     return np.repeat((img * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
 
 
@@ -117,6 +119,68 @@ def erp_figure(montage, path: Path) -> dict:
     return {f"c1_poz_{k.replace(' ', '_')}": float(v[poz, c1].mean() * scale) for k, v in erps.items()}
 
 
+def physiology_figure(montage, path: Path) -> dict:
+    """ON/OFF and pattern onset, face N170, and RSVP overlap (the properties of docs/simulator.md), at 1 kHz."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data import EvokedModel
+    from ..data.paradigm import expected_epochs, get_paradigm
+    from ..data.stimuli import checkerboard, make_stimulus
+
+    fine = montage.with_window(1000.0, montage.tmin, round(montage.n_times * 1000.0 / montage.sfreq))
+    model = EvokedModel(fine)
+    t = fine.times * 1e3
+    ch = fine.ch_names.index
+    occ = ("Oz", "POz", "P8", "P7")
+    if not all(c in fine.ch_names for c in occ):
+        return {}
+    onset = {"black": np.zeros((128, 128, 3), np.uint8), "white": np.full((128, 128, 3), 255, np.uint8),
+             "checkerboard 0.5 deg": checkerboard(0.5)}
+    erps = {k: model.evoked(v) for k, v in onset.items()}
+    faces, objects, plain = [], [], []
+    for i in range(16):
+        img, p = make_stimulus(np.random.default_rng([11, i]), 128, "face")
+        faces.append(model.evoked(img, "face"))
+        plain.append(model.evoked(img))
+        objects.append(model.evoked(make_stimulus(np.random.default_rng([11, i]), 128, "object")[0], "object"))
+    faces, objects, plain = (np.mean(a, 0) for a in (faces, objects, plain))
+    coarse = EvokedModel(montage)
+    drives = []
+    for i in range(60):
+        img, p = make_stimulus(np.random.default_rng([12, i]))
+        drives.append(coarse.drives(img, p["category"]))
+    amp, lat = np.array([d[0] for d in drives]), np.array([d[1] for d in drives])
+    rsvp, alone = expected_epochs(coarse, get_paradigm("things-eeg2"), amp, lat, 80, 1.0)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for (name, erp), colour in zip(erps.items(), ("k", "0.6", "C3")):
+        axes[0].plot(t, erp[ch("Oz")] * 1e6, color=colour, label=f"{name}, Oz")
+    axes[0].plot(t, erps["black"][ch("POz")] * 1e6, "k--", lw=0.8, label="black, POz")
+    axes[0].set_title("onset from mid-grey: OFF leads ON", fontsize=10)
+    axes[1].plot(t, faces[ch("P8")] * 1e6, "C0", label="faces, P8")
+    axes[1].plot(t, faces[ch("P7")] * 1e6, "C0", lw=0.8, ls="--", label="faces, P7")
+    axes[1].plot(t, objects[ch("P8")] * 1e6, "C1", label="objects, P8")
+    axes[1].plot(t, plain[ch("P8")] * 1e6, "0.5", lw=0.8, label="faces without label, P8")
+    axes[1].set_title("N170: faces > objects, right > left (16 each)", fontsize=10)
+    tt = montage.times * 1e3
+    axes[2].plot(tt, rsvp[:, ch("Oz")].mean(0) * 1e6, "C2", label="expected epoch, 5 Hz RSVP (evoked_true)")
+    axes[2].plot(tt, alone[:, ch("Oz")].mean(0) * 1e6, "k", label="the image alone (evoked_isolated)")
+    axes[2].set_title("5 Hz RSVP overlap at Oz (mean of 60 images)", fontsize=10)
+    for ax in axes:
+        ax.axhline(0, color="k", lw=0.4)
+        ax.set_xlabel("time (ms)")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("µV")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return {"black_white_r": float(np.corrcoef(erps["black"].ravel(), erps["white"].ravel())[0, 1]),
+            "checkerboard_oz_min_uv": float(erps["checkerboard 0.5 deg"][ch("Oz")].min() * 1e6),
+            "n170_p8_face_object_uv": [float(faces[ch("P8")].min() * 1e6), float(objects[ch("P8")].min() * 1e6)]}
+
+
 def run(*, montage: str = "things-eeg2", data_dir: str | Path | None = None, seed: int = 0,
         n_train: int | None = None, n_test: int | None = None, noise_scale: float = 0.4,
         machine: str | None = None, out_dir: str | Path | None = None, write: bool = True
@@ -178,6 +242,7 @@ def run(*, montage: str = "things-eeg2", data_dir: str | Path | None = None, see
     geometry = get_montage(montage)
     bg = background_figure(geometry, figures / FIGURES[0], seed)
     erp = erp_figure(geometry, figures / FIGURES[1])
+    physiology = physiology_figure(geometry, figures / FIGURES[2])
     payload = {
         "question": "time, memory and quality of the default simulated dataset",
         "montage": montage,
@@ -197,6 +262,7 @@ def run(*, montage: str = "things-eeg2", data_dir: str | Path | None = None, see
         "background_64ch_1khz_1s_ms": percentiles(samples, 1e3),
         "background": bg,
         "erp_c1": erp,
+        "physiology": physiology,
         "figures": list(FIGURES),
     }
     payload["summary"] = {k: payload[k] for k in ("wall_s", "peak_rss_mb", "noise_ceiling", "average_vs_truth_r",

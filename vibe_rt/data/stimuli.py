@@ -1,9 +1,20 @@
-"""Procedural stimulus images: gratings, Gabor patches, shapes, natural-like textures and composites.
+"""Procedural stimulus images: low-level patterns and object-category scenes whose category is known.
 
-Every image is mid-grey (the adaptation level) with one or more patterns whose position, size, contrast,
-spatial frequency, orientation and colour are drawn from a seeded generator, so a set of images is a pure
-function of its seed. Images are RGB uint8, 128 x 128 by default; the image centre is the fixation point and
-the image spans the central visual field (row 0 = upper field, column 0 = left field).
+Two families, all drawn from a seeded generator (a set of images is a pure function of its seed), RGB uint8,
+128 x 128 by default; the image centre is the fixation point (row 0 = upper field, column 0 = left field):
+
+* **Patterns** (:data:`PATTERN_KINDS`): gratings, Gabor patches, shapes, 1/f textures and composites on the
+  mid-grey adaptation level, with drawn position, size, contrast, spatial frequency, orientation and colour.
+  They show no object category.
+* **Category images** (:data:`CATEGORY_KINDS`, see :mod:`vibe_rt.data.categories`): a procedural **face**
+  (head, hair, eyes, brows, nose, mouth; identity = drawn feature geometry, viewpoint = yaw and roll,
+  15 % upside down), a headless **body** (torso and jointed limbs in a drawn pose), a man-made **object**
+  (mug, bottle, lamp, chair, hammer, table or fruit-like round object) or a **scene** (horizon, sky, ground,
+  buildings, trees, road, ridge), full-field like photographs: figures stand on a 1/f-textured or two-tone
+  backdrop. Low-level statistics are equated across categories as in image sets for category ERPs
+  (SHINE-style, Willenbockel et al. 2010): each image is rescaled to an RMS luminance contrast drawn from one
+  log-uniform range (0.10-0.35) and a mean drawn from one range, whatever its category, so the category of an
+  image is not given by its contrast or mean luminance.
 """
 
 from __future__ import annotations
@@ -15,8 +26,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, SourceError
+from .categories import CATEGORIES
 
-KINDS = ("grating", "gabor", "shape", "texture", "composite")
+PATTERN_KINDS = ("grating", "gabor", "shape", "texture", "composite")
+CATEGORY_KINDS = CATEGORIES
+KINDS = PATTERN_KINDS + CATEGORY_KINDS
+_KIND_P = (0.05,) * 5 + (0.1875,) * 4  # a quarter patterns; mostly objects, like THINGS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -88,23 +103,31 @@ def _shape(rng, x, y, p):
     return np.clip(0.5 - d / edge, 0, 1) * (1.0 if rng.random() < 0.5 else -1.0)
 
 
-def _texture(rng, x, y, p):
-    n = x.shape[0]
+def pink_field(rng: np.random.Generator, n: int, exponent: float, orientation: float | None = None,
+               band: float | None = None) -> np.ndarray:
+    """Random n x n field with amplitude spectrum ``1/f**exponent`` (natural images: about 1/f), max |value| 1.
+
+    ``orientation`` (rad) biases the spectrum towards one orientation; ``band`` (cycles per image) limits it
+    to about one octave around that frequency.
+    """
     fx = np.fft.fftfreq(n)[None, :]
     fy = np.fft.fftfreq(n)[:, None]
     f = np.hypot(fx, fy)
     f[0, 0] = 1.0
-    exponent = rng.uniform(0.8, 1.6)
-    amp = f ** (-exponent)  # amplitude spectrum 1/f^exponent (natural images: about 1/f)
+    amp = f ** (-exponent)
     amp[0, 0] = 0.0
-    if rng.random() < 0.5:  # orientation bias
-        ang = np.arctan2(fy, fx)
-        amp *= np.exp(2.0 * np.cos(2 * (ang - p["orientation"]))) / np.exp(2.0)
-    if rng.random() < 0.3:  # band-limited around the image's spatial frequency
-        amp *= np.exp(-0.5 * (np.log(f * n / (p["sf"] / 2 + 0.5)) / 0.6) ** 2)
-    phase = rng.uniform(0, 2 * np.pi, (n, n))
-    tex = np.real(np.fft.ifft2(amp * np.exp(1j * phase)))
-    tex /= np.max(np.abs(tex)) + 1e-12
+    if orientation is not None:
+        amp *= np.exp(2.0 * np.cos(2 * (np.arctan2(fy, fx) - orientation))) / np.exp(2.0)
+    if band is not None:
+        amp *= np.exp(-0.5 * (np.log(f * n / band) / 0.6) ** 2)
+    field = np.real(np.fft.ifft2(amp * np.exp(1j * rng.uniform(0, 2 * np.pi, (n, n)))))
+    return field / (np.max(np.abs(field)) + 1e-12)
+
+
+def _texture(rng, x, y, p):
+    orientation = p["orientation"] if rng.random() < 0.5 else None
+    band = p["sf"] / 2 + 0.5 if rng.random() < 0.3 else None
+    tex = pink_field(rng, x.shape[0], rng.uniform(0.8, 1.6), orientation, band)
     if rng.random() < 0.3:
         return tex  # full field
     return tex * _window(rng, x, y, p["cx"], p["cy"], p["radius"] * 1.3, soft=rng.random() < 0.5)
@@ -121,20 +144,26 @@ def make_stimulus(rng: np.random.Generator, size: int = 128, kind: str | None = 
     size : int
         Width and height in pixels.
     kind : str | None
-        One of :data:`KINDS`; default drawn at random (composites 10 %, the others 22.5 % each).
+        One of :data:`KINDS`; default drawn at random (each pattern kind 5 %, each category 18.75 %).
 
     Returns
     -------
     image : ndarray, shape (size, size, 3), uint8
-        RGB image on a mid-grey background.
+        RGB image (patterns on a mid-grey background, category images full field).
     params : dict
-        The drawn parameters (kind, position, radius, contrast, spatial frequency, orientation, ...).
+        The drawn parameters (kind, position, size, contrast, spatial frequency, orientation, ...) and
+        ``category``: None for patterns, else a :meth:`CategoryLabel.to_dict` (name, strength, inverted).
     """
     if kind is None:
-        kind = str(rng.choice(KINDS, p=[0.225, 0.225, 0.225, 0.225, 0.1]))
+        kind = str(rng.choice(KINDS, p=_KIND_P))
     if kind not in KINDS:
         raise DataError(f"unknown stimulus kind {kind!r}; use one of {KINDS}")
     x, y = _grid(size)
+    if kind in CATEGORY_KINDS:
+        from .category_images import category_image
+
+        img, p = category_image(rng, x, y, kind)
+        return (img * 255 + 0.5).astype(np.uint8), p
     p = _params(rng)
     if kind == "composite":
         canvas = np.zeros((size, size, 3))
@@ -144,7 +173,7 @@ def make_stimulus(rng: np.random.Generator, size: int = 128, kind: str | None = 
             parts.append(sp)
             canvas += sub.astype(float) / 255 - 0.5
         img = np.clip(0.5 + canvas, 0, 1)
-        return (img * 255 + 0.5).astype(np.uint8), {"kind": kind, "parts": parts}
+        return (img * 255 + 0.5).astype(np.uint8), {"kind": kind, "parts": parts, "category": None}
     if kind == "grating":
         pattern = _grating(rng, x, y, p, soft=False)
     elif kind == "gabor":
@@ -155,8 +184,38 @@ def make_stimulus(rng: np.random.Generator, size: int = 128, kind: str | None = 
         pattern = _texture(rng, x, y, p)
     col = _colour(rng)
     img = np.clip(0.5 + 0.5 * p["contrast"] * pattern[..., None] * col, 0, 1)
-    p.update(kind=kind, colour=col.round(3).tolist())
+    p.update(kind=kind, colour=col.round(3).tolist(), category=None)
     return (img * 255 + 0.5).astype(np.uint8), p
+
+
+def checkerboard(check_deg: float = 0.5, image_deg: float = 7.0, contrast: float = 1.0,
+                 radius: float | None = None, size: int = 128) -> np.ndarray:
+    """A black-and-white checkerboard of mean luminance mid-grey (the pattern-onset VEP stimulus, ISCEV).
+
+    Parameters
+    ----------
+    check_deg : float
+        Side of one check in degrees (ISCEV: 1 and 0.25 deg).
+    image_deg : float
+        Visual angle of the image side.
+    contrast : float
+        Michelson contrast (0..1).
+    radius : float | None
+        Restrict the checks to a central disc of this radius (fraction of the image half-width); the rest
+        stays mid-grey.
+    size : int
+        Side in pixels.
+
+    Returns
+    -------
+    ndarray, shape (size, size, 3), uint8
+    """
+    x, y = _grid(size)
+    half = image_deg / 2
+    checks = np.sign(np.sin(np.pi * x * half / check_deg) * np.sin(np.pi * y * half / check_deg))
+    window = 1.0 if radius is None else (np.hypot(x, y) < radius)
+    lum = np.clip(0.5 + 0.5 * contrast * checks * window, 0, 1)
+    return np.repeat((lum * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
