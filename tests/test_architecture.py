@@ -175,3 +175,12 @@ def test_rules():
     assert broken("vibe_rt/stats.py", "vibe_rt.montage") and not broken("vibe_rt/system.py", "vibe_rt")
     assert not broken("vibe_rt/montage.py", "vibe_rt.errors") and not broken("vibe_rt/system.py", "vibe_rt._logs")
     assert not broken("vibe_rt/__init__.py", "vibe_rt.errors") and broken("vibe_rt/__init__.py", "vibe_rt.stream")
+
+
+def test_stream_package_loads_each_name_on_demand():
+    """``vibe_rt.stream`` names its exports literally (for linters and readers) and loads each on first use."""
+    import vibe_rt.stream as stream
+
+    assert sorted(stream.__all__) == sorted(stream._MODULE_OF)
+    for name in stream.__all__:
+        assert getattr(stream, name).__name__ == name or name.startswith("default_")

@@ -34,7 +34,14 @@ _WHERE = {
     "synth": ("PinkBackground", "Synthesizer", "ZeroBackground", "make_background"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
-__all__ = sorted(_MODULE_OF)
+__all__ = [
+    "BrainVisionWriter", "CameraSource", "DemoSource", "EveryFrame", "FixedRate", "Frame", "FrameSource",
+    "ImageFolderSource", "InferenceSpec", "LslOutlets", "MarkerOutlets", "OutputSpec", "Pacer", "PinkBackground",
+    "PipelineStats", "RecordSpec", "ResponsePredictor", "SampleClock", "SceneChange", "Stimulus", "StreamConfig",
+    "StreamPipeline", "StreamPlan", "SynthSpec", "Synthesizer", "VideoSource", "ZeroBackground",
+    "default_marker_source_id", "default_source_id", "format_status", "make_background", "make_policy", "preflight",
+    "run_pipeline",
+]
 
 
 def __getattr__(name: str) -> Any:
