@@ -12,6 +12,9 @@ through the spherical forward model; ``W`` is the minimum-norm (Tikhonov-regular
 the dipole activity behind the model's channels, weighted by the dipoles' moments. ``G_m`` is always the
 template head (the model was trained on it); ``G_cap`` is the subject's head, with its median dipole-to-cap gain
 kept at the template's (the subject's ``amplitude_scale`` ``a`` sets the level: see :mod:`vibe_rt.data.subject`).
+A cap electrode that is one of the model's (same label, within 1 mm) also keeps the part of the prediction the
+dipoles do not explain, ``(I - G_m W)``: on the model's own channels and the template head ``P`` is the identity,
+so ``--subject`` alone changes a prediction only by what the subject's head and amplitude change.
 
 The projection reproduces the simulator's own cap-wide topography: tests/test_devices.py checks the correlation
 over the cap at the P1 and N1 peaks against :meth:`EvokedModel.evoked` on the cap and the amplitude ratio.
@@ -108,8 +111,23 @@ def cap_projection(model: Montage, cap: Montage, *, subject: SyntheticSubject | 
     gram = g_model @ g_model.T
     lam = regularization * np.trace(gram) / len(gram)
     inverse = g_model.T @ np.linalg.inv(gram + lam * np.eye(len(gram)))
-    return CapProjection(matrix=scale * (g_cap @ inverse), cap=cap, n_sources=len(sources),
-                         regularization=regularization, amplitude_scale=scale)
+    matrix = g_cap @ inverse
+    residual = np.eye(model.n_channels) - g_model @ inverse  # what the dipoles do not explain
+    for row, col in _shared_electrodes(model, cap):
+        matrix[row] += residual[col]
+    return CapProjection(matrix=scale * matrix, cap=cap, n_sources=len(sources), regularization=regularization,
+                         amplitude_scale=scale)
+
+
+def _shared_electrodes(model: Montage, cap: Montage, tolerance_m: float = 0.001) -> list[tuple[int, int]]:
+    """(cap row, model column) of the cap electrodes that are model electrodes (same label and position)."""
+    index = {c.lower(): i for i, c in enumerate(model.ch_names)}
+    pairs = []
+    for row, name in enumerate(cap.ch_names):
+        col = index.get(name.lower())
+        if col is not None and np.linalg.norm(cap.positions[row] - model.positions[col]) <= tolerance_m:
+            pairs.append((row, col))
+    return pairs
 
 
 __all__ = ["CapProjection", "REGULARIZATION", "cap_projection", "source_gain"]

@@ -32,7 +32,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -135,9 +135,31 @@ class DeviceProfile:
             raise ConfigError(f"{flag} {srate:g}: the {self.name} device samples at {_rates(self.rates_hz)} Hz; "
                               f"give one of them (default {self.default_rate_hz:g})")
 
-    def equivalent_names(self) -> dict[str, str]:
-        """Channel label -> 10-10 equivalent (empty without equivalents)."""
-        return dict(zip(self.channels, self.equivalents)) if self.equivalents else {}
+    def live_channels(self, names: Sequence[str], positions: np.ndarray | None = None
+                      ) -> tuple[dict[str, str], np.ndarray]:
+        """A live stream's channels read through this profile: the 10-10 equivalent of each of its labels that
+        the profile has one for (label -> equivalent, matched case-insensitively), and its positions with the
+        profile's filled in where the stream has none (``nan``).
+
+        Parameters
+        ----------
+        names : sequence of str
+            The live labels.
+        positions : ndarray, shape (n, 3) | None
+            The live positions in metres (``nan``: unknown); None: none known.
+        """
+        index = {c.lower(): i for i, c in enumerate(self.channels)}
+        pos = np.full((len(names), 3), np.nan) if positions is None else np.array(positions, dtype=float)
+        aliases = {}
+        for k, name in enumerate(names):
+            i = index.get(name.lower())
+            if i is None:
+                continue
+            if self.equivalents:
+                aliases[name] = self.equivalents[i]
+            if not np.all(np.isfinite(pos[k])):
+                pos[k] = self.positions[i]
+        return aliases, pos
 
     def summary(self) -> dict[str, Any]:
         """One row of ``vibe-rt devices``."""
