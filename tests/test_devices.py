@@ -54,7 +54,7 @@ def _channel_desc(info) -> list[dict]:
     while not ch.empty():
         loc = ch.child("location")
         out.append({"label": ch.child_value("label"), "unit": ch.child_value("unit"), "type": ch.child_value("type"),
-                    "xyz": [float(loc.child_value(a)) for a in "XYZ"]})
+                    "xyz": None if loc.empty() else [float(loc.child_value(a)) for a in "XYZ"]})
         ch = ch.next_sibling()
     return out
 
@@ -72,6 +72,7 @@ def test_the_builtin_profiles_are_the_documented_ones():
     assert profiles["actichamp-64"].transport_delay_s is None
     assert profiles["biosemi-64"].channels[:2] == ("A1", "A2") and profiles["biosemi-64"].equivalents[:2] == ("Fp1",
                                                                                                              "AF7")
+    assert profiles["biosemi-64"].n_extra == 25 and profiles["brainamp-64"].n_extra == 0
     for p in profiles.values():  # positions on the template head: 6-13 cm from its centre, spread over the scalp
         dist = np.linalg.norm(p.positions - np.array([0.0, 0.015, 0.039]), axis=1)
         assert p.builtin and np.all((dist > 0.06) & (dist < 0.13)), p.name
@@ -81,23 +82,33 @@ def test_the_builtin_profiles_are_the_documented_ones():
     assert np.linalg.norm(oz_b64 - oz_ba) < 0.02
 
 
+def _labels(profile) -> tuple[list[str], list[str]]:
+    """Every channel the device's app sends, and the extra ones alone."""
+    first = [c for g in profile.extras("first") for c in g.labels]
+    last = [c for g in profile.extras("last") for c in g.labels]
+    return first + list(profile.channels) + last, first + last
+
+
 @pytest.mark.parametrize("name", BUILTIN)
 def test_an_inlet_sees_the_device(name, source_id):
-    """Labels, count, rate, type, units, positions and meta-data of the profile; every value a multiple of its
-    resolution step."""
+    """Labels, count, rate, type, units, positions and meta-data of the profile; every EEG value a multiple of its
+    resolution step; the app's other channels around them (BioSemi: the onset's code on Trig1, zeros on EX/AUX)."""
     profile = load_device(name)
     pipe = build_stream(StreamConfig(source="none", device=name, source_id=source_id, lookahead=0.2),
                         predictor=PulsePredictor(M17))
     with pipe:
-        pipe.submit_onset(np.zeros((8, 8, 3), np.uint8), pylsl.local_clock() + 0.8)
-        info, data, _ = collect_stream(source_id, 1.8)
+        onset = pylsl.local_clock() + 0.8
+        pipe.submit_onset(np.zeros((8, 8, 3), np.uint8), onset, {"code": 7})
+        info, data, stamps = collect_stream(source_id, 1.8)
+    labels, extra = _labels(profile)
     assert info.name() == profile.lsl.name and info.type() == profile.lsl.type
-    assert info.channel_count() == profile.n_channels and info.nominal_srate() == profile.default_rate_hz
+    assert info.channel_count() == len(labels) and info.nominal_srate() == profile.default_rate_hz
     assert info.channel_format() == pylsl.cf_float32
     channels = _channel_desc(info)
-    assert [c["label"] for c in channels] == list(profile.channels)
-    assert {c["unit"] for c in channels} == {"microvolts"} and {c["type"] for c in channels} == {"EEG"}
-    assert np.allclose([c["xyz"] for c in channels], profile.positions * 1000, atol=1e-3)
+    assert [c["label"] for c in channels] == labels
+    eeg = [labels.index(c) for c in profile.channels]
+    assert {channels[i]["unit"] for i in eeg} == {"microvolts"} and {channels[i]["type"] for i in eeg} == {"EEG"}
+    assert np.allclose([channels[i]["xyz"] for i in eeg], profile.positions * 1000, atol=1e-3)
     desc = info.desc()
     assert desc.child("cap").child_value("reference") == profile.reference
     acq = desc.child("acquisition")
@@ -109,11 +120,19 @@ def test_an_inlet_sees_the_device(name, source_id):
     assert float(desc.child("synchronization").child_value("offset_mean")) == pytest.approx(
         profile.transport_delay_s or 0.0)
     assert desc.child("vibe_rt").child_value("device") == name
-    assert data.shape[1] == profile.n_channels and len(data) > 0.5 * profile.default_rate_hz
-    steps = data.astype(np.float64) / profile.resolution
+    assert data.shape[1] == len(labels) and len(data) > 0.5 * profile.default_rate_hz
+    steps = data[:, eeg].astype(np.float64) / profile.resolution
     assert np.max(np.abs(steps - np.rint(steps))) < 1e-3  # on the device's grid
-    assert 1 < np.median(data.std(0)) < 100  # microvolts of realistic background on every channel
-    assert len(np.unique(data[:, 0])) > 20
+    assert 1 < np.median(data[:, eeg].std(0)) < 100  # microvolts of realistic background on every channel
+    assert len(np.unique(data[:, eeg[0]])) > 20
+    for label in extra:
+        column = data[:, labels.index(label)]
+        if label == "Trig1":  # code 7 for 10 ms from the onset (plus the transport delay)
+            on = stamps[column == 7]
+            assert len(on) == round(0.01 * profile.default_rate_hz) and set(np.unique(column)) == {0, 7}
+            assert on[0] - onset == pytest.approx(profile.transport_delay_s, abs=1 / profile.default_rate_hz)
+        else:
+            assert not column.any()
 
 
 def test_brainamp_meta_data_are_the_apps(source_id):

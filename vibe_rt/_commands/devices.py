@@ -42,9 +42,10 @@ def _delay(value: float | None) -> str:
 
 
 def _table(summaries: list[dict]) -> str:
-    header = ("name", "ch", "rates Hz (default)", "resolution", "reference", "LSL type/format/chunk", "delay",
+    header = ("name", "EEG+other ch", "rates Hz (default)", "resolution", "reference", "LSL type/format/chunk", "delay",
               "origin")
-    rows = [(s["name"], str(s["channels"]), f"{_rates(s)} ({s['default_rate_hz']:g})",
+    rows = [(s["name"], f"{s['channels']}" + (f"+{s['extra_channels']}" if s["extra_channels"] else ""),
+             f"{_rates(s)} ({s['default_rate_hz']:g})",
              f"{s['resolution']:g} {s['unit']}", s["reference"].split(" (")[0],
              f"{s['lsl']['type']}/{s['lsl']['channel_format']}/{_chunk(s)}", _delay(s["transport_delay_s"]),
              s["origin"]) for s in summaries]

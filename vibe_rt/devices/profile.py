@@ -24,6 +24,10 @@ field and the fix; nothing else checks a profile again. The format (``"format": 
     lsl                {"name", "type", "channel_format" ("float32"), "chunk_size" (samples per push) or
                        "chunk_s" (seconds per push), "desc": extra meta-data children as the app writes them,
                        "source": the app's source the shape was read from}
+    extra_channels     optional: the app's other channels, in groups {"labels": [...], "type", "unit",
+                       "place": "first" | "last" (before or after the EEG channels), "content": "zero" (an
+                       unconnected input) | "trigger" (the stimulus code of each onset for "pulse_s" seconds, as
+                       a trigger input records it; one channel at most)}
 """
 
 from __future__ import annotations
@@ -90,6 +94,18 @@ class LslShape:
 
 
 @dataclass(frozen=True)
+class ExtraChannels:
+    """A group of non-EEG channels the device's LSL app sends (see the module docstring)."""
+
+    labels: tuple[str, ...]
+    type: str
+    unit: str
+    place: str
+    content: str
+    pulse_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """An amplifier, its cap and its LSL app (see the module docstring for the fields)."""
 
@@ -113,6 +129,7 @@ class DeviceProfile:
     sources: tuple[str, ...]
     positions_from: str
     path: Path | None = None
+    extra_channels: tuple[ExtraChannels, ...] = ()
 
     @property
     def n_channels(self) -> int:
@@ -161,11 +178,20 @@ class DeviceProfile:
                 pos[k] = self.positions[i]
         return aliases, pos
 
+    def extras(self, place: str) -> tuple[ExtraChannels, ...]:
+        """The extra channel groups before (``"first"``) or after (``"last"``) the EEG channels."""
+        return tuple(g for g in self.extra_channels if g.place == place)
+
+    @property
+    def n_extra(self) -> int:
+        """Number of non-EEG channels."""
+        return sum(len(g.labels) for g in self.extra_channels)
+
     def summary(self) -> dict[str, Any]:
         """One row of ``vibe-rt devices``."""
         return {
             "name": self.name, "manufacturer": self.manufacturer, "model": self.model,
-            "channels": self.n_channels, "rates_hz": list(self.rates_hz), "default_rate_hz": self.default_rate_hz,
+            "channels": self.n_channels, "extra_channels": self.n_extra, "rates_hz": list(self.rates_hz), "default_rate_hz": self.default_rate_hz,
             "resolution": self.resolution, "unit": self.unit, "reference": self.reference, "ground": self.ground,
             "lsl": {"name": self.lsl.name, "type": self.lsl.type, "channel_format": self.lsl.channel_format,
                     "chunk_size": self.lsl.chunk_size, "chunk_s": self.lsl.chunk_s},
@@ -287,7 +313,36 @@ def parse_profile(data: Any, where: str, path: Path | None = None) -> DeviceProf
         precision_bits=bits, transport_delay_s=delay,
         transport_delay_note=r.text("transport_delay_note", r.get("transport_delay_note", "unknown"), 400),
         lsl=_lsl(r), sources=tuple(r.text(f"sources[{i}]", s, 400) for i, s in enumerate(_list(r, "sources"))),
-        positions_from=positions_from, path=path)
+        positions_from=positions_from, path=path, extra_channels=_extra_channels(r, channels))
+
+
+def _extra_channels(r: _Reader, channels: tuple[str, ...]) -> tuple[ExtraChannels, ...]:
+    groups = []
+    for i, spec in enumerate(_list(r, "extra_channels")):
+        key = f"extra_channels[{i}]"
+        if not isinstance(spec, dict):
+            r.fail(key, "must be an object with labels, type, unit, place and content")
+        place, content = r.get("place", obj=spec, prefix=f"{key}."), r.get("content", obj=spec, prefix=f"{key}.")
+        if place not in ("first", "last"):
+            r.fail(f"{key}.place", f"must be 'first' or 'last' (before or after the EEG channels), got {place!r}")
+        if content not in ("zero", "trigger"):
+            r.fail(f"{key}.content", f"must be 'zero' or 'trigger', got {content!r}")
+        labels = r.labels(f"{key}.labels", r.get("labels", obj=spec, prefix=f"{key}."))
+        pulse = 0.0
+        if content == "trigger":
+            if len(labels) != 1:
+                r.fail(f"{key}.labels", "a trigger group is one channel")
+            pulse = r.number(f"{key}.pulse_s", r.get("pulse_s", obj=spec, prefix=f"{key}."), 0, 1.0, lo_open=True)
+        groups.append(ExtraChannels(labels, r.text(f"{key}.type", r.get("type", obj=spec, prefix=f"{key}."), 32),
+                                    r.text(f"{key}.unit", r.get("unit", obj=spec, prefix=f"{key}."), 32), place,
+                                    content, pulse))
+    every = list(channels) + [c for g in groups for c in g.labels]
+    dups = sorted({c for c in every if every.count(c) > 1})
+    if dups:
+        r.fail("extra_channels", f"repeat the channel labels {dups[:5]}; name each channel once")
+    if sum(g.content == "trigger" for g in groups) > 1:
+        r.fail("extra_channels", "have more than one trigger channel; give one")
+    return tuple(groups)
 
 
 def _list(r: _Reader, key: str) -> list[Any]:
@@ -368,5 +423,5 @@ def _check_desc(r: _Reader, desc: Any, key: str, depth: int) -> None:
             r.text(f"{key}.{name}", value, 200)
 
 
-__all__ = ["CHANNEL_FORMATS", "DeviceProfile", "FORMAT", "LslShape", "MAX_DELAY_S", "MAX_RATE_HZ", "UNITS",
+__all__ = ["CHANNEL_FORMATS", "DeviceProfile", "ExtraChannels", "FORMAT", "LslShape", "MAX_DELAY_S", "MAX_RATE_HZ", "UNITS",
            "VERSION", "parse_profile"]

@@ -19,7 +19,9 @@ restarts so recorders reconnect; overridable). XDF meta-data (``desc``):
   ``late_policy``, ``event_policy``, ``source``.
 
 An emulated device (``--device``, :mod:`vibe_rt.devices`) changes: the type (its LSL app's), ``cap/name`` (the
-profile), with ``cap/reference``, ``cap/ground`` and ``cap/positions`` added; ``acquisition/manufacturer``,
+profile), with ``cap/reference``, ``cap/ground`` and ``cap/positions`` added; the app's other channels (e.g.
+BioSemi's ``Trig1`` first, ``EX1``-``EX8`` and ``AUX1``-``AUX16`` last: label, unit, type, no location) around
+the EEG ones; ``acquisition/manufacturer``,
 ``model`` and ``precision`` (the device's ADC bits), with ``acquisition/resolution`` (the quantization step, in
 ``resolution_unit``), ``range`` and ``emulated_by`` added; ``synchronization/offset_mean`` is the emulated transport
 delay (samples are stamped that much after their true time, as the device's app does); and the children its LSL
@@ -62,9 +64,11 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
     import pylsl
 
     kind = device.lsl.type if device is not None else montage.modality
-    info = pylsl.StreamInfo(name, kind, montage.n_channels, float(srate), pylsl.cf_float32, source_id)
+    n_extra = device.n_extra if device is not None else 0
+    info = pylsl.StreamInfo(name, kind, montage.n_channels + n_extra, float(srate), pylsl.cf_float32, source_id)
     desc = info.desc()
     chans = desc.append_child("channels")
+    _append_extra_channels(chans, device, "first")
     for label, typ, unit, pos in zip(montage.ch_names, montage.ch_types, units, montage.positions):
         ch = chans.append_child("channel")
         ch.append_child_value("label", label)
@@ -73,6 +77,7 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
         loc = ch.append_child("location")
         for axis, v in zip("XYZ", np.asarray(pos, float) * 1000.0):
             loc.append_child_value(axis, f"{v:.3f}")
+    _append_extra_channels(chans, device, "last")
     cap = {"name": montage.name, "labelscheme": "10-20" if montage.modality == "EEG" else "CTF"}
     acquisition = {"manufacturer": "vibe-rt", "model": str((extra or {}).get("model", "ViBE")), "precision": "32",
                    "compensated_lag": "0"}
@@ -102,6 +107,16 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
         meta.append_child_value(str(key), str(value))
     _append_tree(desc, app_desc)
     return info
+
+
+def _append_extra_channels(channels: Any, device: DeviceProfile | None, place: str) -> None:
+    """The device app's non-EEG channels (label, unit, type; no location) before or after the EEG ones."""
+    for group in device.extras(place) if device is not None else ():
+        for label in group.labels:
+            ch = channels.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("unit", group.unit)
+            ch.append_child_value("type", group.type)
 
 
 def _append_tree(element: Any, tree: dict[str, Any]) -> None:

@@ -105,7 +105,8 @@ class StreamPipeline:
     device : DeviceProfile | None
         An amplifier to emulate: its cap is streamed (every channel through ``projection``), with its values on
         its resolution grid within its range (:class:`~vibe_rt.stream.device.DeviceOutput`), its unit, and its LSL
-        app's meta-data; ``synth.device_delay_s`` is its transport delay.
+        app's meta-data and other channels (a trigger channel records each onset's code; the recording keeps the
+        EEG channels); ``synth.device_delay_s`` is its transport delay.
     projection : ndarray, shape (n_target, n_model) | None
         Predicted epochs on the model's channels -> responses on the target's (the device's cap, else the
         model's own channels): ``vibe_rt.app.build_stream`` computes it through the simulator's forward model
@@ -149,7 +150,7 @@ class StreamPipeline:
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
                                  line_noise=synth.line_noise, seed=synth.seed,
                                  response_delay_s=synth.response_delay_s, **(synth_kwargs or {}))
-        self.device_output = DeviceOutput(device) if device is not None else None
+        self.device_output = DeviceOutput(device, self.srate) if device is not None else None
         self.device_delay_s = synth.device_delay_s
         if calibration is not None and not isinstance(calibration, CalibrationProfile):
             raise ConfigError("calibration= takes a CalibrationProfile (vibe_rt.calibration.CalibrationProfile.load)")
@@ -458,6 +459,9 @@ class StreamPipeline:
             self._errors.append(err)
 
     def _enqueue(self, stim: Stimulus) -> None:
+        if self.device_output is not None:  # the amplifier's trigger input sees every onset, at its time
+            self.device_output.trigger(int(round((stim.onset + self.device_delay_s - self.synth.t0) * self.srate)),
+                                       stim.code)
         dropped = None
         with self._cond:
             if len(self._queue) >= self.max_queue:
@@ -574,12 +578,14 @@ class StreamPipeline:
                     while self._unemitted and self._unemitted[0][0] < start + n:
                         emitted.append(heapq.heappop(self._unemitted)[1])
                 data = self.synth.finish(pending, start)
+                frame = data
                 if self.device_output is not None:  # the last step: nothing may be added after it
                     data = self.device_output.apply(data)
+                    frame = self.device_output.frame(data, start)  # with the device's other channels
                 sc = pacer.sample_clock  # its lookahead may grow once (timestamps do not depend on it)
                 stamps = sc.timestamps(start, n)
                 t_push = clock()
-                self.outlets.push_signal(data, stamps)
+                self.outlets.push_signal(frame, stamps)
                 t_done = clock()
                 pacer.advance(n)
                 st.time("push", t_done - t_push)
