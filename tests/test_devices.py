@@ -272,6 +272,30 @@ def test_the_cap_wide_topography_is_the_simulators(name):
     assert 0.75 < min(ratio) and max(ratio) < 1.1, (min(ratio), max(ratio))
 
 
+def test_the_embedded_models_prediction_spreads_over_the_cap():
+    """The embedded model's predictions, projected to a 64-channel cap, against the simulator's truth on that cap:
+    the topography follows the truth, and the cap keeps the model's own amplitude (whatever the model gets wrong
+    on its 17 channels, the projection neither adds nor hides)."""
+    from vibe_rt.runtime.predictor import load_predictor
+
+    predictor = load_predictor(None, "onnxruntime")
+    cap = load_device("biosemi-64").cap_for(M17)
+    projection = cap_projection(M17, cap).matrix
+    truth17, truth_cap = EvokedModel(M17), EvokedModel(cap)
+    images = [make_stimulus(np.random.default_rng([5, i]), 96)[0] for i in range(12)]
+    epochs, _ = predictor.predict(predictor.preprocess(np.stack(images)))
+    r_cap, ratio_cap, ratio_model = [], [], []
+    for image, y in zip(images, epochs):
+        y17, yc = truth17.evoked(image), truth_cap.evoked(image)
+        for j in _peaks(M17.times, yc):
+            estimate = projection @ y[:, j]
+            r_cap.append(np.corrcoef(estimate, yc[:, j])[0, 1])
+            ratio_cap.append(np.linalg.norm(estimate) / np.linalg.norm(yc[:, j]))
+            ratio_model.append(np.linalg.norm(y[:, j]) / np.linalg.norm(y17[:, j]))
+    assert np.median(r_cap) > 0.9, np.median(r_cap)
+    assert np.median(ratio_cap) / np.median(ratio_model) == pytest.approx(1.0, abs=0.2)
+
+
 def test_the_cap_projection_keeps_the_model_channels():
     """On the model's own channels and the template head the projection is the identity; a subject's head
     changes it by what that head changes."""
@@ -359,6 +383,19 @@ def test_transport_delay_and_subject_latency_move_the_response(device_delay, sub
         assert float(meta.child_value("subject_latency_shift_s")) == pytest.approx(shift, abs=1e-6)
         assert float(meta.child_value("subject_iaf_hz")) == pytest.approx(draw_subject(subject).iaf_hz, abs=1e-5)
     assert "minimum-norm through" in meta.child_value("cap_projection")
+
+
+@pytest.mark.parametrize("delay", [-0.015, 0.0, 0.0516])
+def test_a_response_moves_by_the_delay_and_never_precedes_its_onset(delay):
+    from vibe_rt.stream import Synthesizer
+
+    srate, latency = 1000.0, 0.1
+    pred = PulsePredictor(M17, latency=latency)
+    synth = Synthesizer(M17, srate, response_delay_s=delay)
+    assert synth.add(pred.epoch, onset=1.0) == "ok"
+    out = synth.render(0, 2000)[:, 0]
+    assert np.argmax(np.abs(out)) / srate == pytest.approx(1.0 + latency + delay, abs=1.5 / srate)
+    assert not out[:int(1.0 * srate)].any()  # nothing before the onset, also when moved earlier
 
 
 def test_the_recording_stores_the_device_codes(source_id, tmp_path):

@@ -15,7 +15,8 @@ Timing: sample ``n`` of the output has the time ``t0 + n / srate``. Epoch sample
 the time ``onset + tmin + j / srate``; its output index is ``round((onset + tmin - t0) * srate) + j``. The
 rounding places each response within half an output sample (0.5 ms at 1 kHz) of its exact time, well below
 the model rate's own resolution (5-10 ms); no fractional-delay filter is applied. ``response_delay_s`` places
-every response that much later (an emulated device's transport delay, a synthetic subject's latency shift).
+every response that much later (an emulated device's transport delay, a synthetic subject's latency shift); a
+negative one moves it earlier, with its part that would precede the onset left out.
 
 Late responses: an epoch whose first sample index has already been rendered is *late* (counted). With
 ``late_policy="drop"`` it is discarded; with ``"clip"`` the samples that are still to come are added (the
@@ -271,7 +272,9 @@ class Synthesizer:
         self.response_delay_s = float(response_delay_s)
         self._delay_samples = self.response_delay_s * self.srate
         n_out = int(math.ceil(montage.n_times * self.up / self.down))
-        self.j0 = 0 if include_prestimulus else max(0, int(math.ceil(-self.tmin_samples - 1e-6)))
+        # the post-onset part; moved earlier (a negative delay), it still starts at the onset, not before it
+        first = -self.tmin_samples - min(self._delay_samples, 0.0)
+        self.j0 = 0 if include_prestimulus else max(0, int(math.ceil(first - 1e-6)))
         self.epoch_samples = n_out - self.j0
         self.max_delay = int(max_delay_s * self.srate)
         cap = 1 << int(math.ceil(math.log2(max(4 * n_out, int(2 * self.srate), 1024))))
