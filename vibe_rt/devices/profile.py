@@ -191,7 +191,8 @@ class DeviceProfile:
         """One row of ``vibe-rt devices``."""
         return {
             "name": self.name, "manufacturer": self.manufacturer, "model": self.model,
-            "channels": self.n_channels, "extra_channels": self.n_extra, "rates_hz": list(self.rates_hz), "default_rate_hz": self.default_rate_hz,
+            "channels": self.n_channels, "extra_channels": self.n_extra, "rates_hz": list(self.rates_hz),
+            "default_rate_hz": self.default_rate_hz,
             "resolution": self.resolution, "unit": self.unit, "reference": self.reference, "ground": self.ground,
             "lsl": {"name": self.lsl.name, "type": self.lsl.type, "channel_format": self.lsl.channel_format,
                     "chunk_size": self.lsl.chunk_size, "chunk_s": self.lsl.chunk_s},
@@ -423,5 +424,5 @@ def _check_desc(r: _Reader, desc: Any, key: str, depth: int) -> None:
             r.text(f"{key}.{name}", value, 200)
 
 
-__all__ = ["CHANNEL_FORMATS", "DeviceProfile", "ExtraChannels", "FORMAT", "LslShape", "MAX_DELAY_S", "MAX_RATE_HZ", "UNITS",
-           "VERSION", "parse_profile"]
+__all__ = ["CHANNEL_FORMATS", "DeviceProfile", "ExtraChannels", "FORMAT", "LslShape", "MAX_DELAY_S", "MAX_RATE_HZ",
+           "UNITS", "VERSION", "parse_profile"]

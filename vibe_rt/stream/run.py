@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .._logs import logger
 from ..calibration import CalibrationProfile, LatentAdapter
 from ..devices import DeviceProfile, load_device
@@ -63,7 +65,8 @@ class StreamPlan:
         return self.target_montage.pick(list(self.channels)) if self.channels else self.target_montage
 
     def pipeline(self, predictor: ResponsePredictor | None, extra_meta: dict[str, Any] | None = None,
-                 background: Background | str | None = "auto", projection: Any = None) -> StreamPipeline:
+                 background: Background | str | None = "auto", projection: np.ndarray | None = None
+                 ) -> StreamPipeline:
         """A (not started) :class:`StreamPipeline` of this plan (``background``, ``projection``: see
         :class:`StreamPipeline`)."""
         return StreamPipeline(
