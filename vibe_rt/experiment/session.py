@@ -23,7 +23,7 @@ from ..stream.config import StreamConfig, parse_frame_size
 from .rsvp import RsvpConfig
 
 #: The stream options an RSVP session takes from ``vibe-rt stream`` (same flags, same rules).
-STREAM_OPTIONS = ("model", "backend", "srate", "name", "source_id", "lookahead")
+STREAM_OPTIONS = ("model", "backend", "srate", "name", "source_id", "lookahead", "device", "device_delay", "subject")
 
 
 class _Targets(Rule):
