@@ -49,3 +49,22 @@ class PulsePredictor:
             out[:, 0, 10] = np.nan
         dt = time.perf_counter() - t0
         return out, {"encoder": dt / 3, "qformer": dt / 3, "decoder": dt / 3}
+
+
+def collect_stream(source_id: str, seconds: float, timeout: float = 5.0):
+    """Resolve the signal stream ``source_id`` over LSL, pull it for ``seconds``; returns (full info, (n, C) data,
+    (n,) timestamps)."""
+    import pylsl
+
+    infos = pylsl.resolve_byprop("source_id", source_id, timeout=timeout)
+    assert infos, f"stream {source_id} not found"
+    inlet = pylsl.StreamInlet(infos[0], max_buflen=60, recover=False)
+    inlet.open_stream(timeout=5)
+    info = inlet.info(timeout=5)
+    data, stamps = [], []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        chunk, ts = inlet.pull_chunk(timeout=0.1)
+        data.extend(chunk)
+        stamps.extend(ts)
+    return info, np.array(data), np.array(stamps)

@@ -3,8 +3,9 @@
 Every ``import`` and ``from ... import`` counts, at module level or inside a function (a lazy import is still a
 dependency), relative or absolute. The rules:
 
-- ``stream/`` and ``runtime/`` use only ``models/``, ``checkpoint``, ``calibration``, the leaf modules and their
-  own package, and never each other;
+- ``stream/`` and ``runtime/`` use only ``models/``, ``checkpoint``, ``calibration``, ``devices/``, the leaf modules
+  and their own package, and never each other;
+- ``devices/`` (the device profiles) uses only the leaf modules;
 - ``data/`` and ``models/`` never import ``training/``;
 - only ``cli.py`` loads ``_commands/``; a ``_commands`` module imports no other one except ``_options`` (the
   shared argparse options);
@@ -30,7 +31,7 @@ PACKAGE = ROOT / "vibe_rt"
 LEAVES = frozenset({"errors", "_logs", "_imports", "_json", "montage", "lsl_config", "system", "stats", "options",
                     "units", "__init__"})
 #: What stream/ and runtime/ may import besides their own package.
-ENGINE_ALLOWED = LEAVES | {"models", "checkpoint", "calibration"}
+ENGINE_ALLOWED = LEAVES | {"models", "checkpoint", "calibration", "devices"}
 #: What a leaf may import (and the package itself, which holds only the version).
 LEAF_ALLOWED = frozenset({"errors", "_logs", "__init__"})
 
@@ -97,7 +98,9 @@ def rule_broken(imp: Import) -> str | None:
         if dst in ("stream", "runtime"):
             return "stream/ and runtime/ never import each other"
         if dst not in ENGINE_ALLOWED:
-            return "stream/ and runtime/ import only models/, checkpoint, calibration and the leaf modules"
+            return "stream/ and runtime/ import only models/, checkpoint, calibration, devices/ and the leaf modules"
+    if src == "devices" and dst not in LEAVES:
+        return "devices/ imports only the leaf modules"
     if src in ("data", "models") and dst == "training":
         return "data/ and models/ never import training/"
     if dst == "_commands":
@@ -149,10 +152,10 @@ def test_imports_are_read_from_every_kind_of_statement(tmp_path):
         (3, "vibe_rt.errors", None),
         (4, "vibe_rt.stream", None),
         (7, "vibe_rt.compare.calibrate",
-         "stream/ and runtime/ import only models/, checkpoint, calibration and the leaf modules"),
+         "stream/ and runtime/ import only models/, checkpoint, calibration, devices/ and the leaf modules"),
         (8, "vibe_rt.runtime.predictor", "stream/ and runtime/ never import each other"),
         (9, "vibe_rt.compare.calibrate",
-         "stream/ and runtime/ import only models/, checkpoint, calibration and the leaf modules"),
+         "stream/ and runtime/ import only models/, checkpoint, calibration, devices/ and the leaf modules"),
     ]
 
 
@@ -165,6 +168,9 @@ def test_rules():
     assert broken("vibe_rt/runtime/cache.py", "vibe_rt.stream.lsl")
     assert not broken("vibe_rt/runtime/cache.py", "vibe_rt.models.vibe")
     assert not broken("vibe_rt/stream/run.py", "vibe_rt.calibration")
+    assert not broken("vibe_rt/stream/run.py", "vibe_rt.devices")
+    assert broken("vibe_rt/devices/profile.py", "vibe_rt.data._forward")
+    assert not broken("vibe_rt/devices/profile.py", "vibe_rt.montage")
     assert not broken("vibe_rt/stream/run.py", "vibe_rt")
     assert broken("vibe_rt/stream/run.py", "vibe_rt.data.simulate")
     assert broken("vibe_rt/compare/live.py", "vibe_rt._commands.compare")

@@ -14,7 +14,7 @@ from ._logs import LEVEL_VARIABLE, set_log_level
 from .errors import ConfigError, VibeError
 
 # One module per subcommand; each exposes ``add_parser(subparsers)`` and imports heavy libraries lazily.
-_COMMANDS = ("info", "stream", "data", "train", "eval", "engines", "experiment", "compare", "calibrate", "bench")
+_COMMANDS = ("info", "stream", "devices", "data", "train", "eval", "engines", "experiment", "compare", "calibrate", "bench")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -3,6 +3,10 @@
 A :class:`Montage` drives the model shapes, the LSL channel metadata, resampling and the comparator's
 channel matching. Presets: ``things-eeg2`` and ``things-meg``; custom ones come from any MNE built-in
 montage plus a channel list (:func:`make_montage`).
+
+The template head is MNE's ``colin27_1005`` (head coordinates of a real head, the frame of the presets and of
+the forward model). :func:`template_positions` brings the positions of another MNE montage into it: MNE's
+idealised spherical montages (``biosemi64``, ``easycap-M1`` ...) use a head frame of their own.
 """
 
 from __future__ import annotations
@@ -190,6 +194,60 @@ def _mne_eeg_positions(mne_montage: str) -> dict[str, np.ndarray]:
     info = mne.create_info(dig.ch_names, 100.0, "eeg")
     info.set_montage(dig)  # transforms to head coordinates through the montage's fiducials
     return {ch["ch_name"]: ch["loc"][:3].copy() for ch in info["chs"]}
+
+
+TEMPLATE_MONTAGE = "colin27_1005"
+#: Sphere fitted (least squares) to the 340 positions of the template montage in head coordinates: centre
+#: (-1, 15, 39) mm, radius 98 mm (the EEG head of :mod:`vibe_rt.data._forward`).
+TEMPLATE_HEAD_CENTRE = np.array([0.0, 0.015, 0.039])
+TEMPLATE_HEAD_RADIUS = 0.098
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares ``dst ~ s R src + t`` (Umeyama 1991): scale, rotation (3, 3) and translation (3,)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    u, sv, vt = np.linalg.svd(b.T @ a)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = float(np.trace(np.diag(sv) @ d) / (a**2).sum())
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def template_positions(mne_montage: str, names: Sequence[str], frame: str | None = None
+                       ) -> tuple[np.ndarray, float]:
+    """Positions of ``names`` (case-insensitive) in an MNE montage, moved into the template head's frame.
+
+    The move is the similarity transform (scale, rotation, translation) that best maps the electrodes that
+    ``frame`` (default: the montage itself) shares by name with the template (``colin27_1005``) onto the
+    template's; MNE's ``biosemi128`` has no 10-10 names, so its frame is ``biosemi64`` (the same sphere).
+
+    Returns
+    -------
+    positions : ndarray, shape (n, 3)
+        Metres, template head coordinates.
+    residual : float
+        RMS distance (m) between the moved shared electrodes and the template's (0 for the template itself).
+    """
+    source = _mne_eeg_positions(mne_montage)
+    by_lower = {k.lower(): v for k, v in source.items()}
+    missing = [n for n in names if n.lower() not in by_lower]
+    if missing:
+        raise ConfigError(f"channels {missing[:8]} are not in MNE montage {mne_montage!r}; use its names "
+                          f"({', '.join(list(source)[:12])} ...)")
+    pos = np.array([by_lower[n.lower()] for n in names])
+    template = _mne_eeg_positions(TEMPLATE_MONTAGE)
+    reference = _mne_eeg_positions(frame or mne_montage)
+    shared = [k for k in reference if k in template]
+    if len(shared) < 8:
+        raise ConfigError(f"MNE montage {frame or mne_montage!r} shares {len(shared)} electrode names with the "
+                          f"template {TEMPLATE_MONTAGE}, too few to place it on the template head; give a frame "
+                          "montage with 10-10 names")
+    src = np.array([reference[k] for k in shared])
+    dst = np.array([template[k] for k in shared])
+    scale, rot, shift = _similarity(src, dst)
+    residual = float(np.sqrt(np.mean(np.sum((scale * src @ rot.T + shift - dst) ** 2, axis=1))))
+    return scale * pos @ rot.T + shift, residual
 
 
 def _eeg_channels(mne_montage: str) -> list[str]:

@@ -37,6 +37,9 @@ def add_comparison_options(parser: argparse.ArgumentParser) -> None:
                    "columns onset (s, recording time) and image")
     i.add_argument("--live-unit", metavar="UNIT", help="unit of the live data when its stream/file does not say "
                    "(V, mV, uV, nV, T, pT, fT, T/m, fT/cm, fT/m)")
+    i.add_argument("--device", metavar="NAME|FILE", help="the live amplifier's device profile (vibe-rt devices): "
+                   "its channels are matched through it (10-10 equivalents of its labels, e.g. BioSemi A1=Fp1, and "
+                   "its positions where the stream gives none)")
     s = parser.add_argument_group("synthesized")
     s.add_argument("--synth", metavar="NAME|FILE", help="synthesized signal stream (or recording), see below")
     add_model_options(s, model_help="checkpoint to predict from the marker images (default: the embedded model)",
@@ -61,7 +64,7 @@ def comparison_config(args: argparse.Namespace, **run_options: object):  # -> vi
     return CompareConfig(
         live=args.live, live_file=args.live_file, markers=args.markers, stimulus_log=args.stimulus_log,
         live_unit=args.live_unit, synth=args.synth, model=args.model, backend=args.backend, images=args.images,
-        montage=args.montage, interpolation=args.interpolation, baseline=not args.no_baseline,
+        montage=args.montage, device=args.device, interpolation=args.interpolation, baseline=not args.no_baseline,
         max_lag_ms=args.max_lag_ms, **run_options)  # type: ignore[arg-type]
 
 

@@ -19,10 +19,15 @@ streams (LSL):
 timing: a sample stamped t is pushed at t + --lookahead, so responses computed within the lookahead land at
 their true time; later ones are counted as late and handled by --late-policy.
 
+devices: --device NAME (vibe-rt devices lists them) streams that amplifier's cap, rates, resolution, units and
+its LSL app's stream shape, every channel with a response; --device-delay emulates its transport delay and
+--subject SEED a synthetic subject (alpha, evoked latency and amplitude, head).
+
 examples:
   vibe-rt stream --source demo
   vibe-rt stream --camera 0 --srate 500 --record session.vhdr
   vibe-rt stream --images stimuli/ --on 0.2 --off 0.8 --events every
+  vibe-rt stream --camera 0 --device biosemi-64 --subject 7
 """
 
 

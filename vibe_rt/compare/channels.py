@@ -8,14 +8,16 @@ device lacks are interpolated from the live channels through sensor positions:
 * ``"idw"``: inverse-distance weighting (power 2) of the ``k`` nearest live channels (used for MEG,
   where spherical splines of scalar EEG potentials do not apply, and as fallback).
 
-Live channels that the montage lacks are ignored. The result is one matrix ``W`` of shape
+Live channels that the montage lacks are ignored. Where no label matches (a cap with labels of its own, such as
+BioSemi's A1..D32) but live positions are known, every montage channel is interpolated from them. The result is
+one matrix ``W`` of shape
 ``(n_model_channels, n_live_channels)`` so that ``model_data = W @ live_data``: pure, cheap per chunk.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -77,6 +79,7 @@ def match_channels(
     *,
     method: str = "auto",
     k: int = 4,
+    aliases: Mapping[str, str] | None = None,
 ) -> ChannelMatch:
     """Match live channel labels to a montage; interpolate the montage channels the live data lacks.
 
@@ -93,6 +96,9 @@ def match_channels(
         Interpolation of missing channels; ``auto`` = spline for EEG with >= 4 sources, else idw.
     k : int
         Neighbours for inverse-distance weighting.
+    aliases : mapping | None
+        Live label -> the name it matches by (a device profile's 10-10 equivalents, e.g. BioSemi ``A29`` ->
+        ``Oz``); the match records the live label.
 
     Returns
     -------
@@ -100,7 +106,8 @@ def match_channels(
     """
     if method not in ("auto", "spline", "idw"):
         raise ConfigError(f"unknown interpolation method {method!r}; use 'auto', 'spline' or 'idw'")
-    lower = [n.lower() for n in live_names]
+    aliases = aliases or {}
+    lower = [aliases.get(n, n).lower() for n in live_names]
     dup = sorted({n for n in lower if lower.count(n) > 1})
     if dup:
         raise ConfigError(f"live channel labels are duplicated (case-insensitively): {dup}; rename them")
@@ -116,17 +123,18 @@ def match_channels(
             matched[montage.ch_names[m]] = live_names[live_idx[name]]
         else:
             missing.append(m)
-    ignored = [n for n in live_names if n.lower() not in set(model_lower)]
-    if not matched:
+    ignored = [n for n, low in zip(live_names, lower) if low not in set(model_lower)]
+    pos = np.full((n_live, 3), np.nan) if live_positions is None else np.array(live_positions, dtype=float)
+    if not matched and int(np.all(np.isfinite(pos), axis=1).sum()) < 4:
         raise ConfigError(
             f"no live channel matches montage {montage.name!r} (live: {list(live_names)[:10]}..., "
-            f"model: {list(montage.ch_names)[:10]}...); choose the montage of the recording device"
+            f"model: {list(montage.ch_names)[:10]}...) and the live stream gives no positions to interpolate "
+            "from; choose the montage of the recording device, or name its device profile (--device)"
         )
     if not missing:
         return ChannelMatch(w, matched, [], ignored, "none")
 
     # positions of usable source channels
-    pos = np.full((n_live, 3), np.nan) if live_positions is None else np.array(live_positions, dtype=float)
     model_pos = {c.lower(): p for c, p in zip(montage.ch_names, montage.positions)}
     std = _standard_positions([live_names[i] for i in range(n_live) if not np.all(np.isfinite(pos[i]))])
     for i, n in enumerate(live_names):

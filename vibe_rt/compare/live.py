@@ -24,6 +24,7 @@ import numpy as np
 
 from .._imports import import_optional_dependency
 from .._logs import logger
+from ..devices import DeviceProfile
 from ..errors import StreamError
 from ..montage import Montage
 from .comparator import Comparator
@@ -172,6 +173,8 @@ class LiveComparator:
         Longest wait between re-resolution attempts.
     interpolation, unit_override : str | None
         See :func:`~vibe_rt.compare.offline.make_extractor`.
+    device : DeviceProfile | None
+        The live device's profile (labels, positions; see :func:`~vibe_rt.compare.offline.make_extractor`).
     buffer_s : float
         Seconds of live data kept in the ring buffer.
     on_event : callable | None
@@ -196,6 +199,7 @@ class LiveComparator:
         buffer_s: float = 30.0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         clock: Callable[[], float] | None = None,
+        device: DeviceProfile | None = None,
         **comparator_kw: Any,
     ) -> None:
         self.montage = montage
@@ -209,6 +213,7 @@ class LiveComparator:
         self.max_backoff_s = float(max_backoff_s)
         self._interp = interpolation
         self._unit = unit_override
+        self._device = device
         self._buffer_s = buffer_s
         self._on_event = on_event
         self._clock = clock or _time.monotonic
@@ -351,9 +356,10 @@ class LiveComparator:
     def _make_extractor(self, h: _Handle) -> EpochExtractor:
         info = h.inlet.info(5.0)
         names, types, units, pos = stream_channels(info)
+        live = h.role == "live"
         return make_extractor(self.montage, info.nominal_srate(), names, types, units, pos,
-                              interpolation=self._interp, unit_override=self._unit if h.role == "live" else None,
-                              buffer_s=self._buffer_s)
+                              interpolation=self._interp, unit_override=self._unit if live else None,
+                              buffer_s=self._buffer_s, device=self._device if live else None)
 
     def _open(self, h: _Handle, info: Any) -> None:
         pylsl = _pylsl()

@@ -15,6 +15,7 @@ import numpy as np
 from .._logs import logger
 from ..data.recordings import DATA_TYPES, Recording, read_recording, read_stimulus_log
 from ..units import require_unit, unit_scale
+from ..devices import DeviceProfile
 from ..errors import DataError
 from ..montage import Montage
 from .channels import match_channels
@@ -69,19 +70,25 @@ def make_extractor(
     interpolation: str = "auto",
     unit_override: str | None = None,
     buffer_s: float = 30.0,
+    device: DeviceProfile | None = None,
 ) -> EpochExtractor:
     """An :class:`EpochExtractor` for a stream/recording described by its channels, units and rate.
 
     ``unit_override`` (e.g. ``"uV"``) replaces the channels' own units; one that :func:`parse_unit` does not know
-    raises :class:`~vibe_rt.errors.ConfigError` listing the units it does.
+    raises :class:`~vibe_rt.errors.ConfigError` listing the units it does. ``device`` (the live device's profile)
+    reads the channels through it: its labels match by their 10-10 equivalents, its positions fill in where the
+    stream has none (:meth:`~vibe_rt.devices.DeviceProfile.live_channels`).
     """
+    aliases = None
+    if device is not None:
+        aliases, positions = device.live_channels(ch_names, positions)
     if unit_override:
         require_unit(unit_override)
     n = len(ch_names)
     ch_types = list(ch_types) if ch_types is not None else ["eeg" if montage.modality == "EEG" else "mag"] * n
     units = [unit_override] * n if unit_override else (list(units) if units is not None else [None] * n)
     scale = np.array([unit_scale(u, t) for u, t in zip(units, ch_types)])
-    match = match_channels(montage, list(ch_names), positions, method=interpolation)
+    match = match_channels(montage, list(ch_names), positions, method=interpolation, aliases=aliases)
     return EpochExtractor(montage, sfreq, match, scale, buffer_s=buffer_s)
 
 
@@ -127,6 +134,7 @@ def compare_offline(
     interpolation: str = "auto",
     unit_override: str | None = None,
     chunk_s: float = 0.1,
+    device: DeviceProfile | None = None,
     **comparator_kw: Any,
 ) -> Session:
     """Compare a recording with synthesized epochs, offline.
@@ -152,6 +160,8 @@ def compare_offline(
         Unit of the live data when the file does not say (e.g. ``"uV"``).
     chunk_s : float
         Chunk length fed at a time (seconds), as an inlet would deliver.
+    device : DeviceProfile | None
+        The recording device's profile: its channels are read through it (see :func:`make_extractor`).
 
     Returns
     -------
@@ -168,7 +178,7 @@ def compare_offline(
     markers = session_markers(rec, stimulus_log)
     ext = make_extractor(montage, rec.sfreq, rec.ch_names, rec.ch_types, rec.units, rec.positions,
                          interpolation=interpolation, unit_override=unit_override,
-                         buffer_s=max(30.0, 4 * chunk_s))
+                         buffer_s=max(30.0, 4 * chunk_s), device=device)
     synth_rec = None
     if isinstance(synth, (str, Path, Recording)):
         synth_rec = synth if isinstance(synth, Recording) else read_recording(synth, signal_stream=synth_stream)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 
 from .._logs import logger
 from ..calibration import CalibrationProfile
+from ..devices import DeviceProfile, load_device
 from ..errors import ConfigError, DataError, require_path
 from ..montage import Montage
 from .comparator import Comparator
@@ -64,6 +65,9 @@ class CompareConfig:
         Folder against which relative image names in markers are resolved.
     montage : str | None
         Model montage preset when no model is loaded (default ``"things-eeg2"``); with a model, its own.
+    device : str | None
+        The live device's profile (a name or file, :mod:`vibe_rt.devices`): its channels are read through it
+        (10-10 equivalents of its labels, its positions where the stream gives none).
     interpolation : str
         How model channels missing from the live data are interpolated: ``"auto"``, ``"spline"`` or ``"idw"``.
     baseline : bool
@@ -90,6 +94,7 @@ class CompareConfig:
     backend: str = "auto"
     images: Path | None = None
     montage: str | None = None
+    device: str | None = None
     interpolation: str = "auto"
     baseline: bool = True
     max_lag_ms: float = 100.0
@@ -107,6 +112,10 @@ class CompareConfig:
     def live_view(self) -> bool:
         """True when a live comparison rewrites its report while running."""
         return not self.offline and self.report is not None and self.html and self.live_view_s > 0
+
+    def live_device(self) -> DeviceProfile | None:
+        """The profile ``device`` names (None without one)."""
+        return load_device(self.device) if self.device else None
 
     @property
     def comparator_options(self) -> dict[str, Any]:
@@ -137,6 +146,8 @@ class CompareConfig:
         if self.images is not None:
             require_path(self.images, "folder", "--images", "give the folder the stimuli were shown from",
                          ConfigError)
+        if self.device is not None:
+            load_device(self.device)  # an unknown name or a bad profile is one line before any stream opens
         if self.synth is not None and Path(self.synth).is_dir():
             raise ConfigError(f"--synth {self.synth} is a folder; give a recording of the synthesized stream (a "
                               "file) or the name of the synthesized stream")
@@ -286,7 +297,7 @@ def _compare_file(config: CompareConfig) -> CompareResult:
     session = compare_offline(
         rec, synth.montage, synth.predictor or synth.recording or config.live_file,
         stimulus_log=config.stimulus_log, synth_stream=synth.stream, interpolation=config.interpolation,
-        unit_override=config.live_unit, **config.comparator_options)
+        unit_override=config.live_unit, device=config.live_device(), **config.comparator_options)
     info = {"mode": "offline", "file": str(config.live_file), "channel_match": session.live.match.to_dict()}
     return CompareResult(session.comparator, {}, info)
 
@@ -299,7 +310,8 @@ def _compare_live(config: CompareConfig, synth: SynthChoice, on_status: Callable
     resolve_timeout = 10.0 if config.duration is None else min(10.0, max(1.0, config.duration))
     live = LiveComparator(config.live, synth.montage, synth.predictor or synth.stream, markers=config.markers,
                           interpolation=config.interpolation, unit_override=config.live_unit,
-                          resolve_timeout=resolve_timeout, **config.comparator_options)
+                          resolve_timeout=resolve_timeout, device=config.live_device(),
+                          **config.comparator_options)
     live.start()
     t0 = next_view = time.monotonic()
     try:

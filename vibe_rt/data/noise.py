@@ -20,6 +20,11 @@ Model (per montage, SI units):
   real alpha; about 8 µV / 250 fT rms on the best occipital channel.
 * **Sensor noise**: white, 0.1 µV/√Hz for EEG, 5 fT/√Hz (magnetometers) or 5 fT/cm/√Hz (gradiometers).
 
+A :class:`~vibe_rt.data.subject.SyntheticSubject` individualises it: both alpha sources peak within 0.2 Hz of the
+subject's alpha frequency, with ``alpha_scale`` times the power, and every source reaches the sensors through
+the subject's head (size, skull conductivity). Levels stay normalised as above, so the head changes the spatial
+structure, not the level.
+
 References: He (2014) "Scale-free brain activity", Trends Cogn Sci 18:480 (1/f exponents of 1-2); Donoghue
 et al. (2020) Nat Neurosci 23:1655 (aperiodic + periodic spectral parametrisation); Hämäläinen et al. (1993)
 Rev Mod Phys 65:413 (MEG noise levels).
@@ -32,7 +37,8 @@ from scipy import signal
 
 from ..errors import ConfigError
 from ..montage import Montage
-from ._forward import leadfield
+from ._forward import TEMPLATE_HEAD, leadfield
+from .subject import SyntheticSubject
 
 # Spectral levels at 10 Hz (unit/sqrt(Hz)) and target alpha rms (unit) per channel type.
 _PINK_DENSITY = {"eeg": 1.0e-6, "mag": 20e-15, "grad": 4e-13}
@@ -94,6 +100,8 @@ class BackgroundNoise:
         Power-law exponent of the 1/f part.
     n_sources : int
         Number of random cortical sources of the 1/f part.
+    subject : SyntheticSubject | None
+        Individual alpha frequency and power and head (see the module docstring); None: the template.
 
     Examples
     --------
@@ -111,6 +119,7 @@ class BackgroundNoise:
         alpha: bool = True,
         exponent: float = 1.5,
         n_sources: int = 32,
+        subject: SyntheticSubject | None = None,
     ) -> None:
         self.montage = montage
         self.sfreq = float(sfreq or montage.sfreq)
@@ -133,7 +142,7 @@ class BackgroundNoise:
         ori = layout_rng.standard_normal((n_sources, 3))
         ori /= np.linalg.norm(ori, axis=1, keepdims=True)
         sites = np.vstack([rr, _ALPHA_SITES])
-        gain = leadfield(montage, sites)  # (C, n, 3)
+        gain = leadfield(montage, sites, subject.head if subject is not None else TEMPLATE_HEAD)  # (C, n, 3)
         g_pink = np.einsum("cnk,nk->cn", gain[:, :n_sources], ori)
         alpha_ori = np.array([[-0.3, -0.8, 0.5], [0.3, -0.8, 0.5]])
         alpha_ori /= np.linalg.norm(alpha_ori, axis=1, keepdims=True)
@@ -150,11 +159,13 @@ class BackgroundNoise:
 
         # alpha: band-pass noise, unit variance per source; best channel gets the target rms
         self._alpha_f = layout_rng.uniform(9.0, 11.0, 2)
+        if subject is not None and subject.iaf_hz is not None:  # the same draw, mapped to +-0.2 Hz around it
+            self._alpha_f = subject.iaf_hz + 0.2 * (self._alpha_f - 10.0)
         self._sos_alpha = [signal.butter(2, [f - 1.5, f + 1.5], btype="band", fs=self.sfreq, output="sos")
                            for f in self._alpha_f]
         bw_gain = [np.sqrt(np.sum(signal.sosfilt(s, self._unit_impulse()) ** 2)) for s in self._sos_alpha]
         per_ch_a = np.sqrt((g_alpha**2).sum(1))
-        target_a = np.array([_ALPHA_RMS[t] for t in types])
+        target_a = np.array([_ALPHA_RMS[t] for t in types]) * np.sqrt(subject.alpha_scale if subject else 1.0)
         ref_a = per_ch_a.max() if per_ch_a.max() > 0 else 1.0
         self._mix_alpha = ((g_alpha * (target_a / ref_a)[:, None]).T / np.array(bw_gain)[:, None]).astype(
             np.float32)  # (2, C)

@@ -23,7 +23,7 @@ from ..stream.config import StreamConfig, parse_frame_size
 from .rsvp import RsvpConfig
 
 #: The stream options an RSVP session takes from ``vibe-rt stream`` (same flags, same rules).
-STREAM_OPTIONS = ("model", "backend", "srate", "name", "source_id", "lookahead")
+STREAM_OPTIONS = ("model", "backend", "srate", "name", "source_id", "lookahead", "device", "device_delay", "subject")
 
 
 class _Targets(Rule):
@@ -131,8 +131,9 @@ def run_rsvp_session(config: RsvpSessionConfig) -> dict[str, Any]:
     design = dataclasses.replace(config.design, target_prob=target_prob)
     log_path = config.log or Path(f"rsvp-{_dt.datetime.now():%Y%m%d-%H%M%S}.tsv")
     stream = config.stream
+    stream_name = stream.output_spec().name
     header = {"images": str(config.images), "targets": config.targets, "synth": not config.no_synth,
-              "stream_name": stream.name}
+              "stream_name": stream_name}
     if targets:
         logger.info("targets (press %s): %s", design.response_key, ", ".join(p.name for p in targets[:5]))
 
@@ -143,7 +144,7 @@ def run_rsvp_session(config: RsvpSessionConfig) -> dict[str, Any]:
         return result.to_dict()
 
     if config.no_synth:
-        outlets = MarkerOutlets(stream.name, stream.source_id)
+        outlets = MarkerOutlets(stream_name, stream.source_id)
         try:
             summary = present(outlets)
         finally:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..options import Choice, ExistingPath, NewFile, Number, Rule, Text, option, validate_options
 from ..units import parse_quantity
+
+if TYPE_CHECKING:
+    from ..devices import DeviceProfile
 
 #: Highest output rate (Hz): above every EEG/MEG amplifier's (BioSemi 16 kHz, g.tec 38.4 kHz) with room to spare;
 #: the synthesizer's ring buffer grows with it (about 0.5 GB for 128 channels at this rate).
@@ -24,6 +28,11 @@ MAX_LOOKAHEAD = 10.0
 SOURCES = ("auto", "camera", "video", "images", "demo", "none")
 EVENT_POLICIES = ("auto", "every", "rate", "scene")
 BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")  # vibe_rt.runtime.backends.BACKENDS + "auto"
+DEFAULT_SRATE = 1000.0
+DEFAULT_CHUNK_S = 0.005
+DEFAULT_NAME = "vibe-rt"
+#: Longest emulated transport delay (s), as vibe_rt.devices.profile.MAX_DELAY_S.
+MAX_DEVICE_DELAY = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,15 +63,24 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """How the signal is synthesized: late responses, background level, line noise, random seed, and
-    ``model_scale``: SI units (V or T) per unit of the model's output (1 for a model that emits SI; what
-    ``--unit-scale`` declares for one trained on a.u. data)."""
+    """How the signal is synthesized: late responses, background level, line noise, random seed; ``model_scale``:
+    SI units (V or T) per unit of the model's output (1 for a model that emits SI; what ``--unit-scale`` declares
+    for one trained on a.u. data); and how much later than their onsets responses appear: an emulated device's
+    transport delay (``device_delay_s``: its samples are stamped that late) plus a synthetic subject's latency
+    shift (``latency_shift_s``). Markers keep the true onsets."""
 
     late_policy: str = "clip"
     line_noise: float = 0
     noise_scale: float = 1.0
     seed: int | None = None
     model_scale: float = 1.0
+    device_delay_s: float = 0.0
+    latency_shift_s: float = 0.0
+
+    @property
+    def response_delay_s(self) -> float:
+        """Seconds between an onset and where its response is placed: device delay + latency shift."""
+        return self.device_delay_s + self.latency_shift_s
 
 
 @dataclass(frozen=True)
@@ -122,6 +140,7 @@ def parse_frame_size(text: str, flag: str = "--size", minimum: int = 16) -> tupl
 
 
 _SRC, _SRCOPT, _MODEL, _OUT, _EV, _RUN = "source (one of)", "source options", "model", "output", "events", "run"
+_DEV = "device and subject"
 
 
 @dataclass
@@ -131,7 +150,9 @@ class StreamConfig:
     ``source="auto"`` takes the camera, video or image folder that is given, else the demo scene; ``"none"``
     streams background only (or onsets from :meth:`StreamPipeline.submit_onset`). ``events="auto"`` means
     ``every`` for image folders and ``scene`` otherwise. ``montage`` optionally names the channels to stream: a
-    preset montage name or a comma-separated channel list, a subset of the model's channels.
+    preset montage name or a comma-separated channel list, a subset of the model's channels (of the device's cap
+    with ``device``). ``srate``, ``chunk_ms`` and ``name`` default to the device's (its usual rate, its LSL app's
+    push size and stream name), else to 1000 Hz, 5 ms and ``vibe-rt``.
     """
 
     source: str = option("auto", "--source", "'demo': built-in moving scene (no camera needed, the default); "
@@ -164,12 +185,15 @@ class StreamConfig:
                                       "latency_s applied to the predicted responses",
                                       ExistingPath("file", "calibration profile"), group=_MODEL, type=Path,
                                       metavar="PROFILE")
-    montage: str | None = option(None, "--montage", "stream only these channels of the model: a preset montage "
-                                 "name or a comma-separated channel list (default: all model channels)",
-                                 Text(4096, optional=True), group=_OUT, metavar="NAME|CH,CH,...")
-    srate: float = option(1000.0, "--srate", "output sampling rate in Hz, e.g. 250, 500, 1000 (default: 1000)",
-                          Number(0, MAX_SRATE, lo_open=True, hint="Hz; 250, 500 or 1000 are typical"), group=_OUT)
-    name: str = option("vibe-rt", "--name", "LSL stream name (default: vibe-rt)", Text(100), group=_OUT)
+    montage: str | None = option(None, "--montage", "stream only these channels of the model (of the device's "
+                                 "cap with --device): a preset montage name or a comma-separated channel list "
+                                 "(default: all)", Text(4096, optional=True), group=_OUT, metavar="NAME|CH,CH,...")
+    srate: float | None = option(None, "--srate", "output sampling rate in Hz, e.g. 250, 500, 1000 (default: 1000, "
+                                 "or the device's usual rate)", Number(0, MAX_SRATE, lo_open=True, optional=True,
+                                                                      hint="Hz; 250, 500 or 1000 are typical"),
+                                 group=_OUT, type=float)
+    name: str | None = option(None, "--name", "LSL stream name (default: vibe-rt, or the name the device's LSL app "
+                              "gives its stream)", Text(100, optional=True), group=_OUT)
     source_id: str | None = option(None, "--source-id", "LSL source_id (default: vibe-rt-<name>-<montage>)",
                                    Text(200, optional=True), group=_OUT, metavar="ID")
     lookahead: str | float = option("auto", "--lookahead", "output delay in seconds: the time budget for computing "
@@ -187,8 +211,9 @@ class StreamConfig:
                                     "trained on whitened or z-scored data (unit a.u., e.g. THINGS-EEG2/MEG as "
                                     "published), e.g. '2 uV' or '300 fT'; refused for a model that emits SI units",
                                     _Quantity(), group=_OUT, type=str, metavar="'N UNIT'")
-    chunk_ms: float = option(5.0, "--chunk-ms", "push interval in ms (default: 5)", Number(0, 100, lo_open=True),
-                             group=_OUT, metavar="MS")
+    chunk_ms: float | None = option(None, "--chunk-ms", "push interval in ms (default: 5, or the push size of the "
+                                    "device's LSL app)", Number(0, 100, lo_open=True, optional=True), group=_OUT,
+                                    type=float, metavar="MS")
     record: Path | None = option(None, "--record", "also write the streamed signal and markers to a BrainVision "
                                  "file (readable with mne.io.read_raw_brainvision, also after a crash)",
                                  NewFile((".vhdr",)), group=_OUT, type=Path, metavar="FILE.vhdr")
@@ -196,6 +221,20 @@ class StreamConfig:
                              "(default: refuse, so that no session is lost)", group=_OUT, action="store_true")
     seed: int | None = option(None, "--seed", "random seed (>= 0) of the background, line noise and demo scene",
                               Number(0, 2**63 - 1, integer=True, optional=True), group=_OUT, type=int)
+    device: str | None = option(None, "--device", "emulate an amplifier: a device profile name (vibe-rt devices "
+                                "lists them) or a profile file; streams its cap (every channel gets a response), "
+                                "rates, resolution, units and LSL stream shape", Text(4096, optional=True),
+                                group=_DEV, metavar="NAME|FILE.json")
+    device_delay: float | None = option(None, "--device-delay", "--device: transport delay to emulate in seconds, "
+                                        "the time between a sample's true time and its LSL timestamp (default: the "
+                                        "profile's measured one, 0 where unknown)",
+                                        Number(0, MAX_DEVICE_DELAY, optional=True), group=_DEV, type=float,
+                                        metavar="S")
+    subject: int | None = option(None, "--subject", "a synthetic subject (seed >= 0): individual alpha frequency "
+                                 "and power, evoked latency and amplitude, head size and skull conductivity, drawn "
+                                 "within published ranges (default: the template subject)",
+                                 Number(0, 2**63 - 1, integer=True, optional=True), group=_DEV, type=int,
+                                 metavar="SEED")
     events: str = option("auto", "--events", "which frames are stimulus onsets: every frame, a fixed rate, or "
                          "scene changes (default: auto = every for --images, scene otherwise)",
                          Choice(EVENT_POLICIES), group=_EV, choices=EVENT_POLICIES)
@@ -225,6 +264,8 @@ class StreamConfig:
             raise ConfigError(f"give one source: {' and '.join(given)} were both given")
         if self.source in ("demo", "none") and given:
             raise ConfigError(f"--source {self.source} and {given[0]} name two sources; give one")
+        if self.device_delay is not None and self.device is None:
+            raise ConfigError("--device-delay sets the transport delay of an emulated device; give --device NAME too")
         if self.record is not None and not self.overwrite:
             from .record import recording_files
 
@@ -253,16 +294,25 @@ class StreamConfig:
             return self.events
         return "every" if self.resolved_source == "images" else "scene"
 
-    def output_spec(self) -> OutputSpec:
-        """The :class:`OutputSpec` of these options."""
+    def output_spec(self, device: DeviceProfile | None = None) -> OutputSpec:
+        """The :class:`OutputSpec` of these options; unset rate, push interval and name come from ``device``."""
         lookahead = None if self.lookahead == "auto" else float(self.lookahead)
-        return OutputSpec(srate=float(self.srate), lookahead=lookahead, chunk_s=self.chunk_ms / 1e3, name=self.name,
-                          source_id=self.source_id)
+        srate = float(self.srate or (device.default_rate_hz if device is not None else DEFAULT_SRATE))
+        if self.chunk_ms is not None:
+            chunk_s = self.chunk_ms / 1e3
+        else:
+            chunk_s = device.lsl.chunk_samples(srate) / srate if device is not None else DEFAULT_CHUNK_S
+        name = self.name or (device.lsl.name if device is not None else DEFAULT_NAME)
+        return OutputSpec(srate=srate, lookahead=lookahead, chunk_s=chunk_s, name=name, source_id=self.source_id)
 
-    def synth_spec(self, model_scale: float = 1.0) -> SynthSpec:
-        """The :class:`SynthSpec` of these options (``model_scale``: see :class:`SynthSpec`)."""
+    def synth_spec(self, device: DeviceProfile | None = None, model_scale: float = 1.0) -> SynthSpec:
+        """The :class:`SynthSpec` of these options; with ``device``, responses appear its transport delay late
+        (``--device-delay``, else the profile's, else 0); ``model_scale``: see :class:`SynthSpec`."""
+        delay = 0.0
+        if device is not None:
+            delay = self.device_delay if self.device_delay is not None else device.transport_delay_s or 0.0
         return SynthSpec(late_policy=self.late_policy, line_noise=self.line_noise, noise_scale=self.noise_scale,
-                         seed=self.seed, model_scale=model_scale)
+                         seed=self.seed, model_scale=model_scale, device_delay_s=float(delay))
 
     def inference_spec(self) -> InferenceSpec:
         """The :class:`InferenceSpec` of these options."""
@@ -273,5 +323,5 @@ class StreamConfig:
         return RecordSpec(Path(self.record), self.overwrite) if self.record is not None else None
 
 
-__all__ = ["BACKEND_CHOICES", "InferenceSpec", "MAX_LOOKAHEAD", "MAX_SRATE", "OutputSpec", "RecordSpec",
-           "StreamConfig", "SynthSpec", "parse_frame_size"]
+__all__ = ["BACKEND_CHOICES", "DEFAULT_CHUNK_S", "DEFAULT_NAME", "DEFAULT_SRATE", "InferenceSpec", "MAX_DEVICE_DELAY",
+           "MAX_LOOKAHEAD", "MAX_SRATE", "OutputSpec", "RecordSpec", "StreamConfig", "SynthSpec", "parse_frame_size"]

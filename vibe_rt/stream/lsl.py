@@ -18,6 +18,16 @@ restarts so recorders reconnect; overridable). XDF meta-data (``desc``):
 - ``vibe_rt``: ``version``, ``model_hash``, ``backend``, ``montage``, ``model_sfreq``, ``epoch_tmin``,
   ``late_policy``, ``event_policy``, ``source``.
 
+An emulated device (``--device``, :mod:`vibe_rt.devices`) changes: the type (its LSL app's), ``cap/name`` (the
+profile), with ``cap/reference``, ``cap/ground`` and ``cap/positions`` added; the app's other channels (e.g.
+BioSemi's ``Trig1`` first, ``EX1``-``EX8`` and ``AUX1``-``AUX16`` last: label, unit, type, no location) around
+the EEG ones; ``acquisition/manufacturer``,
+``model`` and ``precision`` (the device's ADC bits), with ``acquisition/resolution`` (the quantization step, in
+``resolution_unit``), ``range`` and ``emulated_by`` added; ``synchronization/offset_mean`` is the emulated transport
+delay (samples are stamped that much after their true time, as the device's app does); and the children its LSL
+app writes besides (e.g. BrainAmp's ``amplifier/settings``) are appended, its ``cap`` and ``acquisition`` entries
+joining (or replacing) vibe-rt's own.
+
 Markers: ``<name>-markers`` (type ``Markers``, 1 channel, irregular rate, ``string``, source_id ``<sid>-markers``):
 one JSON object per onset, timestamped at the onset; and ``<name>-codes`` (type ``Markers``, int32,
 ``<sid>-codes``): the numeric code, only for onsets whose response is in the signal. Both marker outlets
@@ -34,6 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
+from ..devices import DeviceProfile
 from ..montage import Montage
 from .events import onset_marker
 from .lookahead import Lookahead
@@ -47,13 +58,17 @@ def default_source_id(name: str, montage: Montage) -> str:
 
 
 def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, units: Sequence[str],
-                lookahead: Lookahead, chunk_size: int, extra: dict[str, Any] | None = None) -> Any:
+                lookahead: Lookahead, chunk_size: int, extra: dict[str, Any] | None = None,
+                device: DeviceProfile | None = None, device_delay_s: float = 0.0) -> Any:
     """A ``pylsl.StreamInfo`` for the signal stream with the meta-data described in the module docstring."""
     import pylsl
 
-    info = pylsl.StreamInfo(name, montage.modality, montage.n_channels, float(srate), pylsl.cf_float32, source_id)
+    kind = device.lsl.type if device is not None else montage.modality
+    n_extra = device.n_extra if device is not None else 0
+    info = pylsl.StreamInfo(name, kind, montage.n_channels + n_extra, float(srate), pylsl.cf_float32, source_id)
     desc = info.desc()
     chans = desc.append_child("channels")
+    _append_extra_channels(chans, device, "first")
     for label, typ, unit, pos in zip(montage.ch_names, montage.ch_types, units, montage.positions):
         ch = chans.append_child("channel")
         ch.append_child_value("label", label)
@@ -62,16 +77,23 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
         loc = ch.append_child("location")
         for axis, v in zip("XYZ", np.asarray(pos, float) * 1000.0):
             loc.append_child_value(axis, f"{v:.3f}")
-    cap = desc.append_child("cap")
-    cap.append_child_value("name", montage.name)
-    cap.append_child_value("labelscheme", "10-20" if montage.modality == "EEG" else "CTF")
-    acq = desc.append_child("acquisition")
-    acq.append_child_value("manufacturer", "vibe-rt")
-    acq.append_child_value("model", str((extra or {}).get("model", "ViBE")))
-    acq.append_child_value("precision", "32")
-    acq.append_child_value("compensated_lag", "0")
+    _append_extra_channels(chans, device, "last")
+    cap = {"name": montage.name, "labelscheme": "10-20" if montage.modality == "EEG" else "CTF"}
+    acquisition = {"manufacturer": "vibe-rt", "model": str((extra or {}).get("model", "ViBE")), "precision": "32",
+                   "compensated_lag": "0"}
+    app_desc: dict[str, Any] = {}
+    if device is not None:
+        cap.update(reference=device.reference, ground=device.ground, positions=device.positions_from)
+        acquisition.update(manufacturer=device.manufacturer, model=device.model, precision=str(device.precision_bits),
+                           resolution=f"{device.resolution:.10g}", resolution_unit=device.unit,
+                           range=f"{device.range:g}", emulated_by=f"vibe-rt {__version__}")
+        app_desc = dict(device.lsl.desc)
+        cap.update(app_desc.pop("cap", {}))
+        acquisition.update(app_desc.pop("acquisition", {}))
+    _append_tree(desc.append_child("cap"), cap)
+    _append_tree(desc.append_child("acquisition"), acquisition)
     sync = desc.append_child("synchronization")
-    sync.append_child_value("offset_mean", "0")
+    sync.append_child_value("offset_mean", f"{device_delay_s:g}")
     sync.append_child_value("output_delay", f"{lookahead.seconds:.6f}")
     sync.append_child_value("output_delay_mode", lookahead.mode)
     sync.append_child_value("output_delay_rule", lookahead.rule)
@@ -83,7 +105,27 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
     meta.append_child_value("epoch_tmin", f"{montage.tmin:g}")
     for key, value in (extra or {}).items():
         meta.append_child_value(str(key), str(value))
+    _append_tree(desc, app_desc)
     return info
+
+
+def _append_extra_channels(channels: Any, device: DeviceProfile | None, place: str) -> None:
+    """The device app's non-EEG channels (label, unit, type; no location) before or after the EEG ones."""
+    for group in device.extras(place) if device is not None else ():
+        for label in group.labels:
+            ch = channels.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("unit", group.unit)
+            ch.append_child_value("type", group.type)
+
+
+def _append_tree(element: Any, tree: dict[str, Any]) -> None:
+    """Append ``tree`` (name -> text or nested dict) under an XML element, in order."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            _append_tree(element.append_child(key), value)
+        else:
+            element.append_child_value(key, str(value))
 
 
 def default_marker_source_id(name: str) -> str:
@@ -168,17 +210,22 @@ class LslOutlets:
         Samples per push (LSL transmission chunk hint).
     extra : dict | None
         Entries for ``desc/vibe_rt`` (model hash, backend ...).
+    device : DeviceProfile | None
+        An emulated device (type and meta-data: see the module docstring).
+    device_delay_s : float
+        Its emulated transport delay (``synchronization/offset_mean``).
     """
 
     def __init__(self, montage: Montage, srate: float, units: Sequence[str], *, name: str = "vibe-rt",
                  source_id: str | None = None, lookahead: Lookahead = Lookahead.fixed(0.25), chunk_size: int = 5,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, device: DeviceProfile | None = None,
+                 device_delay_s: float = 0.0) -> None:
         import pylsl
 
         self.name = name
         self.source_id = source_id or default_source_id(name, montage)
         info = signal_info(montage, srate, name=name, source_id=self.source_id, units=units, lookahead=lookahead,
-                           chunk_size=chunk_size, extra=extra)
+                           chunk_size=chunk_size, extra=extra, device=device, device_delay_s=device_delay_s)
         self.signal = pylsl.StreamOutlet(info, chunk_size=chunk_size, max_buffered=360)
         self.marker_outlets: MarkerOutlets | None = MarkerOutlets(name, self.source_id,
                                                                   signal_source_id=self.source_id)

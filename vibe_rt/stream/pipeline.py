@@ -28,10 +28,12 @@ import numpy as np
 
 from .._logs import logger
 from ..calibration import CalibrationProfile
+from ..devices import DeviceProfile
 from ..errors import ConfigError, StreamError
 from ..montage import Montage
 from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
 from .config import MAX_LOOKAHEAD, InferenceSpec, OutputSpec, RecordSpec, SynthSpec
+from .device import DeviceOutput
 from .events import EventPolicy, Stimulus, StimulusFactory
 from .lookahead import WARMUP_RUNS, Lookahead, auto_lookahead, grown_lookahead, should_grow
 from .lsl import LslOutlets
@@ -74,7 +76,7 @@ class StreamPipeline:
     montage : Montage | None
         Needed only without a predictor (default: ``predictor.montage``).
     channels : sequence of str | None
-        Subset of the montage channels to stream (default: all).
+        Subset of the montage channels (of the device's cap with ``device``) to stream (default: all).
     output : OutputSpec
         Rate, lookahead, push interval, LSL name and source id.
     synth : SynthSpec
@@ -100,6 +102,16 @@ class StreamPipeline:
         More :class:`~vibe_rt.stream.synth.Synthesizer` options.
     stats_window : int
         Values kept per timing in :attr:`stats` (rolling percentiles); benchmarks raise it to keep a whole run.
+    device : DeviceProfile | None
+        An amplifier to emulate: its cap is streamed (every channel through ``projection``), with its values on
+        its resolution grid within its range (:class:`~vibe_rt.stream.device.DeviceOutput`), its unit, and its LSL
+        app's meta-data and other channels (a trigger channel records each onset's code; the recording keeps the
+        EEG channels); ``synth.device_delay_s`` is its transport delay.
+    projection : ndarray, shape (n_target, n_model) | None
+        Predicted epochs on the model's channels -> responses on the target's (the device's cap, else the
+        model's own channels): ``vibe_rt.app.build_stream`` computes it through the simulator's forward model
+        (:func:`vibe_rt.data.cap.cap_projection`); required with ``device``. None without device: the model's
+        channels as predicted.
     """
 
     def __init__(self, predictor: ResponsePredictor | None = None, *, source: FrameSource | None = None,
@@ -109,7 +121,8 @@ class StreamPipeline:
                  record: RecordSpec | None = None, calibration: CalibrationProfile | None = None,
                  background: Background | str | None = "auto", clock: Clock | None = None,
                  extra_meta: dict[str, Any] | None = None, synth_kwargs: dict[str, Any] | None = None,
-                 stats_window: int = 1000) -> None:
+                 stats_window: int = 1000, device: DeviceProfile | None = None,
+                 projection: np.ndarray | None = None) -> None:
         from .events import EveryFrame
 
         if predictor is None and montage is None:
@@ -117,8 +130,12 @@ class StreamPipeline:
         self.predictor = predictor
         self.model_montage = predictor.montage if predictor is not None else montage
         assert self.model_montage is not None
-        self.montage = self.model_montage.pick(list(channels)) if channels else self.model_montage
-        self._ch_idx = np.array([self.model_montage.ch_names.index(c) for c in self.montage.ch_names])
+        self.device = device
+        target = device.cap_for(self.model_montage) if device is not None else self.model_montage
+        self.montage = target.pick(list(channels)) if channels else target
+        self._projection = self._projection_rows(projection, target)
+        self._ch_idx = np.array([self.model_montage.ch_names.index(c) for c in self.montage.ch_names]
+                                if self._projection is None else [], dtype=int)
         self.source, self.policy = source, policy or EveryFrame()
         self.output = output
         self.srate = float(output.srate)
@@ -132,7 +149,9 @@ class StreamPipeline:
             background = make_background(self.montage, self.srate, seed=synth.seed, scale=synth.noise_scale)
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
                                  line_noise=synth.line_noise, seed=synth.seed, model_scale=synth.model_scale,
-                                 **(synth_kwargs or {}))
+                                 response_delay_s=synth.response_delay_s, **(synth_kwargs or {}))
+        self.device_output = DeviceOutput(device, self.srate) if device is not None else None
+        self.device_delay_s = synth.device_delay_s
         if calibration is not None and not isinstance(calibration, CalibrationProfile):
             raise ConfigError("calibration= takes a CalibrationProfile (vibe_rt.calibration.CalibrationProfile.load)")
         self.calibration = calibration.resolve(self.montage) if calibration is not None else None
@@ -151,6 +170,9 @@ class StreamPipeline:
             self.extra_meta.setdefault("model_unit_in_si", f"{synth.model_scale:g} {self.montage.unit}")
         self.extra_meta.setdefault("event_policy", getattr(self.policy, "name", type(self.policy).__name__))
         self.extra_meta.setdefault("source", source.name if source is not None else "external")
+        if device is not None:
+            self.extra_meta.setdefault("device", device.name)
+            self.extra_meta.setdefault("device_delay_s", f"{synth.device_delay_s:g}")
         self.stats = PipelineStats(self.clock, window=stats_window)
         self.sample_clock: SampleClock | None = None
         self._pacer: Pacer | None = None
@@ -188,15 +210,18 @@ class StreamPipeline:
         units = self.synth.units
         self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.output.name,
                                   source_id=self.output.source_id, lookahead=self.lookahead_choice,
-                                  chunk_size=self.chunk, extra=self.extra_meta)
+                                  chunk_size=self.chunk, extra=self.extra_meta, device=self.device,
+                                  device_delay_s=self.device_delay_s)
         t0 = self.clock()
         self.synth.t0 = t0
         self.sample_clock = SampleClock(self.srate, t0, self.lookahead)
         self._pacer = Pacer(self.sample_clock, self.chunk, self.clock)
         if self.record is not None:
             try:
+                resolution = self.device_output.step if self.device_output is not None else None
                 self.writer = BrainVisionWriter(self.record.path, list(self.output_montage.ch_names), units,
-                                                self.srate, t0, overwrite=self.record.overwrite)
+                                                self.srate, t0, overwrite=self.record.overwrite,
+                                                resolution=resolution)
             except BaseException:
                 self.outlets.close()
                 raise
@@ -241,9 +266,28 @@ class StreamPipeline:
                 times.append(time.perf_counter() - t0)
         return times
 
+    def _projection_rows(self, projection: np.ndarray | None, target: Montage) -> np.ndarray | None:
+        """The rows of ``projection`` (target x model) for the streamed channels, checked."""
+        if projection is None:
+            if self.device is not None:
+                raise ConfigError(f"a {self.device.name} stream needs the projection of the model's channels onto "
+                                  "its cap (projection=; vibe_rt.app.build_stream computes it)")
+            return None
+        matrix = np.asarray(projection, dtype=np.float64)
+        shape = (target.n_channels, self.model_montage.n_channels)
+        if matrix.shape != shape or not np.all(np.isfinite(matrix)):
+            raise ConfigError(f"projection must be a finite {shape[0]} x {shape[1]} matrix (target channels x model "
+                              f"channels), got shape {matrix.shape}")
+        return np.ascontiguousarray(matrix[[target.ch_names.index(c) for c in self.montage.ch_names]])
+
     def _streamed(self, epochs: np.ndarray) -> np.ndarray:
-        """Predicted epochs (B, model channels, T) -> the streamed channels, calibrated."""
-        epochs = np.asarray(epochs)[:, self._ch_idx]
+        """Predicted epochs (B, model channels, T) -> the streamed channels (projected onto the target's), and
+        calibrated."""
+        if self._projection is not None:
+            with np.errstate(all="ignore"):  # a non-finite epoch stays non-finite and is dropped when added
+                epochs = np.einsum("om,bmt->bot", self._projection, np.asarray(epochs, dtype=np.float64))
+        else:
+            epochs = np.asarray(epochs)[:, self._ch_idx]
         if self.calibration is not None:
             with np.errstate(all="ignore"):
                 epochs = self.calibration.apply(epochs)
@@ -348,6 +392,8 @@ class StreamPipeline:
             snap["lookahead_s"] = self.lookahead_choice.seconds
             snap["lookahead_mode"] = self.lookahead_choice.mode
             snap["lookahead_rule"] = self.lookahead_choice.rule
+        if self.device_output is not None:
+            snap["device_saturated"] = self.device_output.saturated
         if self.writer is not None:
             snap["recording"] = self.writer.failure or "ok"
         return snap
@@ -415,6 +461,9 @@ class StreamPipeline:
             self._errors.append(err)
 
     def _enqueue(self, stim: Stimulus) -> None:
+        if self.device_output is not None:  # the amplifier's trigger input sees every onset, at its time
+            self.device_output.trigger(int(round((stim.onset + self.device_delay_s - self.synth.t0) * self.srate)),
+                                       stim.code)
         dropped = None
         with self._cond:
             if len(self._queue) >= self.max_queue:
@@ -531,10 +580,14 @@ class StreamPipeline:
                     while self._unemitted and self._unemitted[0][0] < start + n:
                         emitted.append(heapq.heappop(self._unemitted)[1])
                 data = self.synth.finish(pending, start)
+                frame = data
+                if self.device_output is not None:  # the last step: nothing may be added after it
+                    data = self.device_output.apply(data)
+                    frame = self.device_output.frame(data, start)  # with the device's other channels
                 sc = pacer.sample_clock  # its lookahead may grow once (timestamps do not depend on it)
                 stamps = sc.timestamps(start, n)
                 t_push = clock()
-                self.outlets.push_signal(data, stamps)
+                self.outlets.push_signal(frame, stamps)
                 t_done = clock()
                 pacer.advance(n)
                 st.time("push", t_done - t_push)

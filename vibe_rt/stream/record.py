@@ -15,7 +15,9 @@ Markers: responses in the signal (status ``ok`` or ``clipped``) are ``Stimulus``
 annotation ``Stimulus/S  1``); onsets whose response was dropped are ``Comment`` markers naming the status
 (``Comment/dropped-late`` ...). A marker whose sample was never written (the stream stopped first) is left out.
 EEG is stored in microvolts (MNE converts to volts); MEG channels are stored in tesla with unit ``T`` (MNE does
-not know MEG in BrainVision files and reads them as misc channels).
+not know MEG in BrainVision files and reads them as misc channels). An emulated device's recording stores its
+ADC codes instead, as BrainVision Recorder does: 32-bit integers (``INT_32``) with the device's quantization step
+as each channel's "Resolution in unit" (value = code x resolution).
 """
 
 from __future__ import annotations
@@ -61,12 +63,16 @@ class BrainVisionWriter:
         LSL time of the first sample (for marker positions).
     overwrite : bool
         Replace an existing recording of that name (default: :class:`ConfigError` if any of its files exists).
+    resolution : float | None
+        Quantization step of the data in its unit (an emulated device's): the data are stored as integer
+        multiples of it (``INT_32``); None: stored as they are (``IEEE_FLOAT_32``, resolution 1).
     """
 
     def __init__(self, path: str | Path, ch_names: list[str], units: list[str], srate: float, t0: float, *,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, resolution: float | None = None) -> None:
         self.vhdr, self.vmrk, self.eeg = recording_files(path)
         self.srate, self.t0 = float(srate), float(t0)
+        self.resolution = resolution
         self.n_channels = len(ch_names)
         self.n_samples = 0
         self.failure: str | None = None
@@ -81,12 +87,12 @@ class BrainVisionWriter:
             "", "[Common Infos]", "Codepage=UTF-8", f"DataFile={self.eeg.name}", f"MarkerFile={self.vmrk.name}",
             "DataFormat=BINARY", "DataOrientation=MULTIPLEXED", f"NumberOfChannels={self.n_channels}",
             "; Sampling interval in microseconds", f"SamplingInterval={1e6 / self.srate:.10g}",
-            "", "[Binary Infos]", "BinaryFormat=IEEE_FLOAT_32", "", "[Channel Infos]",
-            "; Ch<n>=<Name>,<Reference>,<Resolution in unit>,<Unit>",
+            "", "[Binary Infos]", f"BinaryFormat={'INT_32' if resolution else 'IEEE_FLOAT_32'}", "",
+            "[Channel Infos]", "; Ch<n>=<Name>,<Reference>,<Resolution in unit>,<Unit>",
         ]
         for i, (name, unit) in enumerate(zip(ch_names, units), 1):
             safe = name.replace(",", "\\1")  # BrainVision escapes commas in names as \1
-            lines.append(f"Ch{i}={safe},,1,{_BV_UNITS.get(unit, unit)}")
+            lines.append(f"Ch{i}={safe},,{resolution or 1:.10g},{_BV_UNITS.get(unit, unit)}")
         header = ("Brain Vision Data Exchange Marker File, Version 1.0\n\n[Common Infos]\nCodepage=UTF-8\n"
                   f"DataFile={self.eeg.name}\n\n[Marker Infos]\n"
                   "; Mk<n>=<Type>,<Description>,<Position in data points>,<Size>,<Channel (0 = all)>\n"
@@ -110,7 +116,10 @@ class BrainVisionWriter:
 
     def write(self, chunk: np.ndarray) -> None:
         """Append (n, C) samples and flush; then the markers that point into them."""
-        data = np.ascontiguousarray(chunk, dtype="<f4")
+        if self.resolution:
+            data = np.ascontiguousarray(np.rint(np.asarray(chunk, np.float64) / self.resolution), dtype="<i4")
+        else:
+            data = np.ascontiguousarray(chunk, dtype="<f4")
         with self._lock:
             if self.failure is not None or self._eeg.closed:
                 return

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .._logs import logger
 from ..calibration import CalibrationProfile, LatentAdapter
+from ..devices import DeviceProfile, load_device
 from ..errors import ConfigError
 from ..montage import Montage
 from ..units import parse_quantity, parse_unit, unit_dimension
@@ -35,7 +38,8 @@ class StreamPlan:
     """What a valid :class:`StreamConfig` resolves to: the typed parts :class:`StreamPipeline` takes.
 
     Built by :func:`preflight`, which checks everything that can be checked before the model loads (options,
-    source, montage channels, calibration, recording path), so that bad input is reported in one line first.
+    source, device profile, montage channels, calibration, recording path), so that bad input is reported in one
+    line first.
     """
 
     config: StreamConfig
@@ -48,19 +52,29 @@ class StreamPlan:
     synth: SynthSpec
     inference: InferenceSpec
     record: RecordSpec | None
+    device: DeviceProfile | None = None
+
+    @property
+    def target_montage(self) -> Montage:
+        """The channels responses are made for: the device's cap (with the model's rate and epoch window), else
+        the model's own."""
+        return self.device.cap_for(self.model_montage) if self.device is not None else self.model_montage
 
     @property
     def streamed_montage(self) -> Montage:
-        """The channels that are streamed (the model's, or the subset ``--montage`` names)."""
-        return self.model_montage.pick(list(self.channels)) if self.channels else self.model_montage
+        """The channels that are streamed (the target's, or the subset ``--montage`` names)."""
+        return self.target_montage.pick(list(self.channels)) if self.channels else self.target_montage
 
     def pipeline(self, predictor: ResponsePredictor | None, extra_meta: dict[str, Any] | None = None,
-                 background: Background | str | None = "auto") -> StreamPipeline:
-        """A (not started) :class:`StreamPipeline` of this plan (``background``: see :class:`StreamPipeline`)."""
+                 background: Background | str | None = "auto", projection: np.ndarray | None = None
+                 ) -> StreamPipeline:
+        """A (not started) :class:`StreamPipeline` of this plan (``background``, ``projection``: see
+        :class:`StreamPipeline`)."""
         return StreamPipeline(
             predictor, source=self.source, policy=self.policy, montage=self.model_montage,
             channels=self.channels, output=self.output, synth=self.synth, inference=self.inference,
-            record=self.record, calibration=self.calibration, background=background, extra_meta=extra_meta)
+            record=self.record, calibration=self.calibration, background=background, extra_meta=extra_meta,
+            device=self.device, projection=projection)
 
 
 def build_source(cfg: StreamConfig) -> FrameSource | None:
@@ -91,25 +105,33 @@ def preflight(config: StreamConfig, model_montage: Montage | None = None, model_
         of ``config.model`` records (read without building the model). A predictor without a unit emits SI.
     """
     config.validate()
+    device = load_device(config.device) if config.device else None
+    output = config.output_spec(device)
+    if device is not None and config.srate is not None:
+        device.require_rate(output.srate)
     source = build_source(config)
     if source is not None:
         source.probe()  # a missing camera or unreadable file is reported before the model loads
     if model_montage is None:
         model_montage, model_unit = _checkpoint_description(config.model)
     model_scale = si_per_model_unit(model_unit or model_montage.unit, model_montage, config.unit_scale)
-    resample_factors(model_montage.sfreq, config.srate)  # --srate must be a rational multiple of the model's
-    channels = _channels(config.montage, model_montage)
+    if device is not None and model_montage.modality != "EEG":
+        raise ConfigError(f"--device {device.name} emulates an EEG amplifier, but the model predicts "
+                          f"{model_montage.modality} ({model_montage.name}); give an EEG model (--model)")
+    resample_factors(model_montage.sfreq, output.srate)  # --srate must be a rational multiple of the model's
+    target = device.cap_for(model_montage) if device is not None else model_montage
+    channels = _channels(config.montage, target, f"the {device.name} cap" if device else "")
     calibration = None
     if config.calibration is not None:
         calibration = CalibrationProfile.load(config.calibration)
-        calibration.resolve(model_montage.pick(channels) if channels else model_montage)
+        calibration.resolve(target.pick(channels) if channels else target)
         if calibration.adapter is not None:
             _check_adapter_model(calibration.adapter, config.model)
     policy = make_policy(config.resolved_events, rate=config.event_rate, threshold=config.threshold,
                          refractory=config.refractory, max_interval=config.max_interval or None)
     return StreamPlan(config, source, policy, model_montage, tuple(channels) if channels else None, calibration,
-                      config.output_spec(), config.synth_spec(model_scale), config.inference_spec(),
-                      config.record_spec())
+                      output, config.synth_spec(device, model_scale), config.inference_spec(),
+                      config.record_spec(), device)
 
 
 def si_per_model_unit(model_unit: str, montage: Montage, unit_scale: str | None) -> float:
@@ -153,8 +175,9 @@ def _checkpoint_description(model: str | Path | None) -> tuple[Montage, str]:
     return Montage.from_dict(document["montage"]), checkpoint.document_unit(document)
 
 
-def _channels(spec: str | None, model: Montage) -> list[str] | None:
-    """The channels that ``--montage`` names (None: all), checked against the model's montage."""
+def _channels(spec: str | None, model: Montage, cap: str = "") -> list[str] | None:
+    """The channels that ``--montage`` names (None: all), checked against the model's montage (or a device's cap,
+    named by ``cap``)."""
     if not spec:
         return None
     from ..montage import get_montage, list_montages
@@ -170,6 +193,9 @@ def _channels(spec: str | None, model: Montage) -> list[str] | None:
     if dups:
         raise ConfigError(f"--montage lists the channels {dups} more than once; name each channel once")
     missing = [c for c in names if c not in model.ch_names]
+    if missing and cap:
+        raise ConfigError(f"--montage {spec!r}: channels {missing[:10]} are not on {cap} "
+                          f"({', '.join(model.ch_names[:6])}...); use a subset of its channels")
     if missing:
         if len(names) == 1:  # most likely a misspelt preset name
             raise ConfigError(f"--montage {spec!r} is neither a preset montage ({', '.join(list_montages())}) nor "

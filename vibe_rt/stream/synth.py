@@ -14,7 +14,9 @@ Pure and single-threaded (the pipeline serialises calls with a lock):
 Timing: sample ``n`` of the output has the time ``t0 + n / srate``. Epoch sample ``j`` (output rate) belongs to
 the time ``onset + tmin + j / srate``; its output index is ``round((onset + tmin - t0) * srate) + j``. The
 rounding places each response within half an output sample (0.5 ms at 1 kHz) of its exact time, well below
-the model rate's own resolution (5-10 ms); no fractional-delay filter is applied.
+the model rate's own resolution (5-10 ms); no fractional-delay filter is applied. ``response_delay_s`` places
+every response that much later (an emulated device's transport delay, a synthetic subject's latency shift); a
+negative one moves it earlier, with its part that would precede the onset left out.
 
 Late responses: an epoch whose first sample index has already been rendered is *late* (counted). With
 ``late_policy="drop"`` it is discarded; with ``"clip"`` the samples that are still to come are added (the
@@ -239,12 +241,15 @@ class Synthesizer:
         The background is drawn in blocks of this duration (see :class:`BlockBackground`); 0 draws per render.
     model_scale : float
         SI units per unit of the epochs added (1: they are in SI; see :class:`vibe_rt.stream.config.SynthSpec`).
+    response_delay_s : float
+        Every response is placed this many seconds later than its onset says (negative: earlier).
     """
 
     def __init__(self, montage: Montage, srate: float, *, background: Background | None = None, t0: float = 0.0,
                  late_policy: str = "clip", line_noise: float = 0.0, line_noise_amplitude: float | None = None,
                  include_prestimulus: bool = False, taper_s: float = 0.02, max_delay_s: float = 60.0,
-                 seed: int | None = None, background_block_s: float = 0.05, model_scale: float = 1.0) -> None:
+                 seed: int | None = None, background_block_s: float = 0.05, model_scale: float = 1.0,
+                 response_delay_s: float = 0.0) -> None:
         if late_policy not in LATE_POLICIES:
             raise ConfigError(f"unknown late policy {late_policy!r}; use one of {', '.join(LATE_POLICIES)}")
         if line_noise not in (0, 50, 60):
@@ -268,8 +273,12 @@ class Synthesizer:
             self.line = LineNoise(line_noise, self.srate, amps, seed)
         # epoch geometry at the output rate
         self.tmin_samples = montage.tmin * self.srate
+        self.response_delay_s = float(response_delay_s)
+        self._delay_samples = self.response_delay_s * self.srate
         n_out = int(math.ceil(montage.n_times * self.up / self.down))
-        self.j0 = 0 if include_prestimulus else max(0, int(math.ceil(-self.tmin_samples - 1e-6)))
+        # the post-onset part; moved earlier (a negative delay), it still starts at the onset, not before it
+        first = -self.tmin_samples - min(self._delay_samples, 0.0)
+        self.j0 = 0 if include_prestimulus else max(0, int(math.ceil(first - 1e-6)))
         self.epoch_samples = n_out - self.j0
         self.max_delay = int(max_delay_s * self.srate)
         cap = 1 << int(math.ceil(math.log2(max(4 * n_out, int(2 * self.srate), 1024))))
@@ -282,7 +291,7 @@ class Synthesizer:
     # geometry -----------------------------------------------------------------------------------------------
     def onset_index(self, onset: float) -> int:
         """Output index of the first added sample of a response with this onset (see the module docstring)."""
-        return int(round((onset - self.t0) * self.srate + self.tmin_samples)) + self.j0
+        return int(round((onset - self.t0) * self.srate + self.tmin_samples + self._delay_samples)) + self.j0
 
     def prepare(self, epochs: np.ndarray) -> np.ndarray:
         """Model-rate SI epochs (B, C, T) -> output-rate, output-unit additions (B, L, C) float64."""
