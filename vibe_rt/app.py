@@ -1,5 +1,6 @@
 """The library calls behind ``vibe-rt stream`` that join packages: options -> checkpoint -> predictor -> pipeline,
-with the realistic background of :mod:`vibe_rt.data.noise`.
+with the realistic background of :mod:`vibe_rt.data.noise` and the artifact topographies of
+:mod:`vibe_rt.data.artifacts`.
 
 :mod:`vibe_rt.stream` runs a pipeline around any predictor and :mod:`vibe_rt.runtime` makes predictors; neither
 imports the other (a test checks the dependency rule). This module joins them::
@@ -21,6 +22,7 @@ from .stream.run import run_pipeline
 def build_stream(config: StreamConfig, predictor: ResponsePredictor | None = None) -> StreamPipeline:
     """A (not started) pipeline for ``config``: checked first (:func:`~vibe_rt.stream.run.preflight`, before any
     model loads), then the predictor of ``config.model`` on ``config.backend`` unless ``predictor`` is given."""
+    from .data.artifacts import artifact_topographies
     from .data.noise import BackgroundNoise
 
     plan = preflight(config, predictor.montage if predictor is not None else None)
@@ -31,7 +33,9 @@ def build_stream(config: StreamConfig, predictor: ResponsePredictor | None = Non
     spec = plan.synth
     background = (BackgroundNoise(plan.streamed_montage, plan.output.srate, seed=spec.seed, scale=spec.noise_scale)
                   if spec.noise_scale > 0 else None)
-    return plan.pipeline(predictor, dict(getattr(predictor, "meta", {})), background=background)
+    topographies = artifact_topographies(plan.streamed_montage) if spec.artifacts else None
+    return plan.pipeline(predictor, dict(getattr(predictor, "meta", {})), background=background,
+                         artifact_topographies=topographies)
 
 
 def run_stream(config: StreamConfig, *, predictor: ResponsePredictor | None = None,

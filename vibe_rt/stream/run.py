@@ -15,13 +15,16 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+import numpy as np
 
 from .._logs import logger
 from ..calibration import CalibrationProfile, LatentAdapter
 from ..errors import ConfigError
 from ..montage import Montage
 from .clock import lsl_clock
+from .artifacts import check_artifacts
 from .config import InferenceSpec, OutputSpec, RecordSpec, StreamConfig, SynthSpec, parse_frame_size
 from .events import EventPolicy, make_policy
 from .pipeline import ResponsePredictor, StreamPipeline
@@ -54,12 +57,15 @@ class StreamPlan:
         return self.model_montage.pick(list(self.channels)) if self.channels else self.model_montage
 
     def pipeline(self, predictor: ResponsePredictor | None, extra_meta: dict[str, Any] | None = None,
-                 background: Background | str | None = "auto") -> StreamPipeline:
-        """A (not started) :class:`StreamPipeline` of this plan (``background``: see :class:`StreamPipeline`)."""
+                 background: Background | str | None = "auto",
+                 artifact_topographies: Mapping[str, np.ndarray] | None = None) -> StreamPipeline:
+        """A (not started) :class:`StreamPipeline` of this plan (``background``, ``artifact_topographies``: see
+        :class:`StreamPipeline`)."""
         return StreamPipeline(
             predictor, source=self.source, policy=self.policy, montage=self.model_montage,
             channels=self.channels, output=self.output, synth=self.synth, inference=self.inference,
-            record=self.record, calibration=self.calibration, background=background, extra_meta=extra_meta)
+            record=self.record, calibration=self.calibration, background=background, extra_meta=extra_meta,
+            artifact_topographies=artifact_topographies)
 
 
 def build_source(cfg: StreamConfig) -> FrameSource | None:
@@ -96,16 +102,19 @@ def preflight(config: StreamConfig, model_montage: Montage | None = None) -> Str
         model_montage = _checkpoint_montage(config.model)
     resample_factors(model_montage.sfreq, config.srate)  # --srate must be a rational multiple of the model's
     channels = _channels(config.montage, model_montage)
+    streamed = model_montage.pick(channels) if channels else model_montage
     calibration = None
     if config.calibration is not None:
         calibration = CalibrationProfile.load(config.calibration)
-        calibration.resolve(model_montage.pick(channels) if channels else model_montage)
+        streamed = calibration.resolve(streamed).output_montage  # the labels the stream carries
         if calibration.adapter is not None:
             _check_adapter_model(calibration.adapter, config.model)
+    synth = config.synth_spec()
+    check_artifacts(synth.artifacts, streamed, config.srate)
     policy = make_policy(config.resolved_events, rate=config.event_rate, threshold=config.threshold,
                          refractory=config.refractory, max_interval=config.max_interval or None)
     return StreamPlan(config, source, policy, model_montage, tuple(channels) if channels else None, calibration,
-                      config.output_spec(), config.synth_spec(), config.inference_spec(), config.record_spec())
+                      config.output_spec(), synth, config.inference_spec(), config.record_spec())
 
 
 def _checkpoint_montage(model: str | Path | None) -> Montage:
