@@ -388,7 +388,9 @@ class _SaccadePart(_Part):
         super().__init__(injector, kind)
         self.spec = spec
         self.train = None if spec.at_onsets else _Train(spec.rate_per_min, self.srate, self.times, spec.dead_s)
-        self.per_degree = injector.topography("saccade") * (spec.uv_per_degree * 1e-6)
+        topo = injector.topography("saccade")
+        self.per_degree = topo * (spec.uv_per_degree * 1e-6)
+        self.channels = injector.names_where(np.abs(topo) >= 0.1)
         self.triggers: collections.deque[int] = collections.deque()  # onset samples (appended by other threads)
         self._waiting: list[int] = []  # heap of saccade starts
         self.active: collections.deque[tuple[int, int, float, float]] = collections.deque()  # start, n, g0, delta
@@ -420,7 +422,7 @@ class _SaccadePart(_Part):
             self._planned_gaze += sign * amp
             self._free_from = onset + n_sac
             self.emit(onset, n_sac, degrees=round(sign * amp, 3), gaze_deg=round(self._planned_gaze, 3),
-                      trigger="onset" if self.spec.at_onsets else "random")
+                      trigger="onset" if self.spec.at_onsets else "random", channels=self.channels)
 
     def render(self, start: int, n: int, out: np.ndarray | None) -> np.ndarray | None:
         self.schedule(start, n)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .artifacts import ArtifactInjector
 
 LATE_POLICIES = ("drop", "clip")
+_MAX_LINE_TABLE = 1 << 22  # values (32 MiB) of one line-noise period kept per stream
 _UNIT_SCALE = {"eeg": (1e6, "microvolts"), "mag": (1.0, "tesla"), "grad": (1.0, "tesla/meter")}
 
 
@@ -213,9 +214,26 @@ class LineNoise:
                 self.components.append((k * self.freq, self.amplitude * float(rel)))
                 self._phases.append(phase)
         self._int = float(freq).is_integer() and float(srate).is_integer()
+        # integer rates: the sum repeats every srate / gcd(freq, srate) samples; rendered once, then sliced
+        self._period: np.ndarray | None = None
+        if self._int:
+            period = int(srate) // math.gcd(int(freq), int(srate))
+            if period * self.amplitude.shape[0] <= _MAX_LINE_TABLE:
+                self._period = self._compute(0, period)
 
     def render(self, start: int, n: int) -> np.ndarray:
         """(n, C) SI-unit line noise for samples ``start .. start + n - 1``."""
+        table = self._period
+        if table is None:
+            return self._compute(start, n)
+        period = table.shape[0]
+        idx = (start + np.arange(n)) % period if n > period - start % period else None
+        if idx is not None:
+            return table[idx]
+        i = start % period
+        return table[i:i + n].copy()
+
+    def _compute(self, start: int, n: int) -> np.ndarray:
         idx = np.arange(start, start + n, dtype=np.int64)
         out = None
         for (freq, amp), phase in zip(self.components, self._phases):
