@@ -301,3 +301,34 @@ def test_every_artifact_and_fault_has_its_marker_and_recording_annotation(source
     assert notes["Comment/fault-freeze-start"] == pytest.approx(1 / 500)
     blink = [a for a in raw.annotations if a["description"] == "Comment/artifact-blink"][0]
     assert 0.2 <= blink["duration"] <= 0.4  # the marker's size is the blink's duration
+
+
+def test_saccades_follow_the_onsets_and_a_drifting_clock_places_responses_at_device_time(source_id):
+    """saccades:scene: one saccade 0.15-0.3 s after each onset; with drift:10000ppm the response sits at the sample
+    the (fast) device takes at the true onset time, i.e. at ``t0 + (onset - t0) * 1.01`` in stream stamps."""
+    from _stream_helpers import PulsePredictor
+
+    montage = _montage()
+    pipe = StreamPipeline(PulsePredictor(montage, latency=0.1), background=None,
+                          output=OutputSpec(srate=500.0, lookahead=0.3, source_id=source_id,
+                                            faults=parse_faults("drift:10000ppm")),
+                          synth=SynthSpec(seed=1, artifacts=parse_artifacts("saccades:scene")),
+                          artifact_topographies=artifact_topographies(montage))
+    with pipe:
+        sig, mk = _inlet(source_id), _inlet(f"{source_id}-markers")
+        t0 = pipe.sample_clock.t0
+        onsets = [t0 + 1.0 + 0.6 * k for k in range(3)]
+        for onset in onsets:
+            pipe.submit_onset(np.zeros((8, 8, 3), np.uint8), onset)
+        x, ts, _, markers = _receive(sig, onsets[-1] - pylsl.local_clock() + 1.5, mk)
+    device = [t0 + (t - t0) * 1.01 for t in onsets]
+    saccades = [m for m in markers if m.get("artifact") == "saccade"]
+    assert [m["trigger"] for m in saccades] == ["onset"] * 3
+    for m, at in zip(saccades, device):
+        assert 0.15 - 2e-3 <= m["onset"] - at <= 0.3 + 2e-3 and "F8" in m["channels"]
+    stimuli = [m for m in markers if "event" in m]
+    assert [m["onset"] for m in stimuli] == pytest.approx(onsets, abs=1e-6)  # markers keep the true time
+    cz = x[:, FRONTAL.index("Cz")]  # midline: no saccade potential
+    for at in device:
+        window = (ts >= at) & (ts < at + 0.3)
+        assert ts[window][np.argmax(cz[window])] == pytest.approx(at + 0.1, abs=2 / 500)
