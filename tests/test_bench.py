@@ -79,6 +79,26 @@ def test_bench_stream_quick(tmp_path):
     assert (tmp_path / next(tmp_path.glob("stream-*.json")).with_suffix(".png").name).is_file()
 
 
+def test_bench_stream_with_artifacts_runs_with_and_without_them(tmp_path):
+    """`--artifacts`: the artifacts are rendered and counted, a run of the same shape without them sits beside it,
+    above 64 channels on BioSemi-128 positions; the README table names both rows."""
+    from vibe_rt.bench.tables import stream_table
+
+    rc = main(["bench", "stream", "--quick", "--duration", "2", "--no-peer", "--channels", "96", "--srate", "500",
+               "--artifacts", "line:50,bad-channel:flat,blinks:100/min", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads(next(tmp_path.glob("stream_artifacts-*.json")).read_text())
+    assert doc["config"]["artifacts"] == "blinks:100/min,bad-channel:flat,line:50"
+    with_art, plain = doc["vibe_rt"]["streamer"], doc["vibe_rt_plain"]["streamer"]
+    assert with_art["artifacts"]["line"] == 1 and with_art["artifacts"]["bad-channel"] == 1 and plain["artifacts"] == {}
+    for part in ("vibe_rt", "vibe_rt_plain"):
+        assert doc[part]["receiver"]["gaps"] == 0 and doc[part]["receiver"]["n_received"] >= 700
+    assert not list(tmp_path.glob("stream-*.json"))  # the plain stream result is left alone
+    table = stream_table(tmp_path)
+    assert "vibe-rt + artifacts line:50,bad-channel:flat,blinks:100/min" in table and "vibe-rt, no artifacts" in table
+    assert "96 ch @ 500 Hz" in table
+
+
 def test_bench_rejects_bad_options(capsys):
     assert main(["bench", "latency", "--backend", "nonsense"]) == 2
     assert "unknown backend" in capsys.readouterr().err
@@ -182,7 +202,7 @@ def test_scripts_are_thin_entry_points():
     from vibe_rt.bench.suite import BENCHMARKS
 
     scripts = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name != "_entry.py")
-    assert len(scripts) == 10
+    assert len(scripts) == 11
     names = set()
     for path in scripts:
         body = ast.parse(path.read_text()).body

@@ -1,6 +1,7 @@
 """The library calls behind ``vibe-rt stream`` that join packages: options -> checkpoint -> predictor -> pipeline,
-with the realistic background of :mod:`vibe_rt.data.noise`, and, for an emulated device or a synthetic subject,
-the cap projection and individual parameters of :mod:`vibe_rt.data`.
+with the realistic background of :mod:`vibe_rt.data.noise`, the artifact topographies of
+:mod:`vibe_rt.data.artifacts`, and, for an emulated device or a synthetic subject, the cap projection and
+individual parameters of :mod:`vibe_rt.data`.
 
 :mod:`vibe_rt.stream` runs a pipeline around any predictor and :mod:`vibe_rt.runtime` makes predictors; neither
 imports the other (a test checks the dependency rule), nor :mod:`vibe_rt.data` (physiology). This module joins
@@ -36,6 +37,7 @@ def build_stream(config: StreamConfig, predictor: ResponsePredictor | None = Non
     (:func:`vibe_rt.data.cap.cap_projection`, one matrix computed here); the subject's latency shift moves every
     response, and the background is that subject's, on the streamed channels.
     """
+    from .data.artifacts import artifact_topographies
     from .data.noise import BackgroundNoise
     from .data.subject import draw_subject
 
@@ -53,7 +55,9 @@ def build_stream(config: StreamConfig, predictor: ResponsePredictor | None = Non
     spec = plan.synth
     background = (BackgroundNoise(plan.streamed_montage, plan.output.srate, seed=spec.seed, scale=spec.noise_scale,
                                   subject=subject) if spec.noise_scale > 0 else None)
-    return plan.pipeline(predictor, meta, background=background, projection=projection)
+    topographies = artifact_topographies(plan.streamed_montage) if spec.artifacts else None
+    return plan.pipeline(predictor, meta, background=background, projection=projection,
+                         artifact_topographies=topographies)
 
 
 def _individualise(plan: StreamPlan, subject: SyntheticSubject | None, meta: dict[str, Any]

@@ -36,7 +36,10 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "lookahead": (("--lookahead",), dict(type=float, metavar="S", help="output delay in s (default 0.25)")),
     "srate": (("--srate",), dict(type=float, help="output rate in Hz (default 1000)")),
     "chunk_ms": (("--chunk-ms",), dict(type=float, help="push interval in ms (default 5)")),
-    "channels": (("--channels",), dict(type=int, help="channels (default 64)")),
+    "channels": (("--channels",), dict(type=int, help="channels (default 64; up to 128: BioSemi-128 above 64)")),
+    "artifacts": (("--artifacts",), dict(metavar="LIST", help="artifacts vibe-rt injects, as for `vibe-rt stream` "
+                                                           "(e.g. realistic); also runs without them and writes "
+                                                           "stream_artifacts-<machine>.json")),
     "peer": (("--no-peer",), dict(action="store_false", help="skip MNE-LSL's PlayerLSL")),
     "event_rate": (("--event-rate",), dict(type=float, help="onsets/s (default 5, quick 10)")),
     "fps": (("--fps",), dict(type=float, help="demo-source frame rate (default 30)")),
@@ -80,7 +83,7 @@ _BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
                  "refresh_hz", "video")),
     "stream": ("sampling-rate error, timestamp regularity, push lag and drift received by an LSL inlet in another "
                "process, vs MNE-LSL's PlayerLSL",
-               ("quick", "duration", "channels", "srate", "chunk_ms", "lookahead", "peer")),
+               ("quick", "duration", "channels", "srate", "chunk_ms", "lookahead", "peer", "artifacts")),
     "throughput": ("events/s per backend and batch size within the p99 latency target",
                    ("quick", *_INFERENCE, "lookahead", "target_ms", "max_batch")),
     "quality": ("encoding r of the embedded default and --model checkpoints vs the ridge baseline and the noise "
@@ -98,6 +101,8 @@ _BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "experiment-timing": ("PsychoPy RSVP onset and marker timing (Xvfb when there is no DISPLAY; writes "
                           "experiment_timing[_synth]-<machine>.json)",
                           ("quick", "duration", "pacing", "size", "synth")),
+    "artifacts": ("5 s of a 64-channel stream with every artifact as an LSL inlet receives it: markers per kind, "
+                  "blink amplitudes, and the README's picture (writes artifacts-<machine>.json and .png)", ()),
 }
 _SUITE = ("latency", "stream", "throughput", "quality")  # vibe_rt.bench.suite.SUITE (not imported here)
 

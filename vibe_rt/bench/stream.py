@@ -26,6 +26,10 @@ For vibe-rt also (``streamer``): ``push_lag_ms`` (push wall time minus the inten
 sample, from the outlet thread), ``push_call_ms``, ``effective_srate_hz`` and CPU use of the outlet thread and
 of the whole process (% of one core; the loop also generates the 1/f + alpha background of every channel).
 
+With ``artifacts`` (e.g. ``realistic``, :mod:`vibe_rt.stream.artifacts`) the vibe-rt streamer injects them too
+(their topographies from :mod:`vibe_rt.data.artifacts`), and runs a second time without them on the same shape
+(``vibe_rt_plain``), so that their cost shows; the result is ``stream_artifacts-<machine>.json``.
+
 Targets: rate error < 0.01 % (both), push lag p99 < 5 ms, outlet loop < 10 % of one core.
 """
 
@@ -44,21 +48,23 @@ from ..errors import ConfigError
 from .common import load_average, percentiles, result_path, write_result
 
 NAME = "stream"
+NAME_ARTIFACTS = "stream_artifacts"
 TARGETS = {"rate_error_pct": 0.01, "push_lag_p99_ms": 5.0, "outlet_cpu_pct": 10.0}
 _WARMUP_S = 1.0
 
 
 def bench_montage(n_channels: int):
-    """The first ``n_channels`` BioSemi-64 channels as a montage (model rate 100 Hz; no model is run)."""
+    """The first ``n_channels`` BioSemi-64 channels as a montage (BioSemi-128 above 64 channels; model rate 100 Hz;
+    no model is run)."""
     import mne
 
     from ..montage import make_montage
 
-    names = mne.channels.make_standard_montage("biosemi64").ch_names
+    cap = "biosemi64" if n_channels <= 64 else "biosemi128"
+    names = mne.channels.make_standard_montage(cap).ch_names
     if not 1 <= n_channels <= len(names):
         raise ConfigError(f"--channels must be 1..{len(names)}, got {n_channels}")
-    return make_montage("biosemi64", names[:n_channels], sfreq=100.0, tmin=-0.2, n_times=100,
-                        name=f"bench{n_channels}")
+    return make_montage(cap, names[:n_channels], sfreq=100.0, tmin=-0.2, n_times=100, name=f"bench{n_channels}")
 
 
 def analyse_received(stamps: np.ndarray, arrivals: np.ndarray, srate: float, delay: float) -> dict[str, Any]:
@@ -138,17 +144,22 @@ def receiver(source_id: str, duration: float, srate: float, delay: float, out: A
 
 
 def stream_vibe(source_id: str, n_channels: int, srate: float, chunk_ms: float, lookahead: float,
-                max_duration: float, stop: Any, out: Any) -> None:
-    """Stream background activity with vibe-rt's pipeline (no model) until ``stop`` is set."""
+                max_duration: float, stop: Any, out: Any, artifacts: str | None = None) -> None:
+    """Stream background activity (and ``artifacts``) with vibe-rt's pipeline (no model) until ``stop`` is set."""
     try:
+        from ..data.artifacts import artifact_topographies
         from ..data.noise import BackgroundNoise
-        from ..stream import OutputSpec, StreamPipeline
+        from ..stream import OutputSpec, StreamPipeline, SynthSpec
+        from ..stream.artifacts import parse_artifacts
 
         window = int(max_duration * 1000 / chunk_ms * 1.5) + 1000
         montage = bench_montage(n_channels)
+        specs = parse_artifacts(artifacts)
         pipe = StreamPipeline(None, montage=montage,
                               output=OutputSpec(srate=srate, lookahead=lookahead, source_id=source_id,
                                                 name="vibe-rt-bench", chunk_s=chunk_ms / 1000),
+                              synth=SynthSpec(seed=0, artifacts=specs),
+                              artifact_topographies=artifact_topographies(montage) if specs else None,
                               background=BackgroundNoise(montage, srate, seed=0), stats_window=window)
         cpu0, t0 = time.process_time(), time.monotonic()
         pipe.start()
@@ -167,6 +178,7 @@ def stream_vibe(source_id: str, n_channels: int, srate: float, chunk_ms: float, 
             "samples_pushed": snap["samples_pushed"],
             "chunk_samples": pipe.chunk,
             "background": type(getattr(pipe.synth.background, "background", pipe.synth.background)).__name__,
+            "artifacts": snap.get("artifacts", {}),
         })
     except BaseException as err:
         out.put({"error": f"{type(err).__name__}: {err}"})
@@ -205,14 +217,16 @@ def stream_player(source_id: str, n_channels: int, srate: float, chunk_ms: float
 
 
 def _phase(label: str, target: Any, source_id: str, duration: float, n_channels: int, srate: float,
-           chunk_ms: float, lookahead: float, delay: float) -> dict[str, Any]:
-    """One streamer process and one receiver process; the receiver measures ``duration`` s once connected."""
+           chunk_ms: float, lookahead: float, delay: float, **streamer_kw: Any) -> dict[str, Any]:
+    """One streamer process and one receiver process; the receiver measures ``duration`` s once connected
+    (``streamer_kw``: more keyword arguments of the streamer)."""
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     q_stream, q_recv = ctx.Queue(), ctx.Queue()
     max_duration = duration + 90.0  # the streamer never outlives a stuck receiver by much
     streamer = ctx.Process(target=target, args=(source_id, n_channels, srate, chunk_ms, lookahead, max_duration,
-                                                stop, q_stream), name=f"vibe-rt-bench-{label}", daemon=True)
+                                                stop, q_stream), kwargs=streamer_kw, name=f"vibe-rt-bench-{label}",
+                          daemon=True)
     recv = ctx.Process(target=receiver, args=(source_id, duration, srate, delay, q_recv),
                        name=f"vibe-rt-bench-{label}-inlet", daemon=True)
     streamer.start()
@@ -242,7 +256,7 @@ def plot_series(path: Path, results: dict[str, Any], srate: float) -> Path | Non
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     drawn = False
-    for i, key in enumerate(("vibe_rt", "mne_lsl_player")):
+    for i, key in enumerate(("vibe_rt", "mne_lsl_player", "vibe_rt_plain")):
         series = results.get(key, {}).get("receiver", {}).get("series")
         if not series or not series["t_s"]:
             continue
@@ -270,7 +284,8 @@ def plot_series(path: Path, results: dict[str, Any], srate: float) -> Path | Non
 
 
 def run(*, duration: float = 60.0, channels: int = 64, srate: float = 1000.0, chunk_ms: float = 5.0,
-        lookahead: float = 0.25, peer: bool = True, out_dir: str | Path | None = None, write: bool = True,
+        lookahead: float = 0.25, peer: bool = True, artifacts: str | None = None,
+        out_dir: str | Path | None = None, write: bool = True,
         plot: bool = True) -> tuple[dict[str, Any], Path | None]:
     """Run the stream-timing benchmark (vibe-rt, then MNE-LSL's PlayerLSL as the peer).
 
@@ -282,6 +297,8 @@ def run(*, duration: float = 60.0, channels: int = 64, srate: float = 1000.0, ch
         Stream shape: channels, rate (Hz), push interval (ms), vibe-rt's output delay (s).
     peer : bool
         Also stream with MNE-LSL's ``PlayerLSL`` (skipped with a note when mne-lsl is not installed).
+    artifacts : str | None
+        ``--artifacts`` list injected by vibe-rt (then also a run without them; see the module docstring).
     out_dir : path-like | None
         Result folder (default :func:`~vibe_rt.bench.common.default_out_dir`).
     write, plot : bool
@@ -296,18 +313,28 @@ def run(*, duration: float = 60.0, channels: int = 64, srate: float = 1000.0, ch
     """
     if duration < 2:
         raise ConfigError(f"--duration must be at least 2 s for the stream benchmark, got {duration}")
+    from ..stream.artifacts import format_artifacts, parse_artifacts
+
+    specs = parse_artifacts(artifacts)
+    name = NAME_ARTIFACTS if specs else NAME
+    bench_montage(channels)  # --channels checked before any process starts
     results: dict[str, Any] = {
         "question": "Does the vibe-rt stream keep its nominal rate, regular timestamps and push on time, "
                     "compared with MNE-LSL's PlayerLSL, as received by an LSL inlet in another process?",
         "config": {"duration_s": duration, "channels": channels, "srate": srate, "chunk_ms": chunk_ms,
-                   "lookahead_s": lookahead, "warmup_excluded_s": _WARMUP_S},
+                   "lookahead_s": lookahead, "warmup_excluded_s": _WARMUP_S,
+                   **({"artifacts": format_artifacts(specs), "artifacts_given": artifacts} if specs else {})},
         "load_average_before": load_average(),
         "targets": TARGETS,
     }
     sid = f"vibe-rt-bench-{uuid.uuid4().hex[:8]}"
     logger.info("stream benchmark: vibe-rt, %d ch at %g Hz for %g s", channels, srate, duration)
     results["vibe_rt"] = _phase("vibe", stream_vibe, sid, duration, channels, srate, chunk_ms, lookahead,
-                                lookahead)
+                                lookahead, artifacts=artifacts)
+    if specs:
+        logger.info("stream benchmark: vibe-rt without artifacts, same shape")
+        results["vibe_rt_plain"] = _phase("vibe-plain", stream_vibe, f"{sid}-plain", duration, channels, srate,
+                                          chunk_ms, lookahead, lookahead)
     if peer:
         try:
             import mne_lsl
@@ -336,7 +363,7 @@ def run(*, duration: float = 60.0, channels: int = 64, srate: float = 1000.0, ch
     path = None
     if write:
         if plot:
-            png = plot_series(result_path(NAME, out_dir=out_dir, suffix=".png"), results, srate)
+            png = plot_series(result_path(name, out_dir=out_dir, suffix=".png"), results, srate)
             results["plot"] = png.name if png is not None else None
-        path = write_result(NAME, results, out_dir=out_dir)
+        path = write_result(name, results, out_dir=out_dir)
     return results, path

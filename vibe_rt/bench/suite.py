@@ -45,8 +45,9 @@ class BenchConfig:
         each of ``default``/presets/checkpoints, model-size each preset) and the engine cache.
     duration : float | None
         Seconds of streaming (latency 30, stream 60, experiment-timing 120; quick 5, 10, 10).
-    lookahead, srate, chunk_ms, channels, peer
-        Output delay (s), rate (Hz), push interval (ms), stream channels, run MNE-LSL's PlayerLSL too (stream).
+    lookahead, srate, chunk_ms, channels, peer, artifacts
+        Output delay (s), rate (Hz), push interval (ms), stream channels, run MNE-LSL's PlayerLSL too, and the
+        ``--artifacts`` list vibe-rt injects (stream).
     event_rate, fps, refresh_hz, video
         Latency: onsets/s (5, quick 10), demo-source frame rate, display refresh of the floor, a video instead
         of the demo source.
@@ -80,6 +81,7 @@ class BenchConfig:
     chunk_ms: float = 5.0
     channels: int = 64
     peer: bool = True
+    artifacts: str | None = None
     event_rate: float | None = None
     fps: float = 30.0
     refresh_hz: float = 60.0
@@ -163,7 +165,8 @@ def _stream(c: BenchConfig) -> Result:
     from . import stream
 
     return stream.run(duration=c.pick(c.duration, 60.0, 10.0), channels=c.channels, srate=c.srate,
-                      chunk_ms=c.chunk_ms, lookahead=c.lookahead, peer=c.peer, out_dir=c.out, write=c.write)
+                      chunk_ms=c.chunk_ms, lookahead=c.lookahead, peer=c.peer, artifacts=c.artifacts, out_dir=c.out,
+                      write=c.write)
 
 
 def _throughput(c: BenchConfig) -> Result:
@@ -222,10 +225,16 @@ def _experiment_timing(c: BenchConfig) -> Result:
                                  synth=c.synth, out_dir=c.out, write=c.write)
 
 
+def _artifacts(c: BenchConfig) -> Result:
+    from . import artifacts
+
+    return artifacts.run(out_dir=c.out, write=c.write)
+
+
 _RUNNERS: dict[str, Callable[[BenchConfig], Result]] = {
     "latency": _latency, "stream": _stream, "throughput": _throughput, "quality": _quality,
     "inference": _inference, "comparator": _comparator, "model-size": _model_size, "simulate": _simulate,
-    "experiment-timing": _experiment_timing,
+    "experiment-timing": _experiment_timing, "artifacts": _artifacts,
 }
 #: Every benchmark, by its ``vibe-rt bench`` name.
 BENCHMARKS = tuple(_RUNNERS)

@@ -84,9 +84,12 @@ def _wall_rate_error(rec: dict) -> float:
 
 def stream_table(results: Path) -> str | None:
     rows = []
-    for machine, doc in _load(results, "stream-*.json"):
+    for machine, doc in _load(results, "stream-*.json") + _load(results, "stream_artifacts-*.json"):
         cfg = doc.get("config", {})
-        for key, name in (("vibe_rt", "vibe-rt"), ("mne_lsl_player", "MNE-LSL PlayerLSL")):
+        art = cfg.get("artifacts_given")
+        names = ((("vibe_rt", f"vibe-rt + artifacts {art}"), ("vibe_rt_plain", "vibe-rt, no artifacts"))
+                 if art else (("vibe_rt", "vibe-rt"),)) + (("mne_lsl_player", "MNE-LSL PlayerLSL"),)
+        for key, name in names:
             part = doc.get(key)
             if not part or "error" in part or "error" in part.get("receiver", {}):
                 continue
@@ -227,7 +230,10 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("Stream timing (`vibe-rt bench stream`)", stream_table,
      "Received by a pylsl inlet in another process; receive latency = arrival - intended push time; timestamp "
      "rate error = samples received vs the span of their timestamps (catches lost samples); wall-clock rate error "
-     "= arrival rate on the receiver's clock vs nominal (from the drift: does the stream keep time?)."),
+     "= arrival rate on the receiver's clock vs nominal (from the drift: does the stream keep time?). "
+     "`vibe-rt + artifacts LIST` rows inject that `--artifacts` list (`realistic,saccades:30/min`: all seven kinds, "
+     "saccades at random since there are no onsets), beside a run of the same shape without them and PlayerLSL "
+     "on that shape."),
     ("Throughput (`vibe-rt bench throughput`)", throughput_table,
      "Events/s sustained (batch / mean latency of back-to-back predictor calls, preprocessing included) at the "
      "best batch size whose p99 latency per call stays below the target (half the lookahead); batch sizes double "

@@ -42,6 +42,10 @@ class SampleClock:
         Timestamp of sample 0 (LSL clock seconds).
     lookahead : float
         Output delay in seconds: sample ``n`` is emitted at ``timestamp(n) + lookahead``.
+    pace_factor : float
+        1 for a true clock. A device clock drift fault (:mod:`vibe_rt.stream.faults`) sets ``1 + ppm * 1e-6``:
+        samples are then produced (emitted) at ``srate * pace_factor`` while still stamped at ``srate``, and
+        sample ``n`` is taken at the true time ``t0 + n / (srate * pace_factor)``.
 
     The values come checked from :meth:`vibe_rt.stream.config.StreamConfig.validate` (a positive finite rate, a
     lookahead of 0..10 s).
@@ -50,6 +54,7 @@ class SampleClock:
     srate: float
     t0: float
     lookahead: float = 0.25
+    pace_factor: float = 1.0
 
     def timestamp(self, n: int) -> float:
         """Timestamp of sample ``n`` (seconds)."""
@@ -64,11 +69,11 @@ class SampleClock:
 
     def emit_time(self, n: int) -> float:
         """Wall time (LSL clock) at which sample ``n`` is due to be pushed."""
-        return self.t0 + n / self.srate + self.lookahead
+        return self.t0 + n / (self.srate * self.pace_factor) + self.lookahead
 
     def n_due(self, now: float) -> int:
         """Number of samples (from 0) whose emission time is ``<= now``."""
-        x = (now - self.t0 - self.lookahead) * self.srate + 1e-6  # tolerance for float rounding (~ns)
+        x = (now - self.t0 - self.lookahead) * self.srate * self.pace_factor + 1e-6  # float rounding (~ns)
         if x < 0:
             return 0
         return int(math.floor(x)) + 1
@@ -76,6 +81,11 @@ class SampleClock:
     def sample_index(self, t: float) -> int:
         """Nearest output sample to time ``t`` (rounding: at most half a sample, ``0.5 / srate``, off)."""
         return int(round((t - self.t0) * self.srate))
+
+    def device_time(self, t: float) -> float:
+        """The timestamp the stream gives the sample taken at the true time ``t`` (``t`` itself unless the clock
+        drifts: ``t0 + (t - t0) * pace_factor``)."""
+        return t if self.pace_factor == 1.0 else self.t0 + (t - self.t0) * self.pace_factor
 
 
 def chunk_samples(srate: float, chunk_s: float) -> int:

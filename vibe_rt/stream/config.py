@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
 from ..options import Choice, ExistingPath, NewFile, Number, Rule, Text, option, validate_options
 from ..units import parse_quantity
+from .artifacts import ArtifactSpec, LineHum, parse_artifacts
+from .faults import FaultSpec, parse_faults
 
 if TYPE_CHECKING:
     from ..devices import DeviceProfile
@@ -52,6 +54,8 @@ class OutputSpec:
         LSL stream name (marker streams: ``<name>-markers``, ``<name>-codes``).
     source_id : str | None
         LSL source_id (default ``vibe-rt-<name>-<montage>``).
+    faults : tuple of FaultSpec
+        Device and transport faults for testing consumers (:mod:`vibe_rt.stream.faults`).
     """
 
     srate: float = 1000.0
@@ -59,20 +63,23 @@ class OutputSpec:
     chunk_s: float = 0.005
     name: str = "vibe-rt"
     source_id: str | None = None
+    faults: tuple[FaultSpec, ...] = ()
 
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """How the signal is synthesized: late responses, background level, line noise, random seed; ``model_scale``:
-    SI units (V or T) per unit of the model's output (1 for a model that emits SI; what ``--unit-scale`` declares
-    for one trained on a.u. data); and how much later than their onsets responses appear: an emulated device's
-    transport delay (``device_delay_s``: its samples are stamped that late) plus a synthetic subject's latency
-    shift (``latency_shift_s``). Markers keep the true onsets."""
+    """How the signal is synthesized: late responses, background level, line noise, random seed, the recording
+    artifacts injected (:mod:`vibe_rt.stream.artifacts`); ``model_scale``: SI units (V or T) per unit of the
+    model's output (1 for a model that emits SI; what ``--unit-scale`` declares for one trained on a.u. data); and
+    how much later than their onsets responses appear: an emulated device's transport delay (``device_delay_s``:
+    its samples are stamped that late) plus a synthetic subject's latency shift (``latency_shift_s``). Markers
+    keep the true onsets."""
 
     late_policy: str = "clip"
     line_noise: float = 0
     noise_scale: float = 1.0
     seed: int | None = None
+    artifacts: tuple[ArtifactSpec, ...] = ()
     model_scale: float = 1.0
     device_delay_s: float = 0.0
     latency_shift_s: float = 0.0
@@ -123,6 +130,18 @@ class _Lookahead(Rule):
             Number(0, MAX_LOOKAHEAD, hint="or auto").check(flag, value)
 
 
+@dataclass(frozen=True)
+class _ItemList(Rule):
+    """An item list (None allowed), checked by parsing it with ``parse`` (:func:`parse_artifacts`,
+    :func:`parse_faults`)."""
+
+    parse: Callable[[str], object] = parse_artifacts
+
+    def check(self, flag: str, value: object) -> None:
+        if value is not None:
+            self.parse(str(value))
+
+
 def lookahead_argument(text: str) -> str | float:
     """argparse type of ``--lookahead``: ``auto`` or a number (checked by the config's rule)."""
     return "auto" if text.strip().lower() == "auto" else float(text)
@@ -141,6 +160,7 @@ def parse_frame_size(text: str, flag: str = "--size", minimum: int = 16) -> tupl
 
 _SRC, _SRCOPT, _MODEL, _OUT, _EV, _RUN = "source (one of)", "source options", "model", "output", "events", "run"
 _DEV = "device and subject"
+_TEST = "artifacts and faults (for testing pipelines)"
 
 
 @dataclass
@@ -219,7 +239,8 @@ class StreamConfig:
                                  NewFile((".vhdr",)), group=_OUT, type=Path, metavar="FILE.vhdr")
     overwrite: bool = option(False, "--overwrite", "--record: replace an existing recording of that name "
                              "(default: refuse, so that no session is lost)", group=_OUT, action="store_true")
-    seed: int | None = option(None, "--seed", "random seed (>= 0) of the background, line noise and demo scene",
+    seed: int | None = option(None, "--seed", "random seed (>= 0) of the background, line noise, artifacts, faults "
+                              "and demo scene",
                               Number(0, 2**63 - 1, integer=True, optional=True), group=_OUT, type=int)
     device: str | None = option(None, "--device", "emulate an amplifier: a device profile name (vibe-rt devices "
                                 "lists them) or a profile file; streams its cap (every channel gets a response), "
@@ -235,6 +256,15 @@ class StreamConfig:
                                  "within published ranges (default: the template subject)",
                                  Number(0, 2**63 - 1, integer=True, optional=True), group=_DEV, type=int,
                                  metavar="SEED")
+    artifacts: str | None = option(None, "--artifacts", "inject recording artifacts, each also a marker: a comma "
+                                   "list of blinks, saccades, emg, drift, pops, bad-channel, line, or realistic (a "
+                                   "documented mix); NAME:RATE (blinks:12/min), saccades:scene, "
+                                   "bad-channel:flat|noisy[@CH], line:50|60; see vibe_rt.stream.artifacts",
+                                   _ItemList(parse_artifacts), group=_TEST, metavar="LIST")
+    faults: str | None = option(None, "--faults", "simulate device/transport faults, each announced on the marker "
+                                "stream: drift:50ppm, jitter:0.5ms, freeze:2s@30s, drop:100ms@20s, restart[:1s]@40s "
+                                "(@T: stream time; @R/min: Poisson times); see vibe_rt.stream.faults",
+                                _ItemList(parse_faults), group=_TEST, metavar="LIST")
     events: str = option("auto", "--events", "which frames are stimulus onsets: every frame, a fixed rate, or "
                          "scene changes (default: auto = every for --images, scene otherwise)",
                          Choice(EVENT_POLICIES), group=_EV, choices=EVENT_POLICIES)
@@ -276,6 +306,9 @@ class StreamConfig:
         for kind, value in (("video", self.video), ("images", self.images)):
             if self.source == kind and value is None:
                 raise ConfigError(f"the {kind} source needs --{kind} {'FILE' if kind == 'video' else 'DIR'}")
+        if self.line_noise and any(isinstance(a, LineHum) for a in parse_artifacts(self.artifacts)):
+            raise ConfigError("--line-noise and --artifacts line both add line noise; give one (--artifacts "
+                              "line:50 adds the harmonics too)")
 
     @property
     def resolved_source(self) -> str:
@@ -303,7 +336,8 @@ class StreamConfig:
         else:
             chunk_s = device.lsl.chunk_samples(srate) / srate if device is not None else DEFAULT_CHUNK_S
         name = self.name or (device.lsl.name if device is not None else DEFAULT_NAME)
-        return OutputSpec(srate=srate, lookahead=lookahead, chunk_s=chunk_s, name=name, source_id=self.source_id)
+        return OutputSpec(srate=srate, lookahead=lookahead, chunk_s=chunk_s, name=name, source_id=self.source_id,
+                          faults=parse_faults(self.faults))
 
     def synth_spec(self, device: DeviceProfile | None = None, model_scale: float = 1.0) -> SynthSpec:
         """The :class:`SynthSpec` of these options; with ``device``, responses appear its transport delay late
@@ -312,7 +346,8 @@ class StreamConfig:
         if device is not None:
             delay = self.device_delay if self.device_delay is not None else device.transport_delay_s or 0.0
         return SynthSpec(late_policy=self.late_policy, line_noise=self.line_noise, noise_scale=self.noise_scale,
-                         seed=self.seed, model_scale=model_scale, device_delay_s=float(delay))
+                         seed=self.seed, artifacts=parse_artifacts(self.artifacts), model_scale=model_scale,
+                         device_delay_s=float(delay))
 
     def inference_spec(self) -> InferenceSpec:
         """The :class:`InferenceSpec` of these options."""

@@ -224,9 +224,12 @@ class LslOutlets:
 
         self.name = name
         self.source_id = source_id or default_source_id(name, montage)
-        info = signal_info(montage, srate, name=name, source_id=self.source_id, units=units, lookahead=lookahead,
-                           chunk_size=chunk_size, extra=extra, device=device, device_delay_s=device_delay_s)
-        self.signal = pylsl.StreamOutlet(info, chunk_size=chunk_size, max_buffered=360)
+        self._info = signal_info(montage, srate, name=name, source_id=self.source_id, units=units,
+                                 lookahead=lookahead, chunk_size=chunk_size, extra=extra, device=device,
+                                 device_delay_s=device_delay_s)
+        self._chunk_size = chunk_size
+        self.signal: Any = None
+        self.open_signal()
         self.marker_outlets: MarkerOutlets | None = MarkerOutlets(name, self.source_id,
                                                                   signal_source_id=self.source_id)
 
@@ -239,6 +242,17 @@ class LslOutlets:
     def codes(self) -> Any:
         """The ``<name>-codes`` outlet (None once closed)."""
         return self.marker_outlets.codes if self.marker_outlets is not None else None
+
+    def open_signal(self) -> None:
+        """Create the signal outlet (again, after :meth:`close_signal`: same info and ``source_id``, so that
+        recovering inlets reconnect)."""
+        import pylsl
+
+        self.signal = pylsl.StreamOutlet(self._info, chunk_size=self._chunk_size, max_buffered=360)
+
+    def close_signal(self) -> None:
+        """Destroy the signal outlet alone (an outlet restart fault); the marker outlets stay."""
+        self.signal = None
 
     def push_signal(self, chunk: np.ndarray, timestamps: list[float]) -> None:
         """Push (n, C) float32 samples with one timestamp per sample."""

@@ -22,7 +22,7 @@ import heapq
 import itertools
 import threading
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -31,10 +31,12 @@ from ..calibration import CalibrationProfile
 from ..devices import DeviceProfile
 from ..errors import ConfigError, StreamError
 from ..montage import Montage
+from .artifacts import ArtifactInjector, format_artifacts
 from .clock import Clock, Pacer, SampleClock, chunk_samples, lsl_clock
 from .config import MAX_LOOKAHEAD, InferenceSpec, OutputSpec, RecordSpec, SynthSpec
 from .device import DeviceOutput
 from .events import EventPolicy, Stimulus, StimulusFactory
+from .faults import FaultInjector, format_faults
 from .lookahead import WARMUP_RUNS, Lookahead, auto_lookahead, grown_lookahead, should_grow
 from .lsl import LslOutlets
 from .record import BrainVisionWriter
@@ -78,9 +80,9 @@ class StreamPipeline:
     channels : sequence of str | None
         Subset of the montage channels (of the device's cap with ``device``) to stream (default: all).
     output : OutputSpec
-        Rate, lookahead, push interval, LSL name and source id.
+        Rate, lookahead, push interval, LSL name and source id, faults (:mod:`vibe_rt.stream.faults`).
     synth : SynthSpec
-        Late-response policy, background level, line noise, seed.
+        Late-response policy, background level, line noise, seed, artifacts (:mod:`vibe_rt.stream.artifacts`).
     inference : InferenceSpec
         Stimulus queue size and largest inference batch.
     record : RecordSpec | None
@@ -112,6 +114,9 @@ class StreamPipeline:
         model's own channels): ``vibe_rt.app.build_stream`` computes it through the simulator's forward model
         (:func:`vibe_rt.data.cap.cap_projection`); required with ``device``. None without device: the model's
         channels as predicted.
+    artifact_topographies : mapping of str to ndarray | None
+        The spatial patterns ``synth.artifacts`` need, for the streamed channels
+        (:func:`vibe_rt.data.artifacts.artifact_topographies`; :func:`vibe_rt.app.build_stream` passes them).
     """
 
     def __init__(self, predictor: ResponsePredictor | None = None, *, source: FrameSource | None = None,
@@ -122,7 +127,8 @@ class StreamPipeline:
                  background: Background | str | None = "auto", clock: Clock | None = None,
                  extra_meta: dict[str, Any] | None = None, synth_kwargs: dict[str, Any] | None = None,
                  stats_window: int = 1000, device: DeviceProfile | None = None,
-                 projection: np.ndarray | None = None) -> None:
+                 projection: np.ndarray | None = None,
+                 artifact_topographies: Mapping[str, np.ndarray] | None = None) -> None:
         from .events import EveryFrame
 
         if predictor is None and montage is None:
@@ -147,16 +153,22 @@ class StreamPipeline:
             if background != "auto":
                 raise ConfigError(f"background must be 'auto', None or a generator, got {background!r}")
             background = make_background(self.montage, self.srate, seed=synth.seed, scale=synth.noise_scale)
-        self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
-                                 line_noise=synth.line_noise, seed=synth.seed, model_scale=synth.model_scale,
-                                 response_delay_s=synth.response_delay_s, **(synth_kwargs or {}))
-        self.device_output = DeviceOutput(device, self.srate) if device is not None else None
-        self.device_delay_s = synth.device_delay_s
         if calibration is not None and not isinstance(calibration, CalibrationProfile):
             raise ConfigError("calibration= takes a CalibrationProfile (vibe_rt.calibration.CalibrationProfile.load)")
         self.calibration = calibration.resolve(self.montage) if calibration is not None else None
         # the outlet and the recording carry the live device's labels where the profile's channel map has them
         self.output_montage = self.calibration.output_montage if self.calibration is not None else self.montage
+        #: Recording artifacts (None: none) and device/transport faults (None: none) of this stream.
+        self.artifacts = (ArtifactInjector(synth.artifacts, self.output_montage, self.srate,
+                                           topographies=artifact_topographies, seed=synth.seed)
+                          if synth.artifacts else None)
+        self.faults = FaultInjector(output.faults, self.srate, seed=synth.seed) if output.faults else None
+        self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
+                                 line_noise=synth.line_noise, seed=synth.seed, model_scale=synth.model_scale,
+                                 response_delay_s=synth.response_delay_s, artifacts=self.artifacts,
+                                 **(synth_kwargs or {}))
+        self.device_output = DeviceOutput(device, self.srate) if device is not None else None
+        self.device_delay_s = synth.device_delay_s
         if self.calibration is not None:
             self.calibration.install_adapter(predictor)
         self.record = record
@@ -173,6 +185,10 @@ class StreamPipeline:
         if device is not None:
             self.extra_meta.setdefault("device", device.name)
             self.extra_meta.setdefault("device_delay_s", f"{synth.device_delay_s:g}")
+        if synth.artifacts:
+            self.extra_meta.setdefault("artifacts", format_artifacts(synth.artifacts))
+        if output.faults:
+            self.extra_meta.setdefault("faults", format_faults(output.faults))
         self.stats = PipelineStats(self.clock, window=stats_window)
         self.sample_clock: SampleClock | None = None
         self._pacer: Pacer | None = None
@@ -214,7 +230,8 @@ class StreamPipeline:
                                   device_delay_s=self.device_delay_s)
         t0 = self.clock()
         self.synth.t0 = t0
-        self.sample_clock = SampleClock(self.srate, t0, self.lookahead)
+        self.sample_clock = SampleClock(self.srate, t0, self.lookahead,
+                                        self.faults.pace_factor if self.faults is not None else 1.0)
         self._pacer = Pacer(self.sample_clock, self.chunk, self.clock)
         if self.record is not None:
             try:
@@ -396,6 +413,10 @@ class StreamPipeline:
             snap["device_saturated"] = self.device_output.saturated
         if self.writer is not None:
             snap["recording"] = self.writer.failure or "ok"
+        if self.artifacts is not None:
+            snap["artifacts"] = dict(self.artifacts.counts)
+        if self.faults is not None:
+            snap["faults"] = self.faults.status()
         return snap
 
     # external onsets ----------------------------------------------------------------------------------------
@@ -461,9 +482,13 @@ class StreamPipeline:
             self._errors.append(err)
 
     def _enqueue(self, stim: Stimulus) -> None:
-        if self.device_output is not None:  # the amplifier's trigger input sees every onset, at its time
-            self.device_output.trigger(int(round((stim.onset + self.device_delay_s - self.synth.t0) * self.srate)),
-                                       stim.code)
+        sc = self.sample_clock
+        if sc is not None:
+            at = sc.device_time(stim.onset)  # a drifting device clock puts the onset elsewhere in its data
+            if self.device_output is not None:  # the amplifier's trigger input sees every onset, at its time
+                self.device_output.trigger(sc.sample_index(at + self.device_delay_s), stim.code)
+            if self.artifacts is not None:  # saccades:scene follow the onsets
+                self.artifacts.stimulus_onset(sc.sample_index(at))
         dropped = None
         with self._cond:
             if len(self._queue) >= self.max_queue:
@@ -526,13 +551,16 @@ class StreamPipeline:
                 st.incr("batches")
                 epochs = self._streamed(epochs)
                 onsets = [s.onset for s, _ in batch]
+                sc = self.sample_clock
+                assert sc is not None
+                placed = [sc.device_time(t) for t in onsets]  # a drifting device clock takes them elsewhere
                 prepared = self.synth.prepare_batch(epochs)  # resampling outside the lock the outlet waits on
                 with self._synth_lock:
-                    statuses = self.synth.add_prepared_batch(prepared, onsets)
+                    statuses = self.synth.add_prepared_batch(prepared, placed)
                     first = self.synth.n_rendered  # a clipped response starts at the next sample to render
-                    for onset, status in zip(onsets, statuses):
+                    for onset, at, status in zip(onsets, placed, statuses):
                         if status in _IN_SIGNAL:
-                            heapq.heappush(self._unemitted, (max(self.synth.onset_index(onset), first), onset))
+                            heapq.heappush(self._unemitted, (max(self.synth.onset_index(at), first), onset))
                 t_add = clock()
                 st.time("synth_add", t_add - t_inf)
                 for (stim, _), status in zip(batch, statuses):
@@ -558,21 +586,68 @@ class StreamPipeline:
             self._push_marker(stim.marker(status), stim.onset, None, "Comment", f"dropped-{status}")
 
     def _push_marker(self, marker: dict[str, Any], timestamp: float, code: int | None, kind: str,
-                     description: str) -> None:
+                     description: str, *, duration_s: float | None = None, channel: int = 0) -> None:
         with self._marker_lock:
             if self.outlets is not None and self.outlets.markers is not None:
                 self.outlets.push_marker(marker, timestamp, code)
             if self.writer is not None:
-                self.writer.marker(timestamp, description, kind)
+                self.writer.marker(timestamp, description, kind, duration_s=duration_s, channel=channel)
         self.stats.incr("markers_pushed")
+
+    def _push_notices(self, sc: SampleClock) -> None:
+        """Markers of the artifacts just rendered and of the faults that started or ended, stamped at their
+        samples (``Comment`` markers in the recording, with the artifact's duration and channel)."""
+        if self.artifacts is not None:
+            names = list(self.output_montage.ch_names)
+            for event in self.artifacts.take_events():
+                onset = sc.timestamp(event.start)
+                duration = None if event.n_samples is None else event.n_samples / self.srate
+                marker = {**event.marker, "onset": round(onset, 6),
+                          "duration": None if duration is None else round(duration, 6)}
+                channel = names.index(marker["channel"]) + 1 if "channel" in marker else 0
+                self._push_marker(marker, onset, None, "Comment", f"artifact-{marker['artifact']}",
+                                  duration_s=duration, channel=channel)
+        if self.faults is not None:
+            for notice in self.faults.take_notices():
+                onset = sc.timestamp(notice.index)
+                marker = {**notice.marker, "onset": round(onset, 6)}
+                self._push_marker(marker, onset, None, "Comment", f"fault-{marker['fault']}-{marker['status']}")
+
+    def _set_signal_outlet(self, up: bool) -> bool:
+        """Destroy or (re)create the signal outlet for an outlet-restart fault; True when it exists. A failed
+        re-creation is logged and retried at the next chunk (a fault never stops the stream for good)."""
+        outlets = self.outlets
+        assert outlets is not None
+        if not up and outlets.signal is not None:
+            outlets.close_signal()
+        elif up and outlets.signal is None:
+            try:
+                outlets.open_signal()
+                logger.warning("fault: the signal outlet is back (source_id %s)", outlets.source_id)
+            except Exception as err:  # noqa: BLE001 - liblsl errors have no common type
+                logger.warning("fault: re-creating the signal outlet failed (%r); retrying", err)
+        return outlets.signal is not None
+
+    def _not_due(self, index: int) -> bool:
+        """Sample ``index`` is not due yet (a freeze holds the samples until the one where it ends is due)."""
+        assert self._pacer is not None
+        return self.clock() < self._pacer.sample_clock.emit_time(index)
 
     def _outlet_loop(self) -> None:
         assert self._pacer is not None and self.outlets is not None
-        pacer, st, clock = self._pacer, self.stats, self.clock
+        pacer, st, clock, faults = self._pacer, self.stats, self.clock, self.faults
         cpu0 = time.thread_time()
         stop = self._stop.is_set
         while not stop():
             start, n = pacer.due()
+            send = True
+            if n and faults is not None:  # cut at fault edges; nothing while frozen; not sent while dropped/down
+                n, send, outlet_up = faults.plan(start, n, self._not_due)
+                send = self._set_signal_outlet(outlet_up) and send
+                if not n:
+                    self._push_notices(pacer.sample_clock)
+                    self._stop.wait(self.output.chunk_s)  # frozen: the samples wait, the loop does not spin
+                    continue
             if n:
                 emitted = []
                 with self._synth_lock:  # only the ring buffer is shared: background and noise are added outside
@@ -585,17 +660,28 @@ class StreamPipeline:
                     data = self.device_output.apply(data)
                     frame = self.device_output.frame(data, start)  # with the device's other channels
                 sc = pacer.sample_clock  # its lookahead may grow once (timestamps do not depend on it)
-                stamps = sc.timestamps(start, n)
-                t_push = clock()
-                self.outlets.push_signal(frame, stamps)
-                t_done = clock()
+                if send:
+                    stamps = sc.timestamps(start, n)
+                    if faults is not None:
+                        stamps = faults.stamps(stamps)
+                    t_push = clock()
+                    self.outlets.push_signal(frame, stamps)
+                    t_done = clock()
+                    st.time("push", t_done - t_push)
+                    st.time("push_lag", t_push - sc.emit_time(start + n - 1))
+                else:
+                    t_done = clock()
                 pacer.advance(n)
-                st.time("push", t_done - t_push)
-                st.time("push_lag", t_push - sc.emit_time(start + n - 1))
+                if faults is not None:
+                    faults.sent(start, n)
                 for onset in emitted:
                     st.time("onset_to_emitted", t_done - onset)
                 st.pushed(t_done, pacer.n_emitted)
                 if self.writer is not None:
-                    self.writer.write(data)
+                    self.writer.write(data)  # every sample the device produced, faults or not
+                self._push_notices(sc)
                 st.outlet_cpu_s = time.thread_time() - cpu0
             pacer.wait(stop)
+        if faults is not None:
+            faults.stop(max(pacer.n_emitted - 1, 0))  # the last sample: a marker the recording still holds
+        self._push_notices(pacer.sample_clock)

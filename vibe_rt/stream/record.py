@@ -136,16 +136,22 @@ class BrainVisionWriter:
             if ready:
                 self._append_markers(ready)
 
-    def marker(self, onset: float, description: str, kind: str = "Stimulus") -> None:
-        """Add a marker at LSL time ``onset``; it is written once the data holds its sample."""
+    def marker(self, onset: float, description: str, kind: str = "Stimulus", *, duration_s: float | None = None,
+               channel: int = 0) -> None:
+        """Add a marker at LSL time ``onset``; it is written once the data holds its sample.
+
+        ``duration_s`` sets its size (BrainVision ``Size`` in samples, at least 1; MNE reads it as the
+        annotation's duration); ``channel`` is the 1-based channel it concerns (0: all).
+        """
         pos = int(round((onset - self.t0) * self.srate)) + 1
         if pos < 1:
             return
         description = description.replace(",", ";")
+        size = max(1, int(round(duration_s * self.srate))) if duration_s else 1
         with self._lock:
             if self.failure is not None or self._mrk.closed:
                 return
-            entry = f"{kind},{description},{pos},1,0"
+            entry = f"{kind},{description},{pos},{size},{int(channel)}"
             if pos <= self.n_samples:
                 self._append_markers([entry])
             else:

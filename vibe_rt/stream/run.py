@@ -15,9 +15,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
+
 
 from .._logs import logger
 from ..calibration import CalibrationProfile, LatentAdapter
@@ -25,6 +26,7 @@ from ..devices import DeviceProfile, load_device
 from ..errors import ConfigError
 from ..montage import Montage
 from ..units import parse_quantity, parse_unit, unit_dimension
+from .artifacts import check_artifacts
 from .clock import lsl_clock
 from .config import InferenceSpec, OutputSpec, RecordSpec, StreamConfig, SynthSpec, parse_frame_size
 from .events import EventPolicy, make_policy
@@ -66,15 +68,16 @@ class StreamPlan:
         return self.target_montage.pick(list(self.channels)) if self.channels else self.target_montage
 
     def pipeline(self, predictor: ResponsePredictor | None, extra_meta: dict[str, Any] | None = None,
-                 background: Background | str | None = "auto", projection: np.ndarray | None = None
-                 ) -> StreamPipeline:
-        """A (not started) :class:`StreamPipeline` of this plan (``background``, ``projection``: see
+                 background: Background | str | None = "auto", projection: np.ndarray | None = None,
+                 artifact_topographies: Mapping[str, np.ndarray] | None = None) -> StreamPipeline:
+        """A (not started) :class:`StreamPipeline` of this plan (``background``, ``projection``,
+        ``artifact_topographies``: see
         :class:`StreamPipeline`)."""
         return StreamPipeline(
             predictor, source=self.source, policy=self.policy, montage=self.model_montage,
             channels=self.channels, output=self.output, synth=self.synth, inference=self.inference,
             record=self.record, calibration=self.calibration, background=background, extra_meta=extra_meta,
-            device=self.device, projection=projection)
+            device=self.device, projection=projection, artifact_topographies=artifact_topographies)
 
 
 def build_source(cfg: StreamConfig) -> FrameSource | None:
@@ -121,17 +124,19 @@ def preflight(config: StreamConfig, model_montage: Montage | None = None, model_
     resample_factors(model_montage.sfreq, output.srate)  # --srate must be a rational multiple of the model's
     target = device.cap_for(model_montage) if device is not None else model_montage
     channels = _channels(config.montage, target, f"the {device.name} cap" if device else "")
+    streamed = target.pick(channels) if channels else target
     calibration = None
     if config.calibration is not None:
         calibration = CalibrationProfile.load(config.calibration)
-        calibration.resolve(target.pick(channels) if channels else target)
+        streamed = calibration.resolve(streamed).output_montage  # the labels the stream carries
         if calibration.adapter is not None:
             _check_adapter_model(calibration.adapter, config.model)
+    synth = config.synth_spec(device, model_scale)
+    check_artifacts(synth.artifacts, streamed, output.srate)
     policy = make_policy(config.resolved_events, rate=config.event_rate, threshold=config.threshold,
                          refractory=config.refractory, max_interval=config.max_interval or None)
     return StreamPlan(config, source, policy, model_montage, tuple(channels) if channels else None, calibration,
-                      output, config.synth_spec(device, model_scale), config.inference_spec(),
-                      config.record_spec(), device)
+                      output, synth, config.inference_spec(), config.record_spec(), device)
 
 
 def si_per_model_unit(model_unit: str, montage: Montage, unit_scale: str | None) -> float:

@@ -178,6 +178,13 @@ def format_status(snap: dict[str, Any]) -> str:
         parts.append(f"reconnects={snap['source_reconnects']}")
     if snap.get("source_skipped"):
         parts.append(f"skipped images={snap['source_skipped']}")
+    if snap.get("artifacts"):
+        parts.append(f"artifacts={sum(snap['artifacts'].values())}")
+    faults = snap.get("faults")
+    if faults:
+        episodes = ", ".join(f"{k} {faults[k]}" for k in ("freeze", "drop", "restart") if k in faults)
+        active = f" (now: {', '.join(faults['active'])})" if faults.get("active") else ""
+        parts.append(f"faults: {episodes or 'clock'}{active}, not sent {faults.get('samples_not_sent', 0)}")
     if snap.get("recording") not in (None, "ok"):
         parts.append("RECORDING STOPPED")
     if snap.get("error"):

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 from scipy.signal import resample_poly  # imported with the module: the first response must not wait for it
@@ -43,7 +43,11 @@ from scipy.signal import resample_poly  # imported with the module: the first re
 from ..errors import ConfigError
 from ..montage import Montage
 
+if TYPE_CHECKING:
+    from .artifacts import ArtifactInjector
+
 LATE_POLICIES = ("drop", "clip")
+_MAX_LINE_TABLE = 1 << 22  # values (32 MiB) of one line-noise period kept per stream
 _UNIT_SCALE = {"eeg": (1e6, "microvolts"), "mag": (1.0, "tesla"), "grad": (1.0, "tesla/meter")}
 
 
@@ -179,7 +183,8 @@ class BlockBackground:
 
 
 class LineNoise:
-    """Power-line interference at ``freq`` Hz, phase-continuous from the absolute sample index.
+    """Power-line interference at ``freq`` Hz and optional harmonics, phase-continuous from the absolute sample
+    index.
 
     Parameters
     ----------
@@ -188,25 +193,59 @@ class LineNoise:
     srate : float
         Output rate.
     amplitude : ndarray, shape (C,)
-        Peak amplitude per channel in SI units.
+        Peak amplitude of the fundamental per channel in SI units.
     seed : int | None
         Seeds the per-channel phases.
+    harmonics : sequence of float
+        Amplitudes of the 2nd, 3rd, ... harmonic relative to the fundamental (each with its own phases); those
+        at or above the Nyquist frequency are left out (they would alias).
     """
 
-    def __init__(self, freq: float, srate: float, amplitude: np.ndarray, seed: int | None = None) -> None:
+    def __init__(self, freq: float, srate: float, amplitude: np.ndarray, seed: int | None = None,
+                 harmonics: Sequence[float] = ()) -> None:
         self.freq, self.srate = float(freq), float(srate)
         self.amplitude = np.asarray(amplitude, dtype=np.float64)
-        self.phase = np.random.default_rng(seed).uniform(0, 2 * np.pi, self.amplitude.shape[0])
+        rng = np.random.default_rng(seed)
+        self.phase = rng.uniform(0, 2 * np.pi, self.amplitude.shape[0])
+        #: (frequency in Hz, per-channel peak amplitude) of the fundamental and each harmonic below Nyquist.
+        self.components = [(self.freq, self.amplitude)]
+        self._phases = [self.phase]
+        for k, rel in enumerate(harmonics, start=2):
+            phase = rng.uniform(0, 2 * np.pi, self.amplitude.shape[0])
+            if k * self.freq < self.srate / 2:
+                self.components.append((k * self.freq, self.amplitude * float(rel)))
+                self._phases.append(phase)
         self._int = float(freq).is_integer() and float(srate).is_integer()
+        # integer rates: the sum repeats every srate / gcd(freq, srate) samples; rendered once, then sliced
+        self._period: np.ndarray | None = None
+        if self._int:
+            period = int(srate) // math.gcd(int(freq), int(srate))
+            if period * self.amplitude.shape[0] <= _MAX_LINE_TABLE:
+                self._period = self._compute(0, period)
 
     def render(self, start: int, n: int) -> np.ndarray:
         """(n, C) SI-unit line noise for samples ``start .. start + n - 1``."""
+        table = self._period
+        if table is None:
+            return self._compute(start, n)
+        period = table.shape[0]
+        idx = (start + np.arange(n)) % period if n > period - start % period else None
+        if idx is not None:
+            return table[idx]
+        i = start % period
+        return table[i:i + n].copy()
+
+    def _compute(self, start: int, n: int) -> np.ndarray:
         idx = np.arange(start, start + n, dtype=np.int64)
-        if self._int:  # exact cycle position: no loss of precision after hours
-            frac = ((idx * int(self.freq)) % int(self.srate)) / self.srate
-        else:
-            frac = np.mod(idx * (self.freq / self.srate), 1.0)
-        return np.sin(2 * np.pi * frac[:, None] + self.phase) * self.amplitude
+        out = None
+        for (freq, amp), phase in zip(self.components, self._phases):
+            if self._int:  # exact cycle position: no loss of precision after hours
+                frac = ((idx * int(freq)) % int(self.srate)) / self.srate
+            else:
+                frac = np.mod(idx * (freq / self.srate), 1.0)
+            part = np.sin(2 * np.pi * frac[:, None] + phase) * amp
+            out = part if out is None else np.add(out, part, out=out)
+        return out
 
 
 class Synthesizer:
@@ -243,13 +282,16 @@ class Synthesizer:
         SI units per unit of the epochs added (1: they are in SI; see :class:`vibe_rt.stream.config.SynthSpec`).
     response_delay_s : float
         Every response is placed this many seconds later than its onset says (negative: earlier).
+    artifacts : ArtifactInjector | None
+        Recording artifacts added with the background (:mod:`vibe_rt.stream.artifacts`; a flat channel is made
+        flat after everything else).
     """
 
     def __init__(self, montage: Montage, srate: float, *, background: Background | None = None, t0: float = 0.0,
                  late_policy: str = "clip", line_noise: float = 0.0, line_noise_amplitude: float | None = None,
                  include_prestimulus: bool = False, taper_s: float = 0.02, max_delay_s: float = 60.0,
                  seed: int | None = None, background_block_s: float = 0.05, model_scale: float = 1.0,
-                 response_delay_s: float = 0.0) -> None:
+                 response_delay_s: float = 0.0, artifacts: ArtifactInjector | None = None) -> None:
         if late_policy not in LATE_POLICIES:
             raise ConfigError(f"unknown late policy {late_policy!r}; use one of {', '.join(LATE_POLICIES)}")
         if line_noise not in (0, 50, 60):
@@ -262,6 +304,7 @@ class Synthesizer:
         if background is not None and not isinstance(background, ZeroBackground) and background_block_s > 0:
             background = BlockBackground(background, int(round(background_block_s * self.srate)))
         self.background = background
+        self.artifacts = artifacts
         self.late_policy = late_policy
         self.include_prestimulus = include_prestimulus
         self.n_fade = int(round(taper_s * self.srate))
@@ -402,15 +445,16 @@ class Synthesizer:
         return out
 
     def finish(self, out: np.ndarray, start: int) -> np.ndarray:
-        """Add background and line noise to :meth:`take`'s samples (from ``start``), cast to float32 and zero
-        non-finite values (counted). Used by the one rendering thread only."""
+        """Add background, line noise and artifacts to :meth:`take`'s samples (from ``start``), cast to float32
+        and zero non-finite values (counted). Used by the one rendering thread only."""
         n = out.shape[0]
-        si = None  # background + line noise in SI units, scaled to output units once
+        si = None  # background + line noise + artifacts in SI units, scaled to output units once
         if self.background is not None:
             si = np.array(self.background.generate(n), dtype=np.float64)  # a copy: may be a view of its buffer
-        if self.line is not None:
-            line = self.line.render(start, n)
-            si = line if si is None else np.add(si, line, out=si)
+        for extra in (self.line.render(start, n) if self.line is not None else None,
+                      self.artifacts.render(start, n) if self.artifacts is not None else None):
+            if extra is not None:
+                si = extra if si is None else np.add(si, extra, out=si)
         if si is not None:
             si *= self.scale
             out += si
@@ -420,6 +464,8 @@ class Synthesizer:
         if bad.any():
             self.counters["nonfinite_samples"] += int(bad.sum())
             out32[bad] = 0.0
+        if self.artifacts is not None:
+            self.artifacts.mask(out32)
         return out32
 
     @property
