@@ -404,7 +404,7 @@ def test_every_backend_is_one_store_in_the_registry(tmp_path, monkeypatch):
     assert cache.engine_store("torch").root == tmp_path / "env"  # the default folder, resolved in one place
     with pytest.raises(ConfigError, match="unknown backend 'tvm'"):
         cache.engine_store("tvm")
-    with pytest.raises(ConfigError, match="ONNX Runtime engines are fp32, not fp16"):
+    with pytest.raises(ConfigError, match="ONNX Runtime engines are fp32 or int8, not fp16"):
         cache.OnnxStore(tmp_path).ensure(object(), precision="fp16")
 
 

@@ -185,8 +185,9 @@ def create_predictor(
     engines_dir : str | Path | None
         Engine cache (default :func:`~vibe_rt.runtime.manifest.default_engines_dir`).
     precision : str | None
-        ``"fp32"``, ``"fp16"`` (torch on CUDA, TensorRT) or ``"int8"`` (TensorRT). Default: fp16 for TensorRT,
-        fp32 otherwise.
+        ``"fp32"``, ``"fp16"`` (torch on CUDA, TensorRT) or ``"int8"`` (TensorRT; ONNX Runtime on a CPU: graphs
+        quantized once and cached, see :mod:`~vibe_rt.runtime.quantize`). Default: fp16 for TensorRT, fp32
+        otherwise.
     device : str | None
         ``"cpu"`` or ``"cuda"``; default: CUDA where the backend can use it.
     fused : bool
