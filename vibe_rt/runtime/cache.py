@@ -54,7 +54,7 @@ from .export import (
     validate_onnx_file,
 )
 from .int8_set import default_calibration_dir
-from .quantize import MIN_EPOCH_R, QUANTIZED_OPS, pearson_r, quantize_dynamic_graph
+from .quantize import MIN_EPOCH_R, QUANTIZED_OPS, image_specific_r, pearson_r, quantize_dynamic_graph
 from .manifest import (
     CHAIN,
     MANIFEST_NAME,
@@ -408,7 +408,8 @@ class OnnxStore(_CachedStore):
         """The INT8 graphs of ``model``: its fp32 graphs (exported if needed) quantized
         (:func:`~vibe_rt.runtime.quantize.quantize_dynamic_graph`), kept only when the epochs of the INT8 chains
         (staged, and fused when built) correlate with the fp32 PyTorch chain's at r >= :data:`MIN_EPOCH_R` on
-        the calibration images; otherwise EngineError and nothing is written."""
+        the calibration images, over all values and in their image-specific part (:func:`_int8_parity`);
+        otherwise EngineError and nothing is written."""
         mhash = model.model_hash
         folder = self.folder(mhash, "int8")
         names = _graph_names(fused)
@@ -442,11 +443,11 @@ class OnnxStore(_CachedStore):
                         ", ".join(f"{k} {v:.4f}" for k, v in epoch_r.items()))
             bad = {k: r for k, r in epoch_r.items() if not r >= MIN_EPOCH_R}
             if bad:
-                raise EngineError(f"the int8 {' and '.join(bad)} chain's epochs correlate with the fp32 chain's at r = "
-                                  f"{', '.join(f'{r:.4f}' for r in bad.values())} < {MIN_EPOCH_R} on the "
-                                  f"{len(images)} calibration images of {cdir}: int8 loses too much for this model; "
-                                  "use --precision fp32, or a calibration set like the images you show "
-                                  "(--calibration DIR)")
+                worst = ", ".join(f"{k.replace('_', ' ')} {r:.4f}" for k, r in bad.items())
+                raise EngineError(f"the int8 epochs correlate with the fp32 chain's at r = {worst} < {MIN_EPOCH_R} "
+                                  f"on the {len(images)} calibration images of {cdir}: int8 loses too much for "
+                                  "this model; use --precision fp32, or a calibration set like the images you "
+                                  "show (--calibration DIR)")
             stages = {name: dataclasses.replace(fp32.stages[name],
                                                 sha256=sha256_file(staging / fp32.stages[name].file),
                                                 parity_error=float(errors[name])) for name in names}
@@ -536,7 +537,8 @@ def _int8_parity(model, runners: dict[str, Backend], images: np.ndarray, batch_s
     epoch_r : dict
         ``"staged"`` (the three INT8 stages in a row, as a staged predictor runs them) and, when built,
         ``"chain"`` (the fused INT8 graph): the :func:`~vibe_rt.runtime.quantize.pearson_r` of their epochs with
-        the fp32 chain's.
+        the fp32 chain's; ``"<kind>_image_specific"``: the same for the part of the epochs that differs between
+        images (:func:`~vibe_rt.runtime.quantize.image_specific_r`).
     """
     inputs = _calibration_batches(model, images, min(batch_size, len(images)))
     epochs = [torch_reference(stage_modules(model, fused=False)["decoder"], x) for x in inputs["decoder"]]
@@ -549,12 +551,15 @@ def _int8_parity(model, runners: dict[str, Backend], images: np.ndarray, batch_s
     errors = {name: relative_error(np.concatenate(out), np.concatenate(reference[name]))
               for name, out in outputs.items()}
     ref_epochs = np.concatenate(epochs)
-    epoch_r: dict[str, float] = {}
+    chains: dict[str, list[np.ndarray]] = {}
     if all(s in runners for s in STAGES):
-        staged = [run("decoder", run("qformer", run("encoder", x))) for x in inputs["encoder"]]
-        epoch_r["staged"] = pearson_r(np.concatenate(staged), ref_epochs)
+        chains["staged"] = [run("decoder", run("qformer", run("encoder", x))) for x in inputs["encoder"]]
     if CHAIN in runners:
-        epoch_r["chain"] = pearson_r(np.concatenate(outputs[CHAIN]), ref_epochs)
+        chains["chain"] = outputs[CHAIN]
+    epoch_r: dict[str, float] = {}
+    for kind, out in chains.items():
+        epoch_r[kind] = pearson_r(np.concatenate(out), ref_epochs)
+        epoch_r[f"{kind}_image_specific"] = image_specific_r(np.concatenate(out), ref_epochs)
     return errors, epoch_r
 
 
