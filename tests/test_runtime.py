@@ -254,7 +254,7 @@ def test_forced_tensorrt_without_package_names_the_extra(monkeypatch):
 
 def test_backend_options_are_checked(tiny, onnx_set):
     _, folder, _ = onnx_set
-    with pytest.raises(ConfigError, match="fp32 graphs only"):
+    with pytest.raises(ConfigError, match="runs fp32 and int8 graphs, not .fp16."):
         OnnxRuntimeBackend(folder / "encoder.onnx", precision="fp16")
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         TorchBackend(tiny.encoder, input_name="pixels", output_name="tokens", device="cpu", precision="fp16")
@@ -421,7 +421,7 @@ def test_loaded_model_is_hashed_once_for_engines_meta_and_adapter(tiny, onnx_set
     expected = model_hash(tiny)
     monkeypatch.setattr(ckpt, "_weights_bytes", lambda m: pytest.fail("the model was serialised to hash it"))
     pred = load_predictor(path, "onnxruntime", engines_dir=root, warmup=False)
-    assert pred.meta == {"backend": "onnxruntime", "model": "tiny", "model_hash": expected}
+    assert pred.meta == {"backend": "onnxruntime", "precision": "fp32", "model": "tiny", "model_hash": expected}
     latent = pred._shapes["decoder"]
     pred.set_latent_adapter(LatentAdapter(np.ones(latent), np.zeros(latent), expected))
     with pytest.raises(ConfigError, match="fitted for model 0123"):

@@ -27,7 +27,8 @@ def build_stream(config: StreamConfig, predictor: ResponsePredictor | None = Non
     if predictor is None:
         from .runtime.predictor import load_predictor
 
-        predictor = load_predictor(config.model, config.backend)
+        predictor = load_predictor(config.model, config.backend,
+                                   precision=None if config.precision == "auto" else config.precision)
     spec = plan.synth
     background = (BackgroundNoise(plan.streamed_montage, plan.output.srate, seed=spec.seed, scale=spec.noise_scale)
                   if spec.noise_scale > 0 else None)

@@ -89,8 +89,10 @@ class Predictor:
 
     @property
     def meta(self) -> dict[str, str]:
-        """What a stream says about its model: ``backend``, ``model`` (the checkpoint's name) and ``model_hash``."""
-        return {"backend": self.backend_name, "model": self.loaded.name, "model_hash": self.loaded.model_hash}
+        """What a stream says about its model: ``backend``, ``precision``, ``model`` (the checkpoint's name) and
+        ``model_hash``."""
+        return {"backend": self.backend_name, "precision": self.precision, "model": self.loaded.name,
+                "model_hash": self.loaded.model_hash}
 
     def __repr__(self) -> str:
         return (f"Predictor(backend={self.backend_name!r}, device={self.device!r}, precision={self.precision!r}, "

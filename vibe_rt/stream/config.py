@@ -23,6 +23,7 @@ MAX_LOOKAHEAD = 10.0
 SOURCES = ("auto", "camera", "video", "images", "demo", "none")
 EVENT_POLICIES = ("auto", "every", "rate", "scene")
 BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")  # vibe_rt.runtime.backends.BACKENDS + "auto"
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")  # vibe_rt.runtime.backends.PRECISIONS + "auto"
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,10 @@ class StreamConfig:
                                 metavar="CKPT")
     backend: str = option("auto", "--backend", "inference backend (default: auto = TensorRT with a GPU, else ONNX "
                           "Runtime, else torch)", Choice(BACKEND_CHOICES), group=_MODEL, choices=BACKEND_CHOICES)
+    precision: str = option("auto", "--precision", "precision of the networks (default: auto = fp16 for TensorRT, "
+                            "fp32 otherwise); int8: ONNX Runtime on a CPU (graphs quantized once and cached, kept "
+                            "only when their epochs match fp32 at r >= 0.99) or TensorRT",
+                            Choice(PRECISION_CHOICES), group=_MODEL, choices=PRECISION_CHOICES)
     calibration: Path | None = option(None, "--calibration", "JSON calibration profile with per-channel gain and "
                                       "latency_s applied to the predicted responses",
                                       ExistingPath("file", "calibration profile"), group=_MODEL, type=Path,
@@ -257,5 +262,6 @@ class StreamConfig:
         return RecordSpec(Path(self.record), self.overwrite) if self.record is not None else None
 
 
-__all__ = ["BACKEND_CHOICES", "InferenceSpec", "MAX_LOOKAHEAD", "MAX_SRATE", "OutputSpec", "RecordSpec",
+__all__ = ["BACKEND_CHOICES", "InferenceSpec", "MAX_LOOKAHEAD", "MAX_SRATE", "OutputSpec", "PRECISION_CHOICES",
+           "RecordSpec",
            "StreamConfig", "SynthSpec", "parse_frame_size"]
