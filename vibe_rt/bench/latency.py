@@ -37,6 +37,7 @@ rows (``references_ms``): a simulated stream that is as late as a real amplifier
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import uuid
 from pathlib import Path
@@ -173,7 +174,8 @@ def run(*, backend: str | None = None, models: tuple[str, ...] | list[str] = (),
     event_rate : float
         Onsets per second with ``events="rate"`` (each is one inference).
     events : {"rate", "every"}
-        ``"every"``: every frame of the source is an onset (``fps`` onsets/s; waiting onsets are batched).
+        ``"every"``: every frame of the source is an onset (``fps`` onsets/s; waiting onsets are batched); written
+        to ``latency_every-<machine>.json`` beside the ``latency-<machine>.json`` of onsets at a rate.
     srate, chunk_ms : float
         Output rate (Hz), push interval (ms).
     lookahead : float
@@ -271,13 +273,16 @@ def run(*, backend: str | None = None, models: tuple[str, ...] | list[str] = (),
         "summary": {key: _summary(r) for key, r in results.items() if "error" not in r},
     }
     path = None
+    name = NAME if events == "rate" else f"{NAME}_every"  # latency-<machine>.json / latency_every-<machine>.json
     if write:
-        if plot and raw:
+        if plot and raw and importlib.util.find_spec("matplotlib") is None:  # e.g. benchmarks/gpu.sh's minimal set
+            logger.warning("latency: no PNG, matplotlib is not installed; the JSON holds every sample")
+        elif plot and raw:
             panels = {name: {label: smp[name] for label, smp in raw.items() if name in smp}
                       for name in ("capture", "preprocess", "inference", "synth_add", "ready", "emitted")}
-            png = save_histograms(result_path(NAME, out_dir=out_dir, suffix=".png"), panels,
+            png = save_histograms(result_path(name, out_dir=out_dir, suffix=".png"), panels,
                                   title=f"vibe-rt latency inside the pipeline ({', '.join(described.values())})",
                                   marks={"fixed lookahead": lookahead * 1e3})
             payload["plot"] = png.name
-        path = write_result(NAME, payload, out_dir=out_dir)
+        path = write_result(name, payload, out_dir=out_dir)
     return payload, path
