@@ -60,7 +60,7 @@ _LATENCY_STAGES = ("capture", "dispatch", "queue_wait", "preprocess", "inference
 
 def latency_table(results: Path) -> str | None:
     rows, references = [], {}
-    for machine, doc in _load(results, "latency-*.json"):
+    for machine, doc in _load(results, "latency*-*.json"):
         events = doc.get("config", {}).get("events", "rate")
         rate = doc.get("config", {}).get("event_rate_hz")
         load = (doc.get("loadavg_before") or [None])[0]
