@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _models import tiny_vibe
 
 from vibe_rt.errors import ConfigError, EngineError
 from vibe_rt.runtime import cache
@@ -17,19 +18,9 @@ from vibe_rt.runtime.predictor import create_predictor
 from vibe_rt.runtime.quantize import MIN_EPOCH_R, image_specific_r, pearson_r, quantized_nodes
 
 
-def _tiny():
-    from vibe_rt.models.vibe import ViBE
-
-    torch.manual_seed(0)
-    model = ViBE.tiny("things-eeg2").eval()
-    c = model.montage.n_channels
-    model.set_normalisation(np.linspace(-1e-6, 1e-6, c), np.full(c, 5e-6))  # volts
-    return model
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    return _tiny()
+    return tiny_vibe()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +92,7 @@ def test_image_specific_r_sees_what_the_overall_r_does_not():
 
 
 def test_int8_that_loses_the_epochs_is_refused_and_nothing_is_written(tmp_path):
-    reference, model = _tiny(), _with_activation_outlier(_tiny())
+    reference, model = tiny_vibe(), _with_activation_outlier(tiny_vibe())
     px = _calibration_pixels(model)
     ref_epochs = reference.stages()["decoder"](reference.stages()["qformer"](reference.stages()["encoder"](
         torch.from_numpy(px)))).detach().numpy()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _models import tiny_vibe
 
 from vibe_rt.errors import ConfigError, EngineError, MissingDependencyError
 from vibe_rt.runtime import backends, cache
@@ -25,13 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny():
-    from vibe_rt.models.vibe import ViBE
-
-    torch.manual_seed(0)
-    model = ViBE.tiny("things-eeg2").eval()
-    c = model.montage.n_channels
-    model.set_normalisation(np.linspace(-1e-6, 1e-6, c), np.full(c, 5e-6))  # volts
-    return model
+    return tiny_vibe()
 
 
 @pytest.fixture(scope="module")

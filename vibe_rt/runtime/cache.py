@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +159,27 @@ def _staging(root: Path) -> Iterator[Path]:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _reusable(folder: Path, load: Callable[[], EngineManifest], usable: Callable[[EngineManifest], bool], *,
+              rebuild_invalid: bool, what: str) -> EngineManifest | None:
+    """The cached set in ``folder`` when it is sound (``load`` succeeds) and ``usable`` (it has the graphs and
+    batch profile asked for), else None: build it. An unsound set raises ``load``'s EngineError unless
+    ``rebuild_invalid``; each decision is logged, naming ``what``."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return None
+    try:
+        cached = load()
+    except EngineError as err:
+        if not rebuild_invalid:
+            raise
+        logger.warning("rebuilding the %s: %s", what, err)
+        return None
+    if usable(cached):
+        logger.info("the %s are up to date in %s", what, folder)
+        return cached
+    logger.info("rebuilding the %s in %s: other graphs or batch profile requested", what, folder)
+    return None
 
 
 def _install(staging: Path, folder: Path, manifest: EngineManifest) -> None:
@@ -413,17 +434,11 @@ class OnnxStore(_CachedStore):
         mhash = model.model_hash
         folder = self.folder(mhash, "int8")
         names = _graph_names(fused)
-        if not force and (folder / MANIFEST_NAME).is_file():
-            try:
-                cached = self._check(folder, mhash, None, "int8")
-                if all(n in cached.stages for n in names):
-                    logger.info("ONNX Runtime int8 graphs of model %s are up to date in %s", mhash, folder)
-                    return folder, cached
-                logger.info("re-quantizing in %s: the fused chain was not built before", folder)
-            except EngineError as err:
-                if not rebuild_invalid:
-                    raise
-                logger.warning("re-quantizing ONNX graphs to int8: %s", err)
+        cached = None if force else _reusable(folder, lambda: self._check(folder, mhash, None, "int8"),
+                                              lambda m: all(n in m.stages for n in names),
+                                              rebuild_invalid=rebuild_invalid, what=f"int8 graphs of model {mhash}")
+        if cached is not None:
+            return folder, cached
         fp32_folder, fp32 = self.ensure(model, fused=fused, batch=batch, rebuild_invalid=rebuild_invalid)
         cdir = Path(calibration_dir) if calibration_dir else default_calibration_dir()
         images = load_calibration_images(cdir, model.model.encoder.preprocess_frames)
@@ -631,17 +646,12 @@ class TensorRTStore(_CachedStore):
         folder = self.folder(mhash, precision)
         names = _graph_names(fused)
         version, gpu = _tensorrt_target()
-        if not force and (folder / MANIFEST_NAME).is_file():
-            try:
-                cached = self.load(mhash, precision=precision)[1]
-                if all(n in cached.stages for n in names) and batch in (None, tuple(cached.batch)):
-                    logger.info("TensorRT %s plans of model %s are up to date in %s", precision, mhash, folder)
-                    return folder, cached
-                logger.info("rebuilding TensorRT plans in %s: other graphs or batch profile requested", folder)
-            except EngineError as err:
-                if not rebuild_invalid:
-                    raise
-                logger.warning("rebuilding TensorRT plans: %s", err)
+        cached = None if force else _reusable(
+            folder, lambda: self.load(mhash, precision=precision)[1],
+            lambda m: all(n in m.stages for n in names) and batch in (None, tuple(m.batch)),
+            rebuild_invalid=rebuild_invalid, what=f"TensorRT {precision} plans of model {mhash}")
+        if cached is not None:
+            return folder, cached
         batch = batch or DEFAULT_BATCH
         logger.info("building TensorRT %s engines for model %s (once; cached afterwards)", precision, mhash)
         onnx_folder, onnx_manifest = OnnxStore(self.root).ensure(model, fused=fused, batch=batch,
