@@ -143,10 +143,11 @@ def inference_table(results: Path) -> str | None:
                 rows.append([machine, model, label, _f(tot["p50"], 2), _f(tot.get("p95"), 2), _f(tot["p99"], 2),
                              _f(tot["min"], 2), per_stage, f"{sp:.2f}x" if sp else "-",
                              f"{r.get('best_batch', '-')}: {_f(r.get('best_throughput_per_s'), 0)}",
-                             _f(r.get("epoch_r_vs_fp32"), 5), f"{doc.get('threads', '-')}"])
+                             f"{_f(r.get('epoch_r_vs_fp32'), 5)} / {_f(r.get('epoch_image_specific_r_vs_fp32'), 4)}"
+                             if "epoch_r_vs_fp32" in r else "-", f"{doc.get('threads', '-')}"])
     return _table(["machine", "model", "variant", "batch-1 p50 ms", "p95", "p99", "min",
                    "encoder / Q-Former / decoder p50 ms", "vs torch (p50)", "best batch: images/s",
-                   "int8 epoch r vs fp32", "threads"], rows)
+                   "int8 epoch r vs fp32 (all / image-specific)", "threads"], rows)
 
 
 def int8_methods_table(results: Path) -> str | None:
@@ -268,8 +269,9 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("Inference latency per backend (`vibe-rt bench inference`)", inference_table,
      "default: the embedded model; base: ViT-B-32 chain with random weights (latency does not depend on them); "
      "torch eager fp32 is the reference; best batch: the highest throughput of the batch sizes tried; int8 "
-     "epoch r: Pearson r of the ONNX Runtime int8 chain's epochs vs the fp32 chain's on the calibration images "
-     "(engines are refused below 0.99)."),
+     "epoch r: Pearson r of the ONNX Runtime int8 chain's epochs vs the fp32 chain's on the calibration images, "
+     "over all values and over their deviations from the mean across images (engines are refused when either is "
+     "below 0.99)."),
     ("INT8 quantization methods on the image encoder (`vibe-rt bench inference`)", int8_methods_table,
      "ONNX Runtime on a CPU: the fp32 encoder graph vs its dynamic quantization (int8 weights per channel, "
      "activations quantized per call: what `--precision int8` engines use) and its static quantization (QDQ, "
