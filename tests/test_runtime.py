@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _models import tiny_vibe
 
 from vibe_rt.errors import ConfigError, EngineError, MissingDependencyError
 from vibe_rt.runtime import backends, cache
@@ -25,13 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny():
-    from vibe_rt.models.vibe import ViBE
-
-    torch.manual_seed(0)
-    model = ViBE.tiny("things-eeg2").eval()
-    c = model.montage.n_channels
-    model.set_normalisation(np.linspace(-1e-6, 1e-6, c), np.full(c, 5e-6))  # volts
-    return model
+    return tiny_vibe()
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +249,7 @@ def test_forced_tensorrt_without_package_names_the_extra(monkeypatch):
 
 def test_backend_options_are_checked(tiny, onnx_set):
     _, folder, _ = onnx_set
-    with pytest.raises(ConfigError, match="fp32 graphs only"):
+    with pytest.raises(ConfigError, match="runs fp32 and int8 graphs, not .fp16."):
         OnnxRuntimeBackend(folder / "encoder.onnx", precision="fp16")
     with pytest.raises(ConfigError, match="needs a CUDA device"):
         TorchBackend(tiny.encoder, input_name="pixels", output_name="tokens", device="cpu", precision="fp16")
@@ -404,7 +399,7 @@ def test_every_backend_is_one_store_in_the_registry(tmp_path, monkeypatch):
     assert cache.engine_store("torch").root == tmp_path / "env"  # the default folder, resolved in one place
     with pytest.raises(ConfigError, match="unknown backend 'tvm'"):
         cache.engine_store("tvm")
-    with pytest.raises(ConfigError, match="ONNX Runtime engines are fp32, not fp16"):
+    with pytest.raises(ConfigError, match="ONNX Runtime engines are fp32 or int8, not fp16"):
         cache.OnnxStore(tmp_path).ensure(object(), precision="fp16")
 
 
@@ -421,7 +416,7 @@ def test_loaded_model_is_hashed_once_for_engines_meta_and_adapter(tiny, onnx_set
     expected = model_hash(tiny)
     monkeypatch.setattr(ckpt, "_weights_bytes", lambda m: pytest.fail("the model was serialised to hash it"))
     pred = load_predictor(path, "onnxruntime", engines_dir=root, warmup=False)
-    assert pred.meta == {"backend": "onnxruntime", "model": "tiny", "model_hash": expected}
+    assert pred.meta == {"backend": "onnxruntime", "precision": "fp32", "model": "tiny", "model_hash": expected}
     latent = pred._shapes["decoder"]
     pred.set_latent_adapter(LatentAdapter(np.ones(latent), np.zeros(latent), expected))
     with pytest.raises(ConfigError, match="fitted for model 0123"):

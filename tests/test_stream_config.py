@@ -319,3 +319,19 @@ def test_auto_lookahead_is_measured_declared_and_grows_once_without_touching_tim
     assert len(grown) == 1 and '"status":"grown"' in grown[0]
     d = np.diff(stamps)
     assert np.max(np.abs(d - 1 / 250)) < 1e-6  # no gap, no jump: only the push delay changed
+
+
+def test_precision_option_reaches_the_predictor(tmp_path, monkeypatch):
+    """--precision int8 with ONNX Runtime streams the quantized embedded model and says so in the stream's meta."""
+    from vibe_rt.app import build_stream
+    from vibe_rt.stream import StreamConfig
+
+    with pytest.raises(ConfigError, match="--precision must be one of auto, fp32, fp16, int8"):
+        StreamConfig(precision="int4").validate()
+    monkeypatch.setenv("VIBE_RT_ENGINES_DIR", str(tmp_path))
+    config = StreamConfig(source="demo", backend="onnxruntime", precision="int8", duration=1)
+    config.validate()
+    pipe = build_stream(config)
+    assert pipe.predictor.precision == "int8" and pipe.extra_meta["precision"] == "int8"
+    assert list(tmp_path.glob("*/onnxruntime-int8/manifest.json"))
+    assert build_stream(StreamConfig(source="demo", backend="onnxruntime")).predictor.precision == "fp32"

@@ -145,3 +145,92 @@ def test_camera_loss_reconnects_and_the_stream_continues(source_id, tmp_path):
     assert abs(status["samples_pushed"] - expected) <= 3 * pipe.chunk
     assert np.max(np.abs(np.diff(stamps) - 1 / 250)) < 1e-6
     assert cam.empty_frames == 0
+
+
+class _DriverRing:
+    """A camera driver as V4L2 runs one: a frame every ``period`` s fills one of ``n`` buffers (the oldest is
+    overwritten when all are full); grab() takes the oldest filled buffer, waiting when none is. The image encodes
+    the frame number; ``exposed[k]`` is when frame k was filled. ``retrieve`` stalls on every ``stall_every``-th
+    call (the capture thread held up), so frames pile up in the buffers meanwhile."""
+
+    def __init__(self, period: float, n: int = 4, stall_every: int = 4, stall: float = 2.5) -> None:
+        self.period, self.n, self.stall_every, self.stall = period, n, stall_every, stall
+        self.t0 = time.monotonic()
+        self.taken = 0  # frames dequeued so far
+        self.current = -1
+        self.retrieves = 0
+        self.exposed: dict[int, float] = {}
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, *_: object) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return 1 / self.period if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def grab(self) -> bool:
+        produced = int((time.monotonic() - self.t0) / self.period)  # frames 0 .. produced-1 exist
+        oldest_kept = max(self.taken, produced - self.n)
+        if oldest_kept >= produced:  # nothing buffered: wait for the next frame
+            time.sleep(self.t0 + (produced + 1) * self.period - time.monotonic())
+            oldest_kept = produced
+        self.current, self.taken = oldest_kept, oldest_kept + 1
+        self.exposed[self.current] = self.t0 + (self.current + 1) * self.period
+        return True
+
+    def retrieve(self):
+        self.retrieves += 1
+        if self.stall_every and self.retrieves % self.stall_every == 0:
+            time.sleep(self.stall * self.period)
+        img = np.ones((8, 8, 3), np.uint8)
+        img[0, 0, 0], img[0, 0, 1] = self.current % 256, self.current // 256  # BGR: blue, green
+        return True, img
+
+    def read(self):
+        self.grab()
+        return self.retrieve()
+
+    def release(self) -> None:
+        pass
+
+
+def _frame_number(frame) -> int:
+    return int(frame.image[0, 0, 2]) + 256 * int(frame.image[0, 0, 1])  # RGB after the source's conversion
+
+
+def _consume(cam: CameraSource, seconds: float, every: float) -> list[tuple[object, float]]:
+    """A consumer slower than the camera: one ``get`` every ``every`` s; the frames with the time they were got."""
+    frames = []
+    with cam:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(every)
+            frame = cam.get(timeout=1.0)
+            assert frame is not None
+            frames.append((frame, time.monotonic()))
+    return frames
+
+
+def test_camera_never_stamps_a_frame_that_waited_in_the_driver():
+    """Frames that waited in the driver's buffers while the capture thread was held up are skipped: their exposure
+    is older than the stamp they would get. Every frame handed on is stamped when it arrived."""
+    period = 0.1
+    driver = _DriverRing(period, stall_every=4, stall=2.5)
+    cam = CameraSource(0, fps=10, capture_factory=lambda: driver, clock=time.monotonic)
+    frames = _consume(cam, 4.0, 0.25)
+    assert cam.stale_frames >= 3  # the stalls left frames in the buffers, and they were skipped
+    errors = [f.t_capture - driver.exposed[_frame_number(f)] for f, _ in frames]
+    assert max(errors) < 0.25 * period, errors
+
+
+def test_camera_hands_on_the_newest_frame():
+    """A consumer that comes late gets the newest frame (a queue of one), not an older one that waited."""
+    period = 0.1
+    driver = _DriverRing(period, stall_every=0)
+    cam = CameraSource(0, fps=10, capture_factory=lambda: driver, clock=time.monotonic)
+    frames = _consume(cam, 3.0, 0.25)
+    ages = [t_get - f.t_capture for f, t_get in frames]
+    assert np.median(ages) < period, ages  # arrived within the last frame period: the newest one
+    assert cam.dropped_frames > 0 and cam.stale_frames == 0

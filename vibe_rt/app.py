@@ -46,7 +46,8 @@ def build_stream(config: StreamConfig, predictor: ResponsePredictor | None = Non
     if predictor is None:
         from .runtime.predictor import load_predictor
 
-        predictor = load_predictor(config.model, config.backend)
+        predictor = load_predictor(config.model, config.backend,
+                                   precision=None if config.precision == "auto" else config.precision)
     meta = dict(getattr(predictor, "meta", {}))
     subject = draw_subject(config.subject) if config.subject is not None else None
     projection = None

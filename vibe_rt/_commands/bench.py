@@ -26,14 +26,16 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                           "backend available)")),
     "device": (("--device",), dict(choices=("cpu", "cuda"), help="inference device (default cpu)")),
     "model": (("--model",), dict(action="append", metavar="CKPT", help="checkpoint or preset tiny/base "
-                                 "(repeatable; latency/throughput: the first, default the embedded model; quality: "
-                                 "each checkpoint besides the embedded one; inference: each of default/tiny/base/"
-                                 "CKPT, default default and base; model-size: each preset, default both)")),
+                                 "(repeatable; throughput: the first, default the embedded model; latency: each of "
+                                 "default/tiny/base/CKPT, default the embedded model; quality: each checkpoint "
+                                 "besides the embedded one; inference: each of default/tiny/base/CKPT, default "
+                                 "default and base; model-size: each preset, default both)")),
     "engines_dir": (("--engines-dir",), dict(metavar="DIR", help="engine cache (default: engines/ or the user "
                                                                 "cache; inference: a temporary one)")),
     "duration": (("--duration",), dict(type=float, metavar="S", help="seconds of the run (latency 30, stream 60, "
                                                                      "experiment-timing 120; quick 5, 10, 10)")),
-    "lookahead": (("--lookahead",), dict(type=float, metavar="S", help="output delay in s (default 0.25)")),
+    "lookahead": (("--lookahead",), dict(type=float, metavar="S", help="output delay in s (default 0.25; latency: "
+                                                                       "the fixed one, beside the automatic one)")),
     "srate": (("--srate",), dict(type=float, help="output rate in Hz (default 1000)")),
     "chunk_ms": (("--chunk-ms",), dict(type=float, help="push interval in ms (default 5)")),
     "channels": (("--channels",), dict(type=int, help="channels (default 64; up to 128: BioSemi-128 above 64)")),
@@ -42,6 +44,11 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                                            "stream_artifacts-<machine>.json")),
     "peer": (("--no-peer",), dict(action="store_false", help="skip MNE-LSL's PlayerLSL")),
     "event_rate": (("--event-rate",), dict(type=float, help="onsets/s (default 5, quick 10)")),
+    "events": (("--events",), dict(choices=("rate", "every"), help="latency: onsets at --event-rate (rate, "
+                                                                   "default) or every frame (every: batching)")),
+    "lookahead_mode": (("--lookahead-mode",), dict(choices=("both", "fixed", "auto"), help="latency: each run "
+                                                   "with the fixed --lookahead, the automatic one of `vibe-rt "
+                                                   "stream`, or both side by side (default both)")),
     "fps": (("--fps",), dict(type=float, help="demo-source frame rate (default 30)")),
     "refresh_hz": (("--refresh-hz",), dict(type=float, help="display refresh for the floor (default 60)")),
     "video": (("--video",), dict(metavar="FILE", help="use this video (looped) instead of the demo source")),
@@ -79,8 +86,8 @@ _INFERENCE = ("backend", "device", "model", "threads", "engines_dir")
 _BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "latency": ("per-stage and glass-to-LSL latency inside the real streaming pipeline (demo source), per "
                 "backend: torch eager vs the engines",
-                ("quick", *_INFERENCE, "duration", "lookahead", "srate", "chunk_ms", "event_rate", "fps",
-                 "refresh_hz", "video")),
+                ("quick", *_INFERENCE, "duration", "lookahead", "lookahead_mode", "srate", "chunk_ms", "event_rate",
+                 "events", "fps", "refresh_hz", "video")),
     "stream": ("sampling-rate error, timestamp regularity, push lag and drift received by an LSL inlet in another "
                "process, vs MNE-LSL's PlayerLSL",
                ("quick", "duration", "channels", "srate", "chunk_ms", "lookahead", "peer", "artifacts")),

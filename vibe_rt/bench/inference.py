@@ -1,11 +1,16 @@
 """Inference latency: how fast does each backend run the ViBE chain, per stage and end to end?
 
 For the tiny default model (``ViBE.tiny``) and the ViT-B-32 configuration (``ViBE.base``), on every backend and
-precision available on the chosen device (CPU: torch eager fp32, ONNX Runtime fp32 staged and fused; CUDA: torch
-fp32/fp16 (+ CUDA graphs), ONNX Runtime CUDA, TensorRT fp32/fp16 (+ CUDA graphs) when installed), measure:
+precision available on the chosen device (CPU: torch eager fp32, ONNX Runtime fp32 staged and fused, ONNX Runtime
+int8; CUDA: torch fp32/fp16 (+ CUDA graphs), ONNX Runtime CUDA, TensorRT fp32/fp16 (+ CUDA graphs) when
+installed), measure:
 
 * batch-1 latency per stage (encoder, Q-Former, decoder) and for the whole chain: p50/p95/p99/max (ms);
-* throughput (images/s) for a sweep of batch sizes, and the best batch with its latency.
+* throughput (images/s) for a sweep of batch sizes, and the best batch with its latency;
+* for ONNX Runtime int8: the epoch parity r of its chain vs the fp32 chain on the calibration images (from the
+  engine manifest, measured when the graphs were quantized) and its speed-up over ONNX Runtime fp32; and the two
+  quantization methods on the image encoder, side by side (:func:`int8_methods`: dynamic, what the engines use,
+  vs static with the calibration images).
 
 Each measurement warms up first; every backend returns host arrays, so each timed call includes device
 synchronisation. Variants are timed round-robin (one call of each per round) so that load from other processes
@@ -84,7 +89,7 @@ def default_variants(device: str) -> list[dict[str, Any]]:
     labels = ["torch-fp32"]
     if device == "cpu":
         if ort:
-            labels += ["onnxruntime-fp32", "onnxruntime-fp32-fused"]
+            labels += ["onnxruntime-fp32", "onnxruntime-fp32-fused", "onnxruntime-int8"]
         return parse_variants(",".join(labels), device)
     labels += ["torch-fp16", "torch-fp16-cudagraph"]
     if _cuda_ort():
@@ -129,7 +134,11 @@ def parse_variants(spec: str | None, device: str = "cpu") -> list[dict[str, Any]
             elif opt not in ("cuda", "cpu"):
                 raise ConfigError(f"unknown option {opt!r} in backend {item!r}; use fp32, fp16, int8, fused, "
                                   "staged or cudagraph")
-        if device == "cpu" and (backend == "tensorrt" or precision != "fp32" or cuda_graph):
+        if backend == "onnxruntime" and precision == "fp16":
+            raise ConfigError(f"backend {item!r}: ONNX Runtime runs fp32 and int8 graphs; fp16 is tensorrt-fp16 or "
+                              "torch-fp16 (on a GPU)")
+        cpu_precision = precision == "fp32" or (backend == "onnxruntime" and precision == "int8")
+        if device == "cpu" and (backend == "tensorrt" or not cpu_precision or cuda_graph):
             raise ConfigError(f"backend {item!r} needs a CUDA GPU: run with --device cuda")
         label = f"{backend}-{precision}" + ("-fused" if fused else "") + ("-cudagraph" if cuda_graph else "")
         out.append(dict(label=label, backend=backend, precision=precision, fused=fused, cuda_graph=cuda_graph))
@@ -181,8 +190,77 @@ def make_predictors(model: Any, variants: list[dict[str, Any]], *, device: str, 
         predictors[var["label"]] = predictor
         entries[var["label"]] = {"backend": var["backend"], "precision": var["precision"], "fused": var["fused"],
                                  "device": predictor.device, "cuda_graph": bool(var.get("cuda_graph")),
-                                 "setup_s": round(time.perf_counter() - t0, 2)}
+                                 "setup_s": round(time.perf_counter() - t0, 2),
+                                 **int8_parity(model, var, engines_dir)}
     return predictors, entries
+
+
+def int8_parity(model: Any, var: dict[str, Any], engines_dir: str | Path | None) -> dict[str, Any]:
+    """For an ONNX Runtime int8 variant, what its engine manifest measured when the graphs were quantized:
+    ``epoch_r_vs_fp32`` (Pearson r of the int8 chain's epochs vs the fp32 chain's on the calibration images) and
+    ``epoch_image_specific_r_vs_fp32`` (the same for the part that differs between images),
+    the per-graph relative errors and the number of quantized operators; ``{}`` for other variants."""
+    if var["backend"] != "onnxruntime" or var["precision"] != "int8":
+        return {}
+    from ..runtime.cache import OnnxStore
+
+    manifest = OnnxStore(engines_dir).load(model.model_hash, precision="int8", fused=var["fused"])[1]
+    kind = "chain" if var["fused"] else "staged"
+    return {"epoch_r_vs_fp32": manifest.extra["epoch_r"][kind],
+            "epoch_image_specific_r_vs_fp32": manifest.extra["epoch_r"][f"{kind}_image_specific"],
+            "relative_error_vs_fp32": {k: a.parity_error for k, a in manifest.stages.items()},
+            "quantized_nodes": manifest.extra["quantized_nodes"],
+            "calibration_images": manifest.extra["calibration_images"]}
+
+
+def int8_methods(model: Any, *, threads: int | None, engines_dir: str | Path, seconds: float,
+                 min_iters: int) -> dict[str, Any]:
+    """The image encoder in ONNX Runtime fp32 vs its two INT8 quantizations, side by side: ``dynamic`` (what the
+    int8 engines use) and ``static`` (QDQ, activation ranges from the calibration images); per method the batch-1
+    latency (interleaved, ms), the relative error and Pearson r of the tokens vs fp32 on the calibration
+    images, and the time the quantization took."""
+    from ..checkpoint import as_loaded
+    from ..runtime.backends import OnnxRuntimeBackend
+    from ..runtime.cache import OnnxStore, load_calibration_images
+    from ..runtime.export import relative_error
+    from ..runtime.int8_set import default_calibration_dir
+    from ..runtime.quantize import pearson_r, quantize_dynamic_graph, quantize_static_graph
+
+    loaded = as_loaded(model)
+    folder, manifest = OnnxStore(engines_dir).ensure(loaded, fused=False)
+    art = manifest.stages["encoder"]
+    images = load_calibration_images(default_calibration_dir(), loaded.model.encoder.preprocess_frames)
+    batches = [images[i:i + 8] for i in range(0, len(images), 8)]
+    out: dict[str, Any] = {"calibration_images": int(len(images))}
+    runners = {"fp32": OnnxRuntimeBackend(folder / art.file, intra_op_threads=threads, validate=False)}
+    with tempfile.TemporaryDirectory(prefix="vibe-rt-int8-methods-") as tmp:
+        for method in ("dynamic", "static"):
+            dst = Path(tmp) / f"encoder-{method}.onnx"
+            t0 = time.perf_counter()
+            nodes = (quantize_dynamic_graph(folder / art.file, dst) if method == "dynamic" else
+                     quantize_static_graph(folder / art.file, dst, batches, art.input_name))
+            out[method] = {"quantize_s": round(time.perf_counter() - t0, 2), "quantized_nodes": nodes}
+            runners[method] = OnnxRuntimeBackend(dst, precision="int8", intra_op_threads=threads, validate=False)
+        tokens = {k: np.concatenate([r.run({r.input_name: x})[r.output_name] for x in batches])
+                  for k, r in runners.items()}
+        for method in ("dynamic", "static"):
+            out[method].update(relative_error_vs_fp32=relative_error(tokens[method], tokens["fp32"]),
+                               tokens_r_vs_fp32=pearson_r(tokens[method], tokens["fp32"]))
+        x = {runners["fp32"].input_name: images[:1]}
+        for r in runners.values():
+            r.run(x)
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        t_end = time.perf_counter() + seconds * len(runners)
+        while len(times["fp32"]) < min_iters or time.perf_counter() < t_end:
+            for k, r in runners.items():
+                t0 = time.perf_counter()
+                r.run(x)
+                times[k].append(time.perf_counter() - t0)
+    for k, v in times.items():
+        out.setdefault(k, {})["batch1_ms"] = percentiles(v, 1e3)
+    for method in ("dynamic", "static"):
+        out[method]["speedup_vs_fp32_p50"] = out["fp32"]["batch1_ms"]["p50"] / out[method]["batch1_ms"]["p50"]
+    return out
 
 
 def _summary(batch: int, samples: dict[str, list[float]], total_key: str = "total") -> dict[str, Any]:
@@ -294,6 +372,14 @@ def summarise(variants: dict[str, Any]) -> dict[str, Any]:
             fused = f"{staged}-fused"
             if fused in ms:
                 out[f"fused_speedup_{staged}_{stat}"] = ms[staged] / ms[fused]
+        int8 = {k: ms[k.replace("-int8", "-fp32")] / m for k, m in ms.items()
+                if k.startswith("onnxruntime-int8") and k.replace("-int8", "-fp32") in ms}
+        if int8:
+            out[f"int8_speedup_vs_onnxruntime_fp32_{stat}"] = int8
+    r = {k: [v["epoch_r_vs_fp32"], v["epoch_image_specific_r_vs_fp32"]] for k, v in variants.items()
+         if "epoch_r_vs_fp32" in v}
+    if r:
+        out["int8_epoch_r_vs_fp32_all_and_image_specific"] = r
     return out
 
 
@@ -355,8 +441,19 @@ def run(*, device: str = "cpu", models: str = "default,base", montage: str = "th
                     logger.info("%s %s: batch-1 p50 %.3f ms, p99 %.3f ms; best batch %d: %.1f/s", spec, label,
                                 res["batch1"]["total_ms"]["p50"], res["batch1"]["total_ms"]["p99"],
                                 res["best_batch"], res["best_throughput_per_s"])
+            if any(v["backend"] == "onnxruntime" and v["precision"] == "int8" for v in variants):
+                try:
+                    per_model["int8_methods"] = int8_methods(model, threads=threads, engines_dir=engines,
+                                                             seconds=secs, min_iters=min_iters if small else 5)
+                except Exception as err:  # recorded, the variants above stand
+                    logger.warning("%s: int8 methods not compared: %s", spec, err)
+                    per_model["int8_methods"] = {"error": f"{type(err).__name__}: {err}"}
             results[spec] = per_model
             summary[spec] = summarise(per_model["variants"])
+            if "dynamic" in per_model.get("int8_methods", {}):
+                summary[spec]["encoder_int8_methods"] = {
+                    m: {k: per_model["int8_methods"][m][k] for k in ("speedup_vs_fp32_p50", "tokens_r_vs_fp32")}
+                    for m in ("dynamic", "static")}
     finally:
         tmp.cleanup()
     payload = {"question": "How fast does each backend run the ViBE chain, per stage and end to end, vs PyTorch "

@@ -41,16 +41,17 @@ class BenchConfig:
         CPU threads (default: physical cores; model-size: 1).
     backend, device, model, engines_dir
         Inference variants (see :func:`~vibe_rt.bench.inference.parse_variants`), ``"cpu"``/``"cuda"``, models
-        (checkpoints or ``tiny``/``base``; latency/throughput use the first, quality each checkpoint, inference
-        each of ``default``/presets/checkpoints, model-size each preset) and the engine cache.
+        (checkpoints or ``tiny``/``base``; throughput uses the first, quality each checkpoint, latency and
+        inference each of ``default``/presets/checkpoints, model-size each preset) and the engine cache.
     duration : float | None
         Seconds of streaming (latency 30, stream 60, experiment-timing 120; quick 5, 10, 10).
     lookahead, srate, chunk_ms, channels, peer, artifacts
         Output delay (s), rate (Hz), push interval (ms), stream channels, run MNE-LSL's PlayerLSL too, and the
         ``--artifacts`` list vibe-rt injects (stream).
-    event_rate, fps, refresh_hz, video
-        Latency: onsets/s (5, quick 10), demo-source frame rate, display refresh of the floor, a video instead
-        of the demo source.
+    event_rate, events, lookahead_mode, fps, refresh_hz, video
+        Latency: onsets/s (5, quick 10), ``"rate"`` or ``"every"`` frame an onset, the lookaheads compared
+        (``"both"``: the fixed ``lookahead`` and the automatic one; ``"fixed"``, ``"auto"``), demo-source frame
+        rate, display refresh of the floor, a video instead of the demo source.
     target_ms, max_batch
         Throughput: p99 target per call (default lookahead / 2) and largest batch (512, quick 8).
     data, splits
@@ -83,6 +84,8 @@ class BenchConfig:
     peer: bool = True
     artifacts: str | None = None
     event_rate: float | None = None
+    events: str = "rate"
+    lookahead_mode: str = "both"
     fps: float = 30.0
     refresh_hz: float = 60.0
     video: str | Path | None = None
@@ -154,11 +157,11 @@ class BenchConfig:
 def _latency(c: BenchConfig) -> Result:
     from . import latency
 
-    return latency.run(backend=c.backend, model=c.model[0] if c.model else None, device=c.device,
-                       duration=c.pick(c.duration, 30.0, 5.0), event_rate=c.pick(c.event_rate, 5.0, 10.0),
-                       srate=c.srate, lookahead=c.lookahead, fps=c.fps, refresh_hz=c.refresh_hz, video=c.video,
-                       chunk_ms=c.chunk_ms, threads=c.threads, engines_dir=c.engines_dir, out_dir=c.out,
-                       write=c.write)
+    return latency.run(backend=c.backend, models=c.model, device=c.device, duration=c.pick(c.duration, 30.0, 5.0),
+                       event_rate=c.pick(c.event_rate, 5.0, 10.0), events=c.events, srate=c.srate,
+                       lookahead=c.lookahead, lookahead_mode=c.lookahead_mode, fps=c.fps, refresh_hz=c.refresh_hz,
+                       video=c.video, chunk_ms=c.chunk_ms, threads=c.threads, engines_dir=c.engines_dir,
+                       out_dir=c.out, write=c.write)
 
 
 def _stream(c: BenchConfig) -> Result:

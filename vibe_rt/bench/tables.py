@@ -55,24 +55,34 @@ def _load(results: Path, pattern: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-_LATENCY_STAGES = ("capture", "queue_wait", "preprocess", "inference", "synth_add", "push")
+_LATENCY_STAGES = ("capture", "dispatch", "queue_wait", "preprocess", "inference", "synth_add", "push")
 
 
 def latency_table(results: Path) -> str | None:
-    rows = []
-    for machine, doc in _load(results, "latency-*.json"):
-        la = doc.get("config", {}).get("lookahead_s", 0) * 1e3
-        for label, r in doc.get("results", {}).items():
+    rows, references = [], {}
+    for machine, doc in _load(results, "latency*-*.json"):
+        events = doc.get("config", {}).get("events", "rate")
+        rate = doc.get("config", {}).get("event_rate_hz")
+        load = (doc.get("loadavg_before") or [None])[0]
+        for r in doc.get("results", {}).values():
             if "error" in r:
                 continue
-            st, g = r["stages_ms"], r["glass_to_lsl_ms"]
+            st, g, la = r["stages_ms"], r["glass_to_lsl_ms"], r["lookahead"]
             stages = " / ".join(_f(st.get(k, {}).get("p50"), 2) for k in _LATENCY_STAGES)
-            rows.append([machine, label, stages, _f(st.get("inference", {}).get("p50"), 2),
-                         _f(st.get("inference", {}).get("p99"), 2), _f(g["ready"].get("p50")),
-                         _f(g["ready"].get("p99")), _f(g["emitted"].get("p50")), _f(g["emitted"].get("p99")),
-                         _f(la, 0), str(r["counters"].get("late", "-")), str(g["ready"].get("n", "-"))])
-    return _table(["machine", "backend", "p50 ms: " + " / ".join(_LATENCY_STAGES), "inference p50 ms", "p99",
-                   "ready p50 ms", "p99", "emitted p50 ms", "p99", "lookahead ms", "late", "onsets"], rows)
+            lookahead = f"{la['mode']} {_f(la['final_ms'])}" + (" (grown)" if la["grown"] else "")
+            rows.append([machine, r["model"], r["variant"], f"{'every frame' if events == 'every' else 'rate'} "
+                         f"{_f(rate)}/s, {_f(doc['config'].get('duration_s'), 0)} s", lookahead, stages,
+                         _f(g["ready"].get("p50")), _f(g["ready"].get("p99")), _f(g["emitted"].get("p50")),
+                         _f(g["emitted"].get("p99")), _f(g["emitted"].get("max")),
+                         f"{r['counters'].get('late', '-')}/{g['ready'].get('n', '-')}",
+                         _f(r.get("epoch_r_vs_fp32"), 5), _f(load)])
+        references.update(doc.get("references_ms", {}).get("amplifier_to_lsl", {}))
+    for name, ms in references.items():
+        rows.append(["reference", name, "amplifier -> LSL", "-", "-", "-", "-", "-", _f(ms), "-", "-", "-", "-",
+                     "-"])
+    return _table(["machine", "model", "backend", "onsets", "lookahead ms", "p50 ms: " + " / ".join(_LATENCY_STAGES),
+                   "ready p50 ms", "p99", "emitted p50 ms", "p99", "max", "late/onsets", "int8 epoch r", "load avg"],
+                  rows if len(rows) > len(references) else [])
 
 
 def _wall_rate_error(rec: dict) -> float:
@@ -135,9 +145,29 @@ def inference_table(results: Path) -> str | None:
                                        if s in stages) or "(one graph)"
                 rows.append([machine, model, label, _f(tot["p50"], 2), _f(tot.get("p95"), 2), _f(tot["p99"], 2),
                              _f(tot["min"], 2), per_stage, f"{sp:.2f}x" if sp else "-",
-                             f"{r.get('best_batch', '-')}: {_f(r.get('best_throughput_per_s'), 0)}"])
+                             f"{r.get('best_batch', '-')}: {_f(r.get('best_throughput_per_s'), 0)}",
+                             f"{_f(r.get('epoch_r_vs_fp32'), 5)} / {_f(r.get('epoch_image_specific_r_vs_fp32'), 4)}"
+                             if "epoch_r_vs_fp32" in r else "-", f"{doc.get('threads', '-')}"])
     return _table(["machine", "model", "variant", "batch-1 p50 ms", "p95", "p99", "min",
-                   "encoder / Q-Former / decoder p50 ms", "vs torch (p50)", "best batch: images/s"], rows)
+                   "encoder / Q-Former / decoder p50 ms", "vs torch (p50)", "best batch: images/s",
+                   "int8 epoch r vs fp32 (all / image-specific)", "threads"], rows)
+
+
+def int8_methods_table(results: Path) -> str | None:
+    rows = []
+    for machine, doc in _load(results, "inference_latency-*.json"):
+        for model, per in doc.get("results", {}).items():
+            methods = per.get("int8_methods", {})
+            if "fp32" not in methods:
+                continue
+            for name in ("fp32", "dynamic", "static"):
+                m = methods[name]
+                rows.append([machine, model, name, _f(m["batch1_ms"]["p50"], 2), _f(m["batch1_ms"]["min"], 2),
+                             f"{m['speedup_vs_fp32_p50']:.2f}x" if "speedup_vs_fp32_p50" in m else "-",
+                             _f(m.get("tokens_r_vs_fp32"), 5), f"{m['relative_error_vs_fp32']:.1e}"
+                             if "relative_error_vs_fp32" in m else "-", _f(m.get("quantize_s"), 1)])
+    return _table(["machine", "model", "encoder", "batch-1 p50 ms", "min", "vs fp32 (p50)", "tokens r vs fp32",
+                   "relative error", "quantize s"], rows)
 
 
 def quality_table(results: Path) -> str | None:
@@ -223,10 +253,13 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
     ("Latency inside the pipeline (`vibe-rt bench latency`)", latency_table,
      "ready = capture -> response in the synthesizer (must stay below the lookahead); emitted = capture -> push "
      "of the first LSL sample holding the response (glass-to-LSL; the lookahead by design + up to one push "
-     "interval). Threads as in the stream: torch every core, ONNX Runtime cores - 1. Stages: capture = frame "
-     "stamp -> onset dispatched (the demo source stamps frames at their nominal time, so a camera's own capture "
-     "delay is not in it), queue_wait, preprocess, inference (all three networks), synth_add (resampling to the "
-     "output rate + overlap-add), push (one LSL push call)."),
+     "interval). Lookahead: fixed (`--lookahead`) or auto (`vibe-rt stream`'s default: p99 of a timed warm-up "
+     "x 1.5 + 5 ms + one push interval). Threads as in the stream: torch every core, ONNX Runtime cores - 1. "
+     "Stages: capture = frame stamp -> onset taken by the inference thread (= dispatch: frame stamp -> onset "
+     "queued, + queue_wait), preprocess, inference (all three networks), synth_add (resampling to the output "
+     "rate + overlap-add), push (one LSL push call). The demo source stamps frames at their nominal time; a "
+     "camera's own exposure-to-frame delay (1-3 frame periods for a USB webcam) comes before the stamp and is "
+     "in no row. Reference rows: an amplifier's own delay to its LSL samples."),
     ("Stream timing (`vibe-rt bench stream`)", stream_table,
      "Received by a pylsl inlet in another process; receive latency = arrival - intended push time; timestamp "
      "rate error = samples received vs the span of their timestamps (catches lost samples); wall-clock rate error "
@@ -241,7 +274,15 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
      "the outlet), as in the stream."),
     ("Inference latency per backend (`vibe-rt bench inference`)", inference_table,
      "default: the embedded model; base: ViT-B-32 chain with random weights (latency does not depend on them); "
-     "torch eager fp32 is the reference; best batch: the highest throughput of the batch sizes tried."),
+     "torch eager fp32 is the reference; best batch: the highest throughput of the batch sizes tried; int8 "
+     "epoch r: Pearson r of the ONNX Runtime int8 chain's epochs vs the fp32 chain's on the calibration images, "
+     "over all values and over their deviations from the mean across images (engines are refused when either is "
+     "below 0.99)."),
+    ("INT8 quantization methods on the image encoder (`vibe-rt bench inference`)", int8_methods_table,
+     "ONNX Runtime on a CPU: the fp32 encoder graph vs its dynamic quantization (int8 weights per channel, "
+     "activations quantized per call: what `--precision int8` engines use) and its static quantization (QDQ, "
+     "activation ranges calibrated on the 32 built-in calibration images); r and relative error of the tokens "
+     "on those images."),
     ("Comparator on ground truth (`vibe-rt bench comparator`)", comparator_table,
      "Offline comparison (the live mode shares the code) of recordings whose responses are gain[c] x erp(t - "
      "latency) + noise, 12 images x 8 repetitions, gains 0.7-1.4: the latency is recovered to a fraction of a "

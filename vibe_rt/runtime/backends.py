@@ -219,7 +219,8 @@ class OnnxRuntimeBackend:
         ``"cpu"`` (CPUExecutionProvider) or ``"cuda"`` / ``"cuda:N"`` (CUDAExecutionProvider, needs the
         ``onnxruntime-gpu`` package).
     precision : str
-        Only ``"fp32"`` (fp16/int8 engines are TensorRT's job).
+        ``"fp32"``, or ``"int8"`` for a graph quantized by :mod:`~vibe_rt.runtime.quantize` (its input and
+        output stay float32; the precision is recorded, the graph itself holds the integer operators).
     intra_op_threads : int | None
         Threads inside one operator (default: physical cores minus one, see :func:`default_intra_op_threads`).
     inter_op_threads : int
@@ -231,9 +232,9 @@ class OnnxRuntimeBackend:
     def __init__(self, onnx_path: str | Path, *, device: str = "cpu", precision: str = "fp32",
                  intra_op_threads: int | None = None, inter_op_threads: int = 1, validate: bool = True) -> None:
         ort = import_optional_dependency("onnxruntime")
-        if precision != "fp32":
-            raise ConfigError(f"onnxruntime backend runs fp32 graphs only, not {precision!r}: use --backend "
-                              "tensorrt for fp16/int8, or torch with fp16 on a GPU")
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"onnxruntime backend runs fp32 and int8 graphs, not {precision!r}: use --backend "
+                              "tensorrt for fp16, or torch with fp16 on a GPU")
         onnx_path = Path(onnx_path)
         if validate:
             from .export import validate_onnx_file

@@ -4,8 +4,10 @@
 Each backend is one object, looked up by name in :data:`ENGINE_STORES` (:func:`engine_store`):
 
 * ``ensure(model, ...)`` builds what is missing: :class:`OnnxStore` exports the stage graphs (and the fused
-  chain) to ONNX and checks each against PyTorch with ONNX Runtime; :class:`TensorRTStore` compiles those same
-  ONNX files into TensorRT plans. A build is written into a temporary folder and moved into place only when
+  chain) to ONNX and checks each against PyTorch with ONNX Runtime, and for ``precision="int8"`` quantizes those
+  graphs for ONNX Runtime on a CPU (:mod:`~vibe_rt.runtime.quantize`), kept only when the INT8 chain's epochs
+  correlate with the fp32 chain's at r >= 0.99 on the calibration images; :class:`TensorRTStore` compiles those
+  same ONNX files into TensorRT plans. A build is written into a temporary folder and moved into place only when
   every graph passed its parity check (the manifest last), so a failed build leaves nothing half-written.
   An existing set that does not match (model hash, TensorRT version, GPU) or whose files fail their checksum
   is refused with an :class:`~vibe_rt.errors.EngineError` that says which, or, with ``rebuild_invalid``
@@ -22,12 +24,13 @@ The cache folder defaults to :func:`~vibe_rt.runtime.manifest.default_engines_di
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +54,7 @@ from .export import (
     validate_onnx_file,
 )
 from .int8_set import default_calibration_dir
+from .quantize import MIN_EPOCH_R, QUANTIZED_OPS, image_specific_r, pearson_r, quantize_dynamic_graph
 from .manifest import (
     CHAIN,
     MANIFEST_NAME,
@@ -61,6 +65,7 @@ from .manifest import (
     library_versions,
     list_manifests,
     model_dir,
+    onnxruntime_int8_dir,
     resolve_engines_dir,
     sha256_file,
     tensorrt_dir,
@@ -154,6 +159,27 @@ def _staging(root: Path) -> Iterator[Path]:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _reusable(folder: Path, load: Callable[[], EngineManifest], usable: Callable[[EngineManifest], bool], *,
+              rebuild_invalid: bool, what: str) -> EngineManifest | None:
+    """The cached set in ``folder`` when it is sound (``load`` succeeds) and ``usable`` (it has the graphs and
+    batch profile asked for), else None: build it. An unsound set raises ``load``'s EngineError unless
+    ``rebuild_invalid``; each decision is logged, naming ``what``."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return None
+    try:
+        cached = load()
+    except EngineError as err:
+        if not rebuild_invalid:
+            raise
+        logger.warning("rebuilding the %s: %s", what, err)
+        return None
+    if usable(cached):
+        logger.info("the %s are up to date in %s", what, folder)
+        return cached
+    logger.info("rebuilding the %s in %s: other graphs or batch profile requested", what, folder)
+    return None
 
 
 def _install(staging: Path, folder: Path, manifest: EngineManifest) -> None:
@@ -286,7 +312,8 @@ class _CachedStore(EngineStore):
 
 
 class OnnxStore(_CachedStore):
-    """ONNX graphs of the stages (and the fused chain), fp32, in ``<engines_dir>/<model-hash>/``.
+    """ONNX graphs of the stages (and the fused chain): fp32 in ``<engines_dir>/<model-hash>/``, and their INT8
+    quantization (CPU) in ``<engines_dir>/<model-hash>/onnxruntime-int8/``.
 
     Parameters
     ----------
@@ -308,23 +335,27 @@ class OnnxStore(_CachedStore):
         self.tolerance = tolerance
 
     def folder(self, model_hash: str, precision: str = "fp32") -> Path:
-        """``<engines_dir>/<model-hash>``."""
+        """``<engines_dir>/<model-hash>`` (fp32) or ``<engines_dir>/<model-hash>/onnxruntime-int8`` (int8)."""
+        if precision == "int8":
+            return onnxruntime_int8_dir(self.root, model_hash)
         return model_dir(self.root, model_hash)
 
     @staticmethod
-    def _check_precision(precision: str | None) -> None:
-        if precision not in (None, "fp32"):
-            raise ConfigError(f"ONNX Runtime engines are fp32, not {precision}: use --backend tensorrt for "
-                              "fp16/int8 (on a machine with TensorRT and a CUDA GPU)")
+    def _check_precision(precision: str | None) -> str:
+        if precision not in (None, "fp32", "int8"):
+            raise ConfigError(f"ONNX Runtime engines are fp32 or int8, not {precision}: use --backend tensorrt for "
+                              "fp16 (on a machine with TensorRT and a CUDA GPU), or torch with fp16 on a GPU")
+        return precision or "fp32"
 
-    def _check(self, folder: Path, model_hash: str, names: tuple[str, ...] | None) -> EngineManifest:
+    def _check(self, folder: Path, model_hash: str, names: tuple[str, ...] | None,
+               precision: str = "fp32") -> EngineManifest:
         manifest = EngineManifest.load(folder)
-        manifest.check_compatible(model_hash=model_hash, backend=self.backend, where=folder)
+        manifest.check_compatible(model_hash=model_hash, backend=self.backend, precision=precision, where=folder)
         if names is not None:
             missing = [n for n in names if n not in manifest.stages]
             if missing:
                 raise EngineError(f"{folder} has no ONNX graph for {missing}: run `vibe-rt engines build --backend "
-                                  "onnxruntime`")
+                                  f"onnxruntime --precision {precision}`")
         manifest.verify_files(folder, names)
         for name, art in manifest.stages.items():
             if names is None or name in names:
@@ -334,16 +365,20 @@ class OnnxStore(_CachedStore):
     def load(self, model_hash: str, *, precision: str | None = None, fused: bool = False) -> tuple[
             Path, EngineManifest]:
         """See :class:`_CachedStore`."""
-        self._check_precision(precision)
-        folder = self.folder(model_hash)
-        return folder, self._check(folder, model_hash, (CHAIN,) if fused else STAGES)
+        precision = self._check_precision(precision)
+        folder = self.folder(model_hash, precision)
+        return folder, self._check(folder, model_hash, (CHAIN,) if fused else STAGES, precision)
 
     def ensure(self, model: LoadedModel | ViBE, *, precision: str | None = None, fused: bool = True,
                batch: tuple[int, int, int] | None = None, force: bool = False, rebuild_invalid: bool = False,
                calibration_dir: str | Path | None = None) -> tuple[Path, EngineManifest]:
-        """See :class:`_CachedStore`. Missing graphs are added to a sound existing export."""
-        self._check_precision(precision)
+        """See :class:`_CachedStore`. Missing graphs are added to a sound existing export; ``precision="int8"``
+        quantizes the fp32 graphs (exported first if needed) with :meth:`_ensure_int8`."""
+        precision = self._check_precision(precision)
         model = as_loaded(model)
+        if precision == "int8":
+            return self._ensure_int8(model, fused=fused, batch=batch, force=force, rebuild_invalid=rebuild_invalid,
+                                     calibration_dir=calibration_dir)
         mhash = model.model_hash
         folder = self.folder(mhash)
         existing: EngineManifest | None = None
@@ -389,14 +424,79 @@ class OnnxStore(_CachedStore):
                              input_shape=_shape(example.shape), output_shape=_shape(out_shape),
                              parity_error=float(err))
 
+    def _ensure_int8(self, model: LoadedModel, *, fused: bool, batch: tuple[int, int, int] | None, force: bool,
+                     rebuild_invalid: bool, calibration_dir: str | Path | None) -> tuple[Path, EngineManifest]:
+        """The INT8 graphs of ``model``: its fp32 graphs (exported if needed) quantized
+        (:func:`~vibe_rt.runtime.quantize.quantize_dynamic_graph`), kept only when the epochs of the INT8 chains
+        (staged, and fused when built) correlate with the fp32 PyTorch chain's at r >= :data:`MIN_EPOCH_R` on
+        the calibration images, over all values and in their image-specific part (:func:`_int8_parity`);
+        otherwise EngineError and nothing is written."""
+        mhash = model.model_hash
+        folder = self.folder(mhash, "int8")
+        names = _graph_names(fused)
+        cached = None if force else _reusable(folder, lambda: self._check(folder, mhash, None, "int8"),
+                                              lambda m: all(n in m.stages for n in names),
+                                              rebuild_invalid=rebuild_invalid, what=f"int8 graphs of model {mhash}")
+        if cached is not None:
+            return folder, cached
+        fp32_folder, fp32 = self.ensure(model, fused=fused, batch=batch, rebuild_invalid=rebuild_invalid)
+        cdir = Path(calibration_dir) if calibration_dir else default_calibration_dir()
+        images = load_calibration_images(cdir, model.model.encoder.preprocess_frames)
+        logger.info("quantizing the ONNX graphs %s of model %s to int8 (once; cached in %s)", ", ".join(names), mhash,
+                    folder)
+        t0 = time.perf_counter()
+        with _staging(self.root) as staging:
+            nodes = {name: quantize_dynamic_graph(fp32_folder / fp32.stages[name].file,
+                                                  staging / fp32.stages[name].file) for name in names}
+            for name in names:
+                validate_onnx_file(staging / fp32.stages[name].file)
+            runners = {name: OnnxRuntimeBackend(staging / fp32.stages[name].file, precision="int8", validate=False)
+                       for name in names}
+            errors, epoch_r = _int8_parity(model.model, runners, images)
+            logger.info("int8 graphs: relative error vs torch fp32 %s; epoch r %s",
+                        ", ".join(f"{k} {v:.2e}" for k, v in errors.items()),
+                        ", ".join(f"{k} {v:.4f}" for k, v in epoch_r.items()))
+            bad = {k: r for k, r in epoch_r.items() if not r >= MIN_EPOCH_R}
+            if bad:
+                worst = ", ".join(f"{k.replace('_', ' ')} {r:.4f}" for k, r in bad.items())
+                raise EngineError(f"the int8 epochs correlate with the fp32 chain's at r = {worst} < {MIN_EPOCH_R} "
+                                  f"on the {len(images)} calibration images of {cdir}: int8 loses too much for "
+                                  "this model; use --precision fp32, or a calibration set like the images you "
+                                  "show (--calibration DIR)")
+            stages = {name: dataclasses.replace(fp32.stages[name],
+                                                sha256=sha256_file(staging / fp32.stages[name].file),
+                                                parity_error=float(errors[name])) for name in names}
+            manifest = EngineManifest(
+                model_hash=mhash, backend=self.backend, precision="int8", stages=stages, batch=fp32.batch,
+                opset=fp32.opset, versions=library_versions(), gpu=None,
+                build_seconds=round(time.perf_counter() - t0, 3),
+                extra={"method": "dynamic", "quantized_ops": list(QUANTIZED_OPS), "quantized_nodes": nodes,
+                       "calibration": str(cdir), "calibration_images": int(len(images)), "epoch_r": epoch_r,
+                       "min_epoch_r": MIN_EPOCH_R, "onnx_sha256": {n: fp32.stages[n].sha256 for n in names}})
+            _install(staging, folder, manifest)
+        return folder, manifest
+
     def verify(self, folder: Path, manifest: EngineManifest, model: LoadedModel | None) -> VerifyResult:
-        """See :class:`_CachedStore`."""
+        """See :class:`_CachedStore`; an int8 set has its epoch r re-measured on the calibration images it was
+        built with (the default set where that folder is gone)."""
         manifest.verify_files(folder)
         for art in manifest.stages.values():
             validate_onnx_file(folder / art.file)
-        runners = {name: OnnxRuntimeBackend(folder / art.file, validate=False) for name, art in
-                   manifest.stages.items()} if model is not None else {}
-        return _verified(folder, manifest, model, runners, PARITY_TOLERANCE["fp32"], "graph")
+        runners = {name: OnnxRuntimeBackend(folder / art.file, precision=manifest.precision, validate=False)
+                   for name, art in manifest.stages.items()} if model is not None else {}
+        if manifest.precision != "int8" or model is None:
+            return _verified(folder, manifest, model, runners, PARITY_TOLERANCE["fp32"], "graph")
+        cdir = Path(manifest.extra.get("calibration") or default_calibration_dir())
+        images = load_calibration_images(cdir if cdir.is_dir() else default_calibration_dir(),
+                                         model.model.encoder.preprocess_frames)
+        errors, epoch_r = _int8_parity(model.model, runners, images)
+        bad = {k: r for k, r in epoch_r.items() if not r >= MIN_EPOCH_R}
+        if bad:
+            worst = ", ".join(f"{k} {r:.4f}" for k, r in bad.items())
+            raise EngineError(f"int8 graphs differ from the model: epoch r {worst} < {MIN_EPOCH_R}; rebuild with "
+                              "`vibe-rt engines build --backend onnxruntime --precision int8 --force`")
+        return VerifyResult(folder, manifest.backend, manifest.precision, "ok", "ok",
+                            {**errors, **{f"epoch_r_{k}": r for k, r in epoch_r.items()}})
 
     def _runner(self, path: Path, *, device: str, precision: str, options: RunnerOptions) -> Backend:
         return OnnxRuntimeBackend(path, device=device, precision=precision, intra_op_threads=options.intra_op_threads,
@@ -438,6 +538,44 @@ def load_calibration_images(folder: str | Path, preprocess, *, limit: int | None
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         out.append(np.asarray(preprocess(rgb[None]), dtype=np.float32)[0])
     return np.stack(out)
+
+
+def _int8_parity(model, runners: dict[str, Backend], images: np.ndarray, batch_size: int = 8) -> tuple[
+        dict[str, float], dict[str, float]]:
+    """How far INT8 graphs are from the fp32 PyTorch stages on the calibration images.
+
+    Returns
+    -------
+    errors : dict
+        Per graph, the relative error (``max|a-b|/max|b|``) of its output, each fed the fp32 chain's input of that
+        stage (the Q-Former the fp32 encoder's tokens ...).
+    epoch_r : dict
+        ``"staged"`` (the three INT8 stages in a row, as a staged predictor runs them) and, when built,
+        ``"chain"`` (the fused INT8 graph): the :func:`~vibe_rt.runtime.quantize.pearson_r` of their epochs with
+        the fp32 chain's; ``"<kind>_image_specific"``: the same for the part of the epochs that differs between
+        images (:func:`~vibe_rt.runtime.quantize.image_specific_r`).
+    """
+    inputs = _calibration_batches(model, images, min(batch_size, len(images)))
+    epochs = [torch_reference(stage_modules(model, fused=False)["decoder"], x) for x in inputs["decoder"]]
+    reference = {"encoder": inputs["qformer"], "qformer": inputs["decoder"], "decoder": epochs, "chain": epochs}
+
+    def run(name: str, x: np.ndarray) -> np.ndarray:
+        return runners[name].run({runners[name].input_name: x})[runners[name].output_name]
+
+    outputs = {name: [run(name, x) for x in inputs[name]] for name in runners}
+    errors = {name: relative_error(np.concatenate(out), np.concatenate(reference[name]))
+              for name, out in outputs.items()}
+    ref_epochs = np.concatenate(epochs)
+    chains: dict[str, list[np.ndarray]] = {}
+    if all(s in runners for s in STAGES):
+        chains["staged"] = [run("decoder", run("qformer", run("encoder", x))) for x in inputs["encoder"]]
+    if CHAIN in runners:
+        chains["chain"] = outputs[CHAIN]
+    epoch_r: dict[str, float] = {}
+    for kind, out in chains.items():
+        epoch_r[kind] = pearson_r(np.concatenate(out), ref_epochs)
+        epoch_r[f"{kind}_image_specific"] = image_specific_r(np.concatenate(out), ref_epochs)
+    return errors, epoch_r
 
 
 def _calibration_batches(model, images: np.ndarray, batch_size: int) -> dict[str, list[np.ndarray]]:
@@ -508,17 +646,12 @@ class TensorRTStore(_CachedStore):
         folder = self.folder(mhash, precision)
         names = _graph_names(fused)
         version, gpu = _tensorrt_target()
-        if not force and (folder / MANIFEST_NAME).is_file():
-            try:
-                cached = self.load(mhash, precision=precision)[1]
-                if all(n in cached.stages for n in names) and batch in (None, tuple(cached.batch)):
-                    logger.info("TensorRT %s plans of model %s are up to date in %s", precision, mhash, folder)
-                    return folder, cached
-                logger.info("rebuilding TensorRT plans in %s: other graphs or batch profile requested", folder)
-            except EngineError as err:
-                if not rebuild_invalid:
-                    raise
-                logger.warning("rebuilding TensorRT plans: %s", err)
+        cached = None if force else _reusable(
+            folder, lambda: self.load(mhash, precision=precision)[1],
+            lambda m: all(n in m.stages for n in names) and batch in (None, tuple(m.batch)),
+            rebuild_invalid=rebuild_invalid, what=f"TensorRT {precision} plans of model {mhash}")
+        if cached is not None:
+            return folder, cached
         batch = batch or DEFAULT_BATCH
         logger.info("building TensorRT %s engines for model %s (once; cached afterwards)", precision, mhash)
         onnx_folder, onnx_manifest = OnnxStore(self.root).ensure(model, fused=fused, batch=batch,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .manifest import default_engines_dir
@@ -22,6 +21,7 @@ KINDS = ("gradient", "grating", "checker", "blobs", "shapes", "noise", "texture"
 
 def make_image(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
     """One uint8 RGB image (size, size, 3) of the given kind."""
+    import cv2  # here, not with the module: the engine cache imports it, and inference needs no OpenCV
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     col = lambda: rng.uniform(0, 255, 3)  # noqa: E731
     if kind == "gradient":
@@ -74,6 +74,7 @@ def make_image(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
 
 def write_int8_set(out: str | Path, n: int = N_IMAGES, size: int = SIZE, seed: int = SEED) -> list[Path]:
     """Write ``n`` images ``NNN-<kind>.png`` into ``out`` (re-running rewrites identical files)."""
+    import cv2
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -6,6 +6,9 @@ Layout::
       <model-hash>/
         manifest.json            ONNX export (backend "onnxruntime", fp32): encoder/qformer/decoder/chain.onnx
         encoder.onnx ...
+        onnxruntime-int8/
+          manifest.json          the ONNX graphs above quantized to INT8 for ONNX Runtime on a CPU
+          encoder.onnx ...
         tensorrt-fp16/
           manifest.json          TensorRT plans built from the ONNX files above for one GPU + TensorRT version
           encoder.plan ...
@@ -290,6 +293,11 @@ def model_dir(engines_dir: str | Path, model_hash: str) -> Path:
 def tensorrt_dir(engines_dir: str | Path, model_hash: str, precision: str) -> Path:
     """``engines_dir/<model_hash>/tensorrt-<precision>``."""
     return model_dir(engines_dir, model_hash) / f"tensorrt-{precision}"
+
+
+def onnxruntime_int8_dir(engines_dir: str | Path, model_hash: str) -> Path:
+    """``engines_dir/<model_hash>/onnxruntime-int8``: the quantized ONNX graphs."""
+    return model_dir(engines_dir, model_hash) / "onnxruntime-int8"
 
 
 def timing_cache_path(engines_dir: str | Path, tensorrt_version: str, compute_capability: str) -> Path:

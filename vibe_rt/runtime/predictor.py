@@ -89,8 +89,10 @@ class Predictor:
 
     @property
     def meta(self) -> dict[str, str]:
-        """What a stream says about its model: ``backend``, ``model`` (the checkpoint's name) and ``model_hash``."""
-        return {"backend": self.backend_name, "model": self.loaded.name, "model_hash": self.loaded.model_hash}
+        """What a stream says about its model: ``backend``, ``precision``, ``model`` (the checkpoint's name) and
+        ``model_hash``."""
+        return {"backend": self.backend_name, "precision": self.precision, "model": self.loaded.name,
+                "model_hash": self.loaded.model_hash}
 
     @property
     def unit(self) -> str:
@@ -190,8 +192,9 @@ def create_predictor(
     engines_dir : str | Path | None
         Engine cache (default :func:`~vibe_rt.runtime.manifest.default_engines_dir`).
     precision : str | None
-        ``"fp32"``, ``"fp16"`` (torch on CUDA, TensorRT) or ``"int8"`` (TensorRT). Default: fp16 for TensorRT,
-        fp32 otherwise.
+        ``"fp32"``, ``"fp16"`` (torch on CUDA, TensorRT) or ``"int8"`` (TensorRT; ONNX Runtime on a CPU: graphs
+        quantized once and cached, see :mod:`~vibe_rt.runtime.quantize`). Default: fp16 for TensorRT, fp32
+        otherwise.
     device : str | None
         ``"cpu"`` or ``"cuda"``; default: CUDA where the backend can use it.
     fused : bool

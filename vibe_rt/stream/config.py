@@ -35,6 +35,7 @@ DEFAULT_CHUNK_S = 0.005
 DEFAULT_NAME = "vibe-rt"
 #: Longest emulated transport delay (s), as vibe_rt.devices.profile.MAX_DELAY_S.
 MAX_DEVICE_DELAY = 1.0
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")  # vibe_rt.runtime.backends.PRECISIONS + "auto"
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,10 @@ class StreamConfig:
                                 metavar="CKPT")
     backend: str = option("auto", "--backend", "inference backend (default: auto = TensorRT with a GPU, else ONNX "
                           "Runtime, else torch)", Choice(BACKEND_CHOICES), group=_MODEL, choices=BACKEND_CHOICES)
+    precision: str = option("auto", "--precision", "precision of the networks (default: auto = fp16 for TensorRT, "
+                            "fp32 otherwise); int8: ONNX Runtime on a CPU (graphs quantized once and cached, kept "
+                            "only when their epochs match fp32 at r >= 0.99) or TensorRT",
+                            Choice(PRECISION_CHOICES), group=_MODEL, choices=PRECISION_CHOICES)
     calibration: Path | None = option(None, "--calibration", "JSON calibration profile with per-channel gain and "
                                       "latency_s applied to the predicted responses",
                                       ExistingPath("file", "calibration profile"), group=_MODEL, type=Path,
@@ -359,4 +364,5 @@ class StreamConfig:
 
 
 __all__ = ["BACKEND_CHOICES", "DEFAULT_CHUNK_S", "DEFAULT_NAME", "DEFAULT_SRATE", "InferenceSpec", "MAX_DEVICE_DELAY",
-           "MAX_LOOKAHEAD", "MAX_SRATE", "OutputSpec", "RecordSpec", "StreamConfig", "SynthSpec", "parse_frame_size"]
+           "MAX_LOOKAHEAD", "MAX_SRATE", "OutputSpec", "PRECISION_CHOICES", "RecordSpec", "StreamConfig", "SynthSpec",
+           "parse_frame_size"]

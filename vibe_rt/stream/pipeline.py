@@ -515,7 +515,9 @@ class StreamPipeline:
                 continue
             if self.predictor is not None and self.policy(frame):
                 self.stats.incr("events")
-                self._enqueue(self._factory(frame))
+                stim = self._factory(frame)
+                self.stats.time("capture_to_dispatch", self.clock() - frame.t_capture)
+                self._enqueue(stim)
 
     def _take_batch(self) -> list[tuple[Stimulus, float]]:
         with self._cond:

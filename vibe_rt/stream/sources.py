@@ -8,7 +8,8 @@ an error of the capture thread; they are also context managers.
 
 Real-time sources (camera, real-time video, demo) drop the oldest queued frame when the consumer lags
 (``dropped_frames`` counts them); offline sources (``VideoSource(realtime=False)``, image folders) block
-instead, so that every frame is delivered.
+instead, so that every frame is delivered. A camera hands on the newest frame only (a queue of one) and never a
+frame that waited in the driver's buffer (:class:`CameraSource`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from .clock import Clock, lsl_clock
 
 #: Largest OpenCV camera index accepted (OpenCV adds API preferences in steps of 100 above the device index).
 MAX_CAMERA_INDEX = 9999
+#: A camera grab() that returns within this fraction of a frame period took a frame that was already waiting in
+#: the driver's buffer (its exposure is older than the time it would be stamped with): it is skipped.
+STALE_GRAB_FRACTION = 0.25
+#: At most this many buffered frames are skipped in a row (V4L2 keeps 4 buffers by default).
+MAX_STALE_GRABS = 4
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -212,7 +218,16 @@ def _open_capture(target: int | str) -> Any:
 
 
 class CameraSource(FrameSource):
-    """A camera through OpenCV, with the newest frame only (``CAP_PROP_BUFFERSIZE`` = 1) and reconnection.
+    """A camera through OpenCV, with the newest frame only, stamped when it reaches software, and reconnection.
+
+    No frame waits anywhere unmeasured: the driver is asked for one buffer (``CAP_PROP_BUFFERSIZE`` = 1, which
+    not every backend honours), the capture thread grabs continuously, and a grab that returns at once (within
+    :data:`STALE_GRAB_FRACTION` of a frame period) took a frame that had waited in the driver's buffer while the
+    thread was held up: it is skipped (``stale_frames``) and the next one, which the grab waited for, is used. Each
+    frame is stamped when its grab returns, before decoding and colour conversion (which the pipeline times as
+    part of ``capture_to_dispatch``), and the queue to the pipeline holds one frame: a newer frame replaces a
+    waiting one. What happens before a frame reaches software (exposure, sensor readout, USB transfer: typically
+    1-3 frame periods for a USB webcam) is invisible here and not in the stamp.
 
     When the camera stops delivering frames mid-stream, the source releases it and reopens it with
     exponential back-off (0.1 s doubling up to 2 s), counting ``drops`` and ``reconnects``; it never emits an
@@ -235,13 +250,16 @@ class CameraSource(FrameSource):
         if not 0 <= index <= MAX_CAMERA_INDEX:  # OpenCV's VideoCapture(-1) crashes the process (SIGSEGV)
             raise SourceError(f"--camera {index}: camera indexes start at 0 (the first camera) and go up to "
                               f"{MAX_CAMERA_INDEX}; give --camera 0, 1, ...")
-        super().__init__(f"camera{index}", maxsize=2, drop_oldest=True, clock=clock)
+        super().__init__(f"camera{index}", maxsize=1, drop_oldest=True, clock=clock)
         self.index, self.width, self.height, self.fps = index, width, height, fps
         self.frame_size = (width, height) if width and height else None
         self._factory = capture_factory or (lambda: _open_capture(index))
         self._cap: Any = None
         self.max_backoff = max_backoff
         self.empty_frames = 0
+        #: Frames skipped because they had waited in the driver's buffer.
+        self.stale_frames = 0
+        self._period: float | None = 1.0 / fps if fps else None
 
     def _configure(self, cap: Any) -> None:
         import cv2
@@ -262,6 +280,11 @@ class CameraSource(FrameSource):
             return False
         self._configure(cap)
         self._cap = cap
+        import cv2
+
+        fps = cap.get(cv2.CAP_PROP_FPS)  # what the camera agreed to (0 when the backend does not say)
+        if fps and 0 < fps <= 1000:
+            self._period = 1.0 / float(fps)
         return True
 
     def _open(self) -> None:
@@ -299,6 +322,19 @@ class CameraSource(FrameSource):
             backoff = min(2 * backoff, self.max_backoff)
         return False
 
+    def _grab_newest(self) -> tuple[bool, float]:
+        """``grab()`` until a frame comes that the grab waited for (see the class docstring); its success and
+        the time it returned (the frame's stamp)."""
+        for attempt in range(MAX_STALE_GRABS + 1):
+            t0 = self.clock()
+            ok = bool(self._cap.grab())
+            t = self.clock()
+            waited = self._period is None or t - t0 >= STALE_GRAB_FRACTION * self._period
+            if not ok or waited or attempt == MAX_STALE_GRABS:
+                break
+            self.stale_frames += 1
+        return ok, t
+
     def _next_frame(self) -> tuple[np.ndarray, float, dict] | None:
         import cv2
 
@@ -306,8 +342,7 @@ class CameraSource(FrameSource):
         while not self._stop.is_set():
             if self._cap is None and not self._reconnect():
                 return None
-            ok = self._cap.grab()
-            t = self.clock()  # the frame is exposed just before grab() returns
+            ok, t = self._grab_newest()
             img = None
             if ok:
                 ok, img = self._cap.retrieve()

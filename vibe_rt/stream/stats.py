@@ -13,10 +13,12 @@ from typing import Any, Callable
 import numpy as np
 
 #: Timing names (seconds) recorded by the pipeline, in pipeline order.
+#: ``capture_to_dispatch``: frame stamp -> onset queued (the source's frame queue and the event policy);
+#: ``capture_to_dequeue``: frame stamp -> taken by the inference thread (``capture_to_dispatch`` + ``queue_wait``);
 #: ``onset_to_ready``: onset (capture) -> response added to the synthesizer; ``onset_to_emitted``: onset -> end
 #: of the push of the first output sample that holds the response (the glass-to-LSL latency, which includes the
 #: output delay by design).
-STAGES = ("capture_to_dequeue", "queue_wait", "preprocess", "encoder", "qformer", "decoder", "inference",
+STAGES = ("capture_to_dispatch", "capture_to_dequeue", "queue_wait", "preprocess", "encoder", "qformer", "decoder", "inference",
           "synth_add", "onset_to_ready", "onset_to_emitted", "push", "push_lag")
 
 
