@@ -135,6 +135,9 @@ class StreamConfig:
                                        action="store_true")
     loop: bool = option(False, "--loop", "--video/--images: start again at the end", group=_SRCOPT,
                         action="store_true")
+    shuffle: bool = option(False, "--shuffle", "--images: a new random order on every pass (with --loop), "
+                           "reproducible with --seed; the order is logged and recorded (--record's events sidecar)",
+                           group=_SRCOPT, action="store_true")
     on_s: float = option(0.5, "--on", "--images: seconds each image is shown (default: 0.5)",
                          Number(0, 3600, lo_open=True), group=_SRCOPT, metavar="S")
     off_s: float = option(0.5, "--off", "--images: blank seconds between images (default: 0.5)",
@@ -178,7 +181,8 @@ class StreamConfig:
                                  NewFile((".vhdr",)), group=_OUT, type=Path, metavar="FILE.vhdr")
     overwrite: bool = option(False, "--overwrite", "--record: replace an existing recording of that name "
                              "(default: refuse, so that no session is lost)", group=_OUT, action="store_true")
-    seed: int | None = option(None, "--seed", "random seed (>= 0) of the background, line noise and demo scene",
+    seed: int | None = option(None, "--seed", "random seed (>= 0) of the background, line noise, demo scene and "
+                              "--shuffle order",
                               Number(0, 2**63 - 1, integer=True, optional=True), group=_OUT, type=int)
     events: str = option("auto", "--events", "which frames are stimulus onsets: every frame, a fixed rate, or "
                          "scene changes (default: auto = every for --images, scene otherwise)",

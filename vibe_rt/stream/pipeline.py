@@ -511,7 +511,7 @@ class StreamPipeline:
             if self.outlets is not None and self.outlets.markers is not None:
                 self.outlets.push_marker(marker, timestamp, code)
             if self.writer is not None:
-                self.writer.marker(timestamp, description, kind)
+                self.writer.marker(timestamp, description, kind, marker, code)
         self.stats.incr("markers_pushed")
 
     def _outlet_loop(self) -> None:
