@@ -138,18 +138,20 @@ def test_resolve_for_the_streamed_channels():
     res = prof.resolve(m)
     assert isinstance(res, ResolvedCalibration) and res.montage is m
     assert res.gain.tolist() == [1.5, 0.5, 1.0, 2.0, 1.0, 1.0]
-    assert res.shift_samples == pytest.approx([-1.0, 0.0, 0.0, 3.0, 0.0, 0.0])
+    assert res.latency_s == pytest.approx([-0.01, 0.0, 0.0, 0.03, 0.0, 0.0])
     assert res.missing == ("O2", "P3", "P4")
     assert res.labels == ("O1", "EEG 2", "O2", "eeg-pz", "P3", "P4")
     assert res.output_montage.ch_names == res.labels and res.output_montage.positions is m.positions
     x = PulsePredictor(montage=m).epoch[None].repeat(2, axis=0)
-    y = res.apply(x)
+    y = res.apply_gain(x)
     assert y.dtype == np.float32 and y.shape == x.shape
-    expect = shift_signal(x.astype(float), res.shift_samples) * res.gain[:, None]
-    assert np.allclose(y, expect, rtol=1e-6, atol=1e-12)
-    assert m.times[np.argmax(y[0, 3])] == pytest.approx(0.13)  # Pz: the 0.1 s pulse 30 ms later
+    assert np.allclose(y, x * res.gain[:, None], rtol=1e-6, atol=1e-12)
+    desc = res.describe()
+    assert desc["name"] == "lab" and desc["latency_s"].split(",")[3] == "0.03" and desc["adapter"] == "none"
+    assert desc["gain"].split(",")[:4] == ["1.5", "0.5", "1", "2"] and desc["channels"].startswith("O1,Oz")
+    assert "'lab': latency -10.0..+30.0 ms (an onset delay), gain 0.5..2" in res.summary()
     with pytest.raises(ConfigError, match="epochs have 4 channels, montage 'test-occipital' has 6"):
-        res.apply(x[:, :4])
+        res.apply_gain(x[:, :4])
     clash = dataclasses.replace(prof, channel_map={"Oz": "same", "O1": "same"}).resolve(m)
     assert clash.labels == tuple(m.ch_names) and clash.output_montage is m
     with pytest.raises(ConfigError, match="none of the streamed channels"):

@@ -84,9 +84,10 @@ class StreamPipeline:
     record : RecordSpec | None
         BrainVision recording of the streamed signal and markers.
     calibration : CalibrationProfile | None
-        Per-channel gain and latency applied to the predicted epochs (resolved once for the streamed channels),
-        the live device's channel labels from its channel map on the outlet and the recording, and its latent
-        adapter, if any, installed in ``predictor``.
+        Resolved once for the streamed channels: its per-channel gain scales the predicted epochs, its latency
+        delays each whole response in the synthesizer (nothing is cut), the live device's channel labels from its
+        channel map go on the outlet and the recording, its latent adapter, if any, is installed in
+        ``predictor``; it is logged at start and declared in ``desc/vibe_rt/calibration``.
     background : Background | "auto" | None
         ``generate(n) -> (n, C)`` SI units, for the streamed channels; ``"auto"`` builds the stream's simple 1/f
         background (:func:`~vibe_rt.stream.synth.make_background`, scaled by ``synth.noise_scale``; the CLI passes
@@ -130,11 +131,14 @@ class StreamPipeline:
             if background != "auto":
                 raise ConfigError(f"background must be 'auto', None or a generator, got {background!r}")
             background = make_background(self.montage, self.srate, seed=synth.seed, scale=synth.noise_scale)
-        self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
-                                 line_noise=synth.line_noise, seed=synth.seed, **(synth_kwargs or {}))
         if calibration is not None and not isinstance(calibration, CalibrationProfile):
             raise ConfigError("calibration= takes a CalibrationProfile (vibe_rt.calibration.CalibrationProfile.load)")
         self.calibration = calibration.resolve(self.montage) if calibration is not None else None
+        # a calibration's latency delays each whole response where it is placed (never cut inside the window)
+        delay = self.calibration.latency_s if self.calibration is not None else 0.0
+        self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
+                                 line_noise=synth.line_noise, seed=synth.seed, delay_s=delay,
+                                 **(synth_kwargs or {}))
         # the outlet and the recording carry the live device's labels where the profile's channel map has them
         self.output_montage = self.calibration.output_montage if self.calibration is not None else self.montage
         if self.calibration is not None:
@@ -182,10 +186,13 @@ class StreamPipeline:
             self.lookahead_choice = auto_lookahead(self._time_the_path(), self.output.chunk_s)
         assert self.lookahead_choice is not None
         logger.info("lookahead %.1f ms (%s)", 1e3 * self.lookahead, self.lookahead_choice.rule)
+        if self.calibration is not None:
+            logger.info(self.calibration.summary())
         units = self.synth.units
         self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.output.name,
                                   source_id=self.output.source_id, lookahead=self.lookahead_choice,
-                                  chunk_size=self.chunk, extra=self.extra_meta)
+                                  chunk_size=self.chunk, extra=self.extra_meta,
+                                  calibration=self.calibration.describe() if self.calibration is not None else None)
         t0 = self.clock()
         self.synth.t0 = t0
         self.sample_clock = SampleClock(self.srate, t0, self.lookahead)
@@ -239,11 +246,12 @@ class StreamPipeline:
         return times
 
     def _streamed(self, epochs: np.ndarray) -> np.ndarray:
-        """Predicted epochs (B, model channels, T) -> the streamed channels, calibrated."""
+        """Predicted epochs (B, model channels, T) -> the streamed channels, times the calibration's gain (its
+        latency is the synthesizer's onset delay)."""
         epochs = np.asarray(epochs)[:, self._ch_idx]
         if self.calibration is not None:
             with np.errstate(all="ignore"):
-                epochs = self.calibration.apply(epochs)
+                epochs = self.calibration.apply_gain(epochs)
         return epochs
 
     def _grow_lookahead_if_late(self) -> None:
