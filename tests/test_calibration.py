@@ -55,6 +55,8 @@ def test_shift_signal_is_scipys_cubic_spline_shift():
 
 def test_profile_json_round_trip_and_versions(tmp_path):
     prof = _profile(latency_s=(0.01, 0.02, -0.03, 0.0), channel_map={"O1": "EEG 1", "Pz": "interpolated:spline"},
+                    uncertainty={"method": "block bootstrap over events", "gain_se": [0.01, 0.02, 0.0, 0.03],
+                                 "latency_se_s": [0.001, 0.0, 0.002, 0.001]}, model_hash="0123456789abcdef",
                     metrics={"before": {"erp_r": 0.5, "noise_ceiling": float("nan")}}, n_events=40, n_keys=10,
                     created="2026-01-01T00:00:00+00:00")
     path = prof.save(tmp_path / "sub" / "lab.json")
@@ -64,7 +66,7 @@ def test_profile_json_round_trip_and_versions(tmp_path):
     assert data["metrics_before"]["erp_r"] == 0.5 and data["latency_s"] == [0.01, 0.02, -0.03, 0.0]
     back = CalibrationProfile.load(path)
     for f in ("name", "montage", "sfreq", "channels", "gain", "latency_s", "channel_map", "created", "n_events",
-              "n_keys"):
+              "n_keys", "uncertainty", "model_hash"):
         assert getattr(back, f) == getattr(prof, f), f
     assert np.isnan(back.metrics["before"]["noise_ceiling"])
     # with an adapter: version 2, the adapter's numbers survive
@@ -111,6 +113,11 @@ def test_profile_json_round_trip_and_versions(tmp_path):
     ({"channel_map": {"Oz": 3}}, "channel_map must map model channel labels to device labels"),
     ({"name": None}, "name must be a string"),
     ({"adapter": {"kind": "latent-affine"}}, "adapter must be a LatentAdapter or None"),
+    ({"uncertainty": {"gain_se": [0.1, 0.1]}}, "uncertainty.gain_se has 2 values for 4 channels"),
+    ({"uncertainty": {"latency_se_s": -0.001}}, "uncertainty.latency_se_s must be >= 0"),
+    ({"uncertainty": {"gain_se": [0.1, float("nan"), 0.1, 0.1]}}, "uncertainty.gain_se[1] is nan"),
+    ({"uncertainty": "small"}, "uncertainty must be a mapping"),
+    ({"model_hash": 5}, "model_hash must be a string"),
 ])
 def test_invalid_values_are_refused(changes, fragment):
     with pytest.raises(ConfigError) as err:

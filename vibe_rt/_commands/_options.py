@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: Where every help text sends the reader for the keys of the JSON markers (one schema, described once).
+MARKER_SCHEMA = "keys: README.md, section Markers"
+
 # the names of vibe_rt.runtime.backends.BACKENDS plus "auto" (not imported: building the parser stays cheap)
 BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
 
@@ -88,5 +91,5 @@ def parse_size(text: str, option: str = "--size", example: str = "640x480", mini
     return w, h
 
 
-__all__ = ["BACKEND_CHOICES", "add_comparison_options", "add_model_options", "add_stream_output_options",
+__all__ = ["BACKEND_CHOICES", "MARKER_SCHEMA", "add_comparison_options", "add_model_options", "add_stream_output_options",
            "comparison_config", "parse_size"]

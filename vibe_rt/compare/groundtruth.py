@@ -27,7 +27,7 @@ from scipy.signal import resample_poly
 from ..montage import Montage
 from ..stream.synth import Synthesizer, resample_factors
 
-__all__ = ["GroundTruth", "template_erps", "make_ground_truth"]
+__all__ = ["GroundTruth", "lab_recording", "make_ground_truth", "template_erps"]
 
 
 @dataclass
@@ -104,6 +104,19 @@ def _delayed(x: np.ndarray, samples: np.ndarray) -> np.ndarray:
         cols = np.flatnonzero(samples == d)
         out[:, cols] = _ndi_shift(x[:, cols], (d, 0), order=3, mode="constant", cval=0.0)
     return out
+
+
+def lab_recording(run: np.ndarray, rate: float, *, latency_s: float | np.ndarray, gain: np.ndarray, noise: float,
+                  sfreq: float, rng: np.random.Generator) -> np.ndarray:
+    """What a lab records of a synthesized run ``(N, C)`` (SI, at ``rate``): ``gain[c] * run(t - latency[c])``,
+    resampled to ``sfreq`` (:func:`scipy.signal.resample_poly`), plus 1/f and white noise of scale ``noise``
+    (V); ``(N * sfreq / rate, C)`` out, sample ``k`` at ``k / sfreq`` s like the run's."""
+    c = run.shape[1]
+    latency = np.broadcast_to(np.asarray(latency_s, float), (c,))
+    clean = _delayed(run, latency * rate) * np.asarray(gain, float)
+    up, down = resample_factors(rate, sfreq)
+    live = resample_poly(clean, up, down, axis=0) if (up, down) != (1, 1) else clean
+    return live + _noise(live.shape[0], c, sfreq, noise, rng)
 
 
 def _erps_at(signal: np.ndarray, rate: float, onsets: np.ndarray, order: np.ndarray, n_keys: int,
@@ -195,11 +208,7 @@ def make_ground_truth(
     synth.add_batch(erps[order], list(onsets))
     n_stream = int(np.ceil(duration * stream_rate))
     run = synth.render(0, n_stream).astype(np.float64) / synth.scale
-    # the live recording of it: delayed, scaled, resampled to the device's rate, plus noise
-    clean = _delayed(run, latency * stream_rate) * g
-    up, down = resample_factors(stream_rate, sfreq)
-    live = resample_poly(clean, up, down, axis=0) if (up, down) != (1, 1) else clean.copy()
-    data = live + _noise(live.shape[0], c, sfreq, noise, rng)
+    data = lab_recording(run, stream_rate, latency_s=latency, gain=g, noise=noise, sfreq=sfreq, rng=rng)
     names = list(ch_names) if ch_names is not None else list(montage.ch_names)
     by_lower = {x.lower(): x for x in names}
     sel = [i for i, ch in enumerate(montage.ch_names) if ch.lower() in by_lower]
@@ -207,7 +216,7 @@ def make_ground_truth(
     columns = [data[:, i] for i in sel]
     for name in extra_channels:
         labels.append(name)
-        columns.append(_noise(live.shape[0], 1, sfreq, max(noise, 1e-6), rng)[:, 0])
+        columns.append(_noise(data.shape[0], 1, sfreq, max(noise, 1e-6), rng)[:, 0])
     perm = rng.permutation(len(labels)) if shuffle_channels else np.arange(len(labels))
     info = mne.create_info([labels[i] for i in perm], sfreq, "eeg")
     raw = mne.io.RawArray(np.stack([columns[i] for i in perm]), info, verbose="error")
@@ -218,6 +227,7 @@ def make_ground_truth(
     synth_raw.set_annotations(annotations)
     from . import metrics as M
 
+    clean = _delayed(run, latency * stream_rate) * g
     expected = M.overall_r(_erps_at(clean, stream_rate, onsets, order, n_images, montage),
                            _erps_at(run, stream_rate, onsets, order, n_images, montage))
     return GroundTruth(raw, synth_raw, {keys[i]: erps[i] for i in range(n_images)},

@@ -76,8 +76,8 @@ class PredictedSignal:
         self.n_added = 0
 
     def start(self, t0: float) -> None:
-        """Put output sample 0 at LSL time ``t0`` (before the first onset; one epoch before the first live sample
-        is safe)."""
+        """Put output sample 0 at LSL time ``t0`` (before the first onset; on the live data's sample grid, so that
+        responses are placed on the samples a stream on that grid used)."""
         self.synth.t0 = float(t0)
         self.started = True
 

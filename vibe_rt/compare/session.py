@@ -166,6 +166,7 @@ class Session:
         self._live_ready: dict[int, tuple[Marker, np.ndarray]] = {}
         self._synth_ready: dict[int, np.ndarray] = {}
         self._dead: set[int] = set()
+        self._unplaced: list[tuple[Marker, np.ndarray]] = []  # responses that came before the first live sample
 
     @property
     def montage(self) -> Montage:
@@ -185,14 +186,29 @@ class Session:
         if epoch is None:
             self._lose(m, "no synthesized epoch", "synth")
             return m
-        if not self.predicted.started:  # the rendered timeline starts well before the first response
-            self.predicted.start(m.time + self.montage.tmin - 2 * (self.montage.tmax - self.montage.tmin) - 1.0)
-        self.predicted.add(m, epoch)
+        if self.predicted.started:
+            self.predicted.add(m, epoch)
+        else:  # placed once the live data's sample grid is known
+            self._unplaced.append((m, epoch))
         return m
 
     def push_live(self, timestamps: np.ndarray, data: np.ndarray) -> None:
         """Live chunk ``(N,)`` timestamps, ``(N, n_live)`` data in stream units."""
         self.live.push(timestamps, data)
+        if self.predicted is not None and not self.predicted.started and len(timestamps):
+            self._start_rendering(float(np.asarray(timestamps).reshape(-1)[0]))
+
+    def _start_rendering(self, first: float) -> None:
+        """Start the rendered timeline on the live data's sample grid (a whole number of rendering samples before
+        its first sample, well before the first response), so that responses are placed on the samples a stream
+        recorded at that grid placed them on; then add the responses that came before."""
+        assert self.predicted is not None
+        earliest = min([first] + [m.time for m, _ in self._unplaced])
+        lead = first - earliest + 2 * (self.montage.tmax - self.montage.tmin) + 1.0
+        self.predicted.start(first - int(np.ceil(lead * self.predicted.srate)) / self.predicted.srate)
+        for m, epoch in self._unplaced:
+            self.predicted.add(m, epoch)
+        self._unplaced = []
 
     def push_synth(self, timestamps: np.ndarray, data: np.ndarray) -> None:
         """Synthesized-stream chunk (only when ``synth`` is an extractor)."""
