@@ -127,8 +127,9 @@ def fit_calibration(
                         "events first (vibe-rt compare)")
     wide, margin = erps.wide
     if erps.synth_wide is None:
-        logger.warning("these ERPs have no synthesized context beyond the window (an earlier vibe-rt's report?): "
-                       "the latency fit repeats the window's edges; compare the session again for an unbiased fit")
+        logger.warning("these ERPs have no synthesized context beyond the window (ERPs made by hand, or the report "
+                       "of an earlier vibe-rt): the latency fit repeats the window's edges; compare the session "
+                       "again (vibe-rt compare) for an unbiased fit")
     fit = _fit(live, wide, margin, montage.sfreq, max_lag_s, per_channel_latency, montage.ch_names)
     latency = fit.latency_s
     uncertainty: dict[str, Any] = {}

@@ -80,7 +80,8 @@ def no_image_error(names: Sequence[str], image_root: Path | None) -> DataError:
 
 
 class PredictorSynth:
-    """Predicts the synthesized epoch from the image named by the marker (cached per image).
+    """Predicts the response to the image named by the marker (cached per image); :class:`Session` overlap-adds the
+    responses at their onsets into the signal the stream would have produced.
 
     Parameters
     ----------

@@ -151,8 +151,9 @@ class StreamConfig:
                                 metavar="CKPT")
     backend: str = option("auto", "--backend", "inference backend (default: auto = TensorRT with a GPU, else ONNX "
                           "Runtime, else torch)", Choice(BACKEND_CHOICES), group=_MODEL, choices=BACKEND_CHOICES)
-    calibration: Path | None = option(None, "--calibration", "JSON calibration profile with per-channel gain and "
-                                      "latency_s applied to the predicted responses",
+    calibration: Path | None = option(None, "--calibration", "JSON calibration profile (vibe-rt calibrate): its "
+                                      "per-channel gain scales each predicted response and its latency delays the "
+                                      "whole response",
                                       ExistingPath("file", "calibration profile"), group=_MODEL, type=Path,
                                       metavar="PROFILE")
     montage: str | None = option(None, "--montage", "stream only these channels of the model: a preset montage "

@@ -159,11 +159,7 @@ class BrainVisionWriter:
         with self._lock:
             if self.failure is not None or self._eeg.closed:
                 return
-            try:
-                self._eeg.write(data.data)  # the array's buffer, no bytes copy
-                self._eeg.flush()
-            except OSError as err:
-                self._fail(err, self.eeg)
+            if not self._flushed(self._eeg, data.data, self.eeg):  # the array's buffer, no bytes copy
                 return
             self.n_samples += data.shape[0]
             ready = []
@@ -210,25 +206,26 @@ class BrainVisionWriter:
         first = self._n_markers + 1
         data = "".join(f"Mk{first + i}={e}\n" for i, (e, _) in enumerate(entries)).encode()
         rows = "".join(r for _, r in entries).encode()
-        try:
-            self._mrk.write(data)
-            self._mrk.flush()
-        except OSError as err:
-            self._fail(err, self.vmrk)
+        if not self._flushed(self._mrk, data, self.vmrk):
             return
         self._n_markers += len(entries)
         self._mrk_bytes += len(data)
+        if self._flushed(self._tsv, rows, self.events):
+            self._tsv_bytes += len(rows)
+
+    def _flushed(self, handle: BinaryIO, data: bytes | memoryview, path: Path) -> bool:
+        """Append ``data`` to ``handle`` and flush; False (the recording stopped, see :meth:`_fail`) if that fails."""
         try:
-            self._tsv.write(rows)
-            self._tsv.flush()
+            handle.write(data)
+            handle.flush()
         except OSError as err:
-            self._fail(err, self.events)
-            return
-        self._tsv_bytes += len(rows)
+            self._fail(err, path)
+            return False
+        return True
 
     def _fail(self, err: OSError, where: Path) -> None:
-        """Stop recording after a failed write: cut both files back to their last complete sample and marker line
-        (so that they stay readable), close them, and say so once."""
+        """Stop recording after a failed write: cut the files back to their last complete sample, marker line and
+        sidecar row (so that they stay readable), close them, and say so once."""
         self.failure = (f"the recording {self.vhdr} stopped after {self.n_samples / self.srate:.1f} s: cannot "
                         f"write {where.name} ({err.strerror or err}); the stream went on, and the recording keeps "
                         "what was written before (readable)")
