@@ -256,7 +256,7 @@ def test_an_unreadable_image_is_skipped_with_a_marker(source_id, tmp_path):
         status = pipe.status()
     assert pipe.error is None and status["source_skipped"] == 1 and status["responses"] == 2
     desc = list(mne.io.read_raw_brainvision(path, verbose="error").annotations.description)
-    assert desc.count("Stimulus/S  1") + desc.count("Stimulus/S  3") == 2
+    assert desc.count("Stimulus/S  1: a.png") + desc.count("Stimulus/S  3: c.png") == 2  # the .vmrk names images
     assert "Comment/skipped-unreadable image" in desc, desc
 
 

@@ -65,12 +65,13 @@ def sidecar_markers(path: str | Path) -> list[ParsedMarker]:
     return out
 
 
-def rec_markers_source(rec: Recording, stimulus_log: str | Path | None = None) -> str:
+def rec_markers_source(rec: Recording, stimulus_log: str | Path | None = None, *, sidecar: bool = True) -> str:
     """Where :func:`session_markers` takes the markers of ``rec`` from: the stimulus log, the recording's events
-    sidecar (preferred to its own markers), or its own markers."""
+    sidecar (preferred to its own markers, unless ``sidecar`` is False), or its own markers."""
     if stimulus_log is not None:
         return f"stimulus log {stimulus_log}"
-    sidecar = events_sidecar(rec.path) if rec.path is not None and rec.path.suffix.lower() != ".xdf" else None
+    sidecar = sidecar and rec.path is not None and rec.path.suffix.lower() != ".xdf"
+    sidecar = events_sidecar(rec.path) if sidecar else None
     if sidecar is not None:
         return f"events sidecar {sidecar}"
     return f"{rec.marker_source} of {rec.name}"
@@ -78,14 +79,16 @@ def rec_markers_source(rec: Recording, stimulus_log: str | Path | None = None) -
 
 def session_markers(rec: Recording, stimulus_log: str | Path | None = None) -> list[ParsedMarker]:
     """The markers a comparison of ``rec`` uses: the stimulus log's when given, else the recording's events
-    sidecar (``<stem>_events.tsv``, which names the images) when there is one, else the recording's own
+    sidecar (``<stem>_events.tsv``, which names the images) when it has stimuli, else the recording's own
     (:class:`DataError` when there are none)."""
     source = rec_markers_source(rec, stimulus_log)
     if stimulus_log is not None:
         markers = log_markers(stimulus_log)
     elif source.startswith("events sidecar"):
-        markers = sidecar_markers(source[len("events sidecar "):])
-        markers = [(rec.t0 + t, key, payload) for t, key, payload in markers]
+        markers = [(rec.t0 + t, key, payload) for t, key, payload in sidecar_markers(source[len("events sidecar "):])]
+        if not markers:  # a sidecar without a stimulus that names an image or a code: the file's own markers
+            source = rec_markers_source(rec, None, sidecar=False)
+            markers = recording_markers(rec)
     else:
         markers = recording_markers(rec)
     if not markers:
@@ -171,6 +174,7 @@ def compare_offline(
     interpolation: str = "auto",
     unit_override: str | None = None,
     chunk_s: float = 0.1,
+    markers: list[ParsedMarker] | None = None,
     **comparator_kw: Any,
 ) -> Session:
     """Compare a recording with synthesized epochs, offline.
@@ -197,6 +201,8 @@ def compare_offline(
         Unit of the live data when the file does not say (e.g. ``"uV"``).
     chunk_s : float
         Chunk length fed at a time (seconds), as an inlet would deliver.
+    markers : list of (time, key, payload) | None
+        The markers, when the caller has read them already (:func:`session_markers`).
 
     Returns
     -------
@@ -212,7 +218,7 @@ def compare_offline(
     else:
         raise DataError(f"cannot compare a {type(live).__name__}; give a recording file, a Recording or an MNE Raw")
     rec = rec.pick_types(DATA_TYPES)
-    markers = session_markers(rec, stimulus_log)
+    markers = session_markers(rec, stimulus_log) if markers is None else markers
     ext = make_extractor(montage, rec.sfreq, rec.ch_names, rec.ch_types, rec.units, rec.positions,
                          interpolation=interpolation, unit_override=unit_override,
                          buffer_s=max(30.0, 4 * chunk_s))

@@ -292,9 +292,10 @@ def _compare_file(config: CompareConfig) -> CompareResult:
 
     assert config.live_file is not None
     rec = read_recording(config.live_file, signal_stream=config.live, marker_stream=config.markers)
-    synth = build_synth(config, session_markers(rec, config.stimulus_log))
+    markers = session_markers(rec, config.stimulus_log)
+    synth = build_synth(config, markers)
     session = compare_offline(
-        rec, synth.montage, synth.predictor or synth.recording or config.live_file,
+        rec, synth.montage, synth.predictor or synth.recording or config.live_file, markers=markers,
         stimulus_log=config.stimulus_log, synth_stream=synth.stream, interpolation=config.interpolation,
         unit_override=config.live_unit, **config.comparator_options)
     info = {"mode": "offline", "file": str(config.live_file), "channel_match": session.live.match.to_dict(),
