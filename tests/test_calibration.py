@@ -55,6 +55,8 @@ def test_shift_signal_is_scipys_cubic_spline_shift():
 
 def test_profile_json_round_trip_and_versions(tmp_path):
     prof = _profile(latency_s=(0.01, 0.02, -0.03, 0.0), channel_map={"O1": "EEG 1", "Pz": "interpolated:spline"},
+                    uncertainty={"method": "block bootstrap over events", "gain_se": [0.01, 0.02, 0.0, 0.03],
+                                 "latency_se_s": [0.001, 0.0, 0.002, 0.001]}, model_hash="0123456789abcdef",
                     metrics={"before": {"erp_r": 0.5, "noise_ceiling": float("nan")}}, n_events=40, n_keys=10,
                     created="2026-01-01T00:00:00+00:00")
     path = prof.save(tmp_path / "sub" / "lab.json")
@@ -64,7 +66,7 @@ def test_profile_json_round_trip_and_versions(tmp_path):
     assert data["metrics_before"]["erp_r"] == 0.5 and data["latency_s"] == [0.01, 0.02, -0.03, 0.0]
     back = CalibrationProfile.load(path)
     for f in ("name", "montage", "sfreq", "channels", "gain", "latency_s", "channel_map", "created", "n_events",
-              "n_keys"):
+              "n_keys", "uncertainty", "model_hash"):
         assert getattr(back, f) == getattr(prof, f), f
     assert np.isnan(back.metrics["before"]["noise_ceiling"])
     # with an adapter: version 2, the adapter's numbers survive
@@ -111,6 +113,11 @@ def test_profile_json_round_trip_and_versions(tmp_path):
     ({"channel_map": {"Oz": 3}}, "channel_map must map model channel labels to device labels"),
     ({"name": None}, "name must be a string"),
     ({"adapter": {"kind": "latent-affine"}}, "adapter must be a LatentAdapter or None"),
+    ({"uncertainty": {"gain_se": [0.1, 0.1]}}, "uncertainty.gain_se has 2 values for 4 channels"),
+    ({"uncertainty": {"latency_se_s": -0.001}}, "uncertainty.latency_se_s must be >= 0"),
+    ({"uncertainty": {"gain_se": [0.1, float("nan"), 0.1, 0.1]}}, "uncertainty.gain_se[1] is nan"),
+    ({"uncertainty": "small"}, "uncertainty must be a mapping"),
+    ({"model_hash": 5}, "model_hash must be a string"),
 ])
 def test_invalid_values_are_refused(changes, fragment):
     with pytest.raises(ConfigError) as err:
@@ -138,18 +145,20 @@ def test_resolve_for_the_streamed_channels():
     res = prof.resolve(m)
     assert isinstance(res, ResolvedCalibration) and res.montage is m
     assert res.gain.tolist() == [1.5, 0.5, 1.0, 2.0, 1.0, 1.0]
-    assert res.shift_samples == pytest.approx([-1.0, 0.0, 0.0, 3.0, 0.0, 0.0])
+    assert res.latency_s == pytest.approx([-0.01, 0.0, 0.0, 0.03, 0.0, 0.0])
     assert res.missing == ("O2", "P3", "P4")
     assert res.labels == ("O1", "EEG 2", "O2", "eeg-pz", "P3", "P4")
     assert res.output_montage.ch_names == res.labels and res.output_montage.positions is m.positions
     x = PulsePredictor(montage=m).epoch[None].repeat(2, axis=0)
-    y = res.apply(x)
+    y = res.apply_gain(x)
     assert y.dtype == np.float32 and y.shape == x.shape
-    expect = shift_signal(x.astype(float), res.shift_samples) * res.gain[:, None]
-    assert np.allclose(y, expect, rtol=1e-6, atol=1e-12)
-    assert m.times[np.argmax(y[0, 3])] == pytest.approx(0.13)  # Pz: the 0.1 s pulse 30 ms later
+    assert np.allclose(y, x * res.gain[:, None], rtol=1e-6, atol=1e-12)
+    desc = res.describe()
+    assert desc["name"] == "lab" and desc["latency_s"].split(",")[3] == "0.03" and desc["adapter"] == "none"
+    assert desc["gain"].split(",")[:4] == ["1.5", "0.5", "1", "2"] and desc["channels"].startswith("O1,Oz")
+    assert "'lab': latency -10.0..+30.0 ms (an onset delay), gain 0.5..2" in res.summary()
     with pytest.raises(ConfigError, match="epochs have 4 channels, montage 'test-occipital' has 6"):
-        res.apply(x[:, :4])
+        res.apply_gain(x[:, :4])
     clash = dataclasses.replace(prof, channel_map={"Oz": "same", "O1": "same"}).resolve(m)
     assert clash.labels == tuple(m.ch_names) and clash.output_montage is m
     with pytest.raises(ConfigError, match="none of the streamed channels"):

@@ -53,14 +53,25 @@ def test_metrics_basics(montage):
     assert np.isnan(pearson(np.ones(5), np.arange(5.0), axis=None))
     assert spearman_brown(0.5) == pytest.approx(2 / 3)
     assert M.rmse(a, a + 0.5) == pytest.approx(0.5)
-    # latency: known fractional shift recovered to well under a sample
-    erps = template_erps(montage, 4, seed=3)
-    shifted = shift_signal(erps, 2.4)
-    lat = M.estimate_latency(shifted, erps, montage.sfreq)
-    assert lat["latency_samples"] == pytest.approx(2.4, abs=0.25)
-    assert M.estimate_latency(erps, shifted, montage.sfreq)["latency_samples"] == pytest.approx(-2.4, abs=0.25)
+    # latency and gain, jointly, from wide synthesized ERPs: a fractional delay, per-channel gains and any offset per
+    # image and channel (a baseline) are recovered to rounding; the parabola (the bootstrap's) to a fraction of a sample
+    margin, n = 13, montage.n_times
+    wide = template_erps(montage.with_window(montage.sfreq, montage.tmin - margin / montage.sfreq, n + 2 * margin),
+                         4, seed=3)
     g = np.linspace(0.5, 2, montage.n_channels)
-    assert M.fit_gain(erps * g[:, None], erps) == pytest.approx(g)
+    offsets = np.random.default_rng(1).normal(0, 3e-6, (4, montage.n_channels, 1))
+    for lag in (2.4, -3.7, 0.0):
+        live = shift_signal(wide, lag)[..., margin:margin + n] * g[:, None] + offsets
+        fit = M.fit_latency_gain(live, wide, margin, montage.sfreq)
+        assert fit.latency_samples == pytest.approx(lag, abs=1e-3) and fit.gain == pytest.approx(g, rel=1e-4)
+        assert fit.latency_s == pytest.approx(lag / montage.sfreq, abs=1e-5) and fit.r == pytest.approx(1.0)
+        rough = M.fit_latency_gain(live, wide, margin, montage.sfreq, refine=False)
+        assert rough.latency_samples == pytest.approx(lag, abs=0.25)
+    per = np.linspace(-2.5, 3.5, montage.n_channels)
+    live = shift_signal(wide, per)[..., margin:margin + n] * g[:, None]
+    fit = M.fit_latency_gain(live, wide, margin, montage.sfreq, per_channel=True)
+    assert fit.latency_samples == pytest.approx(per, abs=2e-3) and fit.gain == pytest.approx(g, rel=1e-3)
+    assert np.array_equal(M.align(wide, margin, 2.0, n), wide[..., margin - 2:margin - 2 + n])
 
 
 def test_recovers_latency_gain_and_r(session, truth, montage):
@@ -112,15 +123,22 @@ def test_calibration_improves_and_roundtrips(session, truth, montage, tmp_path):
     loaded = CalibrationProfile.load(path)
     assert (loaded.channels, loaded.gain, loaded.latency_s, loaded.channel_map, loaded.n_events) == \
         (prof.channels, prof.gain, prof.latency_s, prof.channel_map, 48)
-    # apply to a batch (B, C, T) float32: gain per channel and the latency shift at the model rate
+    # the uncertainty: a block bootstrap over the 48 events, a standard error per channel that covers the true error
+    unc = loaded.uncertainty
+    assert unc["method"] == "block bootstrap over events" and unc["n_events"] == unc["n_total"] == 48
+    gain_se = np.asarray(unc["gain_se"])
+    assert gain_se.shape == (montage.n_channels,) and np.all((gain_se > 0) & (gain_se < 0.1))
+    assert 0 < unc["latency_se_s"] < 1.0 / montage.sfreq
+    assert np.median(np.abs(np.asarray(prof.gain) - truth.gain) / gain_se) < 3
+    # applied to a batch (B, C, T) float32 by the stream: the gain per channel (the latency is an onset delay)
     x = np.stack([truth.synth[k] for k in sorted(truth.synth)]).astype(np.float32)
-    y = loaded.resolve(montage).apply(x)
-    assert y.shape == x.shape and y.dtype == np.float32
-    expect = shift_signal(x.astype(float), LATENCY * montage.sfreq) * truth.gain[:, None]
-    assert M.overall_r(y, expect) > 0.995
+    res = loaded.resolve(montage)
+    y = res.apply_gain(x)
+    assert y.shape == x.shape and y.dtype == np.float32 and res.latency_s == pytest.approx([prof.latency_s] * 17)
+    assert np.allclose(y, x * np.asarray(prof.gain, np.float32)[:, None])
     # a profile keyed by other-case labels in another order applies by label
     p2 = dataclasses.replace(loaded, channels=[c.upper() for c in loaded.channels][::-1], gain=loaded.gain[::-1])
-    assert np.allclose(p2.resolve(montage).apply(x), y, atol=1e-12)
+    assert np.allclose(p2.resolve(montage).apply_gain(x), y, atol=1e-12)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ConfigError, match="not a vibe-rt calibration profile"):

@@ -261,3 +261,49 @@ def test_offline_comparison_of_an_xdf_recording(tmp_path):
     s = compare_offline(xdf, EEG, DictSynth(synth)).comparator.summary()
     assert s["n_events"] == len(order) and s["n_lost"] == 0 and s["n_keys"] == 3
     assert abs(s["latency_s"]) < 0.5 / EEG.sfreq and s["erp_r"] > 0.95
+
+
+def test_a_vibe_rt_recording_names_its_images(tmp_path):
+    """`vibe-rt stream --record`: the .vmrk names each stimulus's image and the events sidecar (BIDS columns) holds
+    every marker once its sample is written; compare reads the sidecar in preference, keeping only the stimuli whose
+    response is in the signal; a BIDS-named sidecar (sub-01_task-x_events.tsv) is found too."""
+    from vibe_rt.compare.offline import rec_markers_source, recording_markers, session_markers
+    from vibe_rt.data.recordings import events_sidecar, read_events_sidecar, split_description
+    from vibe_rt.stream.record import EVENTS_COLUMNS, BrainVisionWriter
+
+    path = tmp_path / "rec.vhdr"
+    writer = BrainVisionWriter(path, ["Oz", "Pz"], ["microvolts"] * 2, 100.0, t0=10.0)
+    writer.marker(10.1051, "S  3", "Stimulus", {"image": "x,y.png", "status": "ok", "duration": 0.5, "code": 3}, 3)
+    writer.marker(10.2, "dropped-late", "Comment", {"image": "z.png", "status": "late", "code": 4})
+    writer.marker(10.3, "S  5", "Stimulus", {"image": "w.png", "status": "clipped"}, 5)
+    writer.marker(10.35, "R 99", "Response", {"kind": "response", "key": "space", "code": 99999}, 99999)
+    writer.write(np.zeros((15, 2), np.float32))  # holds the first marker's sample only
+    sidecar = tmp_path / "rec_events.tsv"
+    lines = sidecar.read_text().splitlines()
+    # the sidecar keeps the exact name (a comma is a .vmrk field separator, so the .vmrk has a semicolon)
+    assert lines == ["\t".join(EVENTS_COLUMNS), "0.105100\t0.5\tstimulus\tx,y.png\t3\tok"]
+    writer.write(np.zeros((30, 2), np.float32))
+    writer.close()
+    rows = sidecar.read_text().splitlines()[1:]
+    assert [r.split("\t")[2:] for r in rows] == [["stimulus", "x,y.png", "3", "ok"],
+                                                 ["comment", "z.png", "4", "late"],
+                                                 ["stimulus", "w.png", "5", "clipped"],
+                                                 ["response", "n/a", "99999", "n/a"]]
+    assert rows[1].split("\t")[1] == "n/a"  # no duration given
+    rec = read_recording(path)
+    descriptions = [v for _, v in rec.event_markers]
+    assert descriptions[0] == "Stimulus/S  3: x;y.png" and split_description(descriptions[0]) == (3, "x;y.png")
+    assert normalise_code(descriptions[0]) == "3"
+    assert recording_markers(rec)[0][1:] == ("x;y.png", {"image": "x;y.png", "code": 3,
+                                                         "description": "Stimulus/S  3: x;y.png"})
+    assert events_sidecar(path) == sidecar and rec_markers_source(rec).startswith("events sidecar")
+    kept = session_markers(rec)
+    assert [(round(t, 4), key) for t, key, _ in kept] == [(0.1051, "x,y.png"), (0.3, "w.png")]
+    assert [r["code"] for r in read_events_sidecar(sidecar)] == [3, 5]
+    bids = tmp_path / "sub-01_task-x_events.tsv"
+    bids.write_text("onset\tduration\ttrial_type\n1.5\t0\tn/a\n")
+    assert events_sidecar(tmp_path / "sub-01_task-x_eeg.vhdr") == bids
+    assert read_events_sidecar(bids)[0]["onset"] == 1.5
+    (tmp_path / "bad_events.tsv").write_text("time\timage\n1\ta\n")
+    with pytest.raises(DataError, match="needs an 'onset' column"):
+        read_events_sidecar(tmp_path / "bad_events.tsv")

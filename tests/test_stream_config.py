@@ -188,6 +188,10 @@ def test_full_disk_stops_the_recording_not_the_stream(source_id, tmp_path):
     raw = mne.io.read_raw_brainvision(path, preload=True, verbose="error")
     assert raw.n_times == writer.n_samples
     assert all(a["onset"] * srate <= raw.n_times for a in raw.annotations)
+    # the events sidecar stopped with the markers: one row per .vmrk marker, none past the recorded data
+    rows = (tmp_path / "rec_events.tsv").read_text().splitlines()[1:]
+    assert len(rows) == len([d for d in raw.annotations.description if d != "New Segment/"])
+    assert all(float(r.split("\t")[0]) * srate <= raw.n_times for r in rows)
 
 
 def test_stream_command_reports_a_failed_recording_with_exit_1(tmp_path, monkeypatch, capsys):
@@ -252,7 +256,7 @@ def test_an_unreadable_image_is_skipped_with_a_marker(source_id, tmp_path):
         status = pipe.status()
     assert pipe.error is None and status["source_skipped"] == 1 and status["responses"] == 2
     desc = list(mne.io.read_raw_brainvision(path, verbose="error").annotations.description)
-    assert desc.count("Stimulus/S  1") + desc.count("Stimulus/S  3") == 2
+    assert desc.count("Stimulus/S  1: a.png") + desc.count("Stimulus/S  3: c.png") == 2  # the .vmrk names images
     assert "Comment/skipped-unreadable image" in desc, desc
 
 

@@ -130,30 +130,47 @@ def test_markers_line_up_with_evoked_peaks(source_id):
     assert np.all(x[ts < onsets[0] - 1 / srate] == 0)  # nothing before the first onset (rounding: half a sample)
 
 
-def _streamed_response(source_id: str, calibration: CalibrationProfile | None) -> tuple[np.ndarray, np.ndarray]:
-    """Stream one pulse response (no background) and return the received samples (n, C) and times since onset."""
-    pipe = StreamPipeline(PulsePredictor(latency=0.1), background=None,
+def _streamed_response(source_id: str, calibration: CalibrationProfile | None, latency: float = 0.1
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Stream one pulse response (no background) and return the received samples (n, C), times since onset and
+    the entries of the stream's desc/vibe_rt/calibration."""
+    pipe = StreamPipeline(PulsePredictor(latency=latency), background=None,
                           output=OutputSpec(srate=1000, lookahead=0.2, source_id=source_id), calibration=calibration)
     with pipe:
         sig = _inlet(source_id)
+        cal = sig.info(timeout=5).desc().child("vibe_rt").child("calibration")
+        declared = {}
+        entry = cal.first_child()
+        while not entry.empty():
+            declared[entry.name()] = entry.first_child().value()
+            entry = entry.next_sibling()
         data, stamps = [], []
         onset = pylsl.local_clock() + 0.05
         pipe.submit_onset(np.zeros((16, 16, 3), np.uint8), onset)
-        _pull(sig, 1.2, data, stamps)
-    return np.array(data), np.array(stamps) - onset
+        _pull(sig, 1.3, data, stamps)
+    return np.array(data), np.array(stamps) - onset, declared
 
 
 def test_calibration_scales_and_delays_the_streamed_response(source_id):
-    """`--calibration`: gain 2 on the first channel and a 30 ms latency show in what an inlet receives."""
-    plain, t_plain = _streamed_response(source_id, None)
+    """`--calibration`: gain 2 on the first channel and a 30 ms latency show in what an inlet receives, the whole
+    response delayed (a pulse at the epoch's end, 0.75 s, arrives whole at 0.78 s: not cut at the window's end);
+    the stream declares the calibration in desc/vibe_rt/calibration."""
     names = list(PulsePredictor().montage.ch_names)
-    profile = CalibrationProfile(channels=names, gain=[2.0] + [1.0] * (len(names) - 1), latency_s=0.03)
-    calib, t_calib = _streamed_response(f"{source_id}-cal", profile)
-    for ch, gain in ((0, 2.0), (1, 1.0)):
-        peak_plain, peak_calib = np.argmax(plain[:, ch]), np.argmax(calib[:, ch])
-        assert t_plain[peak_plain] == pytest.approx(0.1, abs=0.002)
-        assert t_calib[peak_calib] == pytest.approx(0.13, abs=0.002)
-        assert calib[peak_calib, ch] == pytest.approx(gain * plain[peak_plain, ch], rel=0.02)
+    profile = CalibrationProfile(name="lab", channels=names, gain=[2.0] + [1.0] * (len(names) - 1), latency_s=0.03,
+                                 model_hash="0123456789abcdef")
+    for latency in (0.1, 0.75):
+        plain, t_plain, none = _streamed_response(f"{source_id}-{latency}", None, latency)
+        calib, t_calib, declared = _streamed_response(f"{source_id}-{latency}-cal", profile, latency)
+        assert none == {}
+        for ch, gain in ((0, 2.0), (1, 1.0)):
+            peak_plain, peak_calib = np.argmax(plain[:, ch]), np.argmax(calib[:, ch])
+            assert t_plain[peak_plain] == pytest.approx(latency, abs=0.002)
+            assert t_calib[peak_calib] == pytest.approx(latency + 0.03, abs=0.002)
+            assert calib[peak_calib, ch] == pytest.approx(gain * plain[peak_plain, ch], rel=0.02)
+            assert calib[:, ch].sum() == pytest.approx(gain * plain[:, ch].sum(), rel=0.02)  # all of it
+    assert declared == {"name": "lab", "channels": ",".join(names), "latency_s": "0.03",
+                        "gain": ",".join(["2"] + ["1"] * (len(names) - 1)), "adapter": "none",
+                        "model_hash": "0123456789abcdef"}
 
 
 def test_slow_predictor_gives_counted_late_events_not_gaps(source_id):
@@ -340,3 +357,48 @@ def test_cli_help_lists_every_option():
                 "--backend", "--montage", "--srate", "--name", "--lookahead", "--events", "--event-rate",
                 "--threshold", "--late-policy", "--line-noise", "--record", "--duration", "--calibration"):
         assert opt in out.stdout
+
+
+def test_mne_lsl_reads_names_units_positions_and_epochs(source_id):
+    """MNE-LSL natively: StreamLSL shows the channel names, microvolt units and head positions of the signal stream
+    and reads the codes stream as a stim channel; EpochsStream epochs the signal around the codes and shows the
+    evoked response (the 10 uV pulse 100 ms after every onset)."""
+    import warnings
+
+    from mne.io.constants import FIFF
+    from mne_lsl.stream import EpochsStream, StreamLSL
+
+    pred = PulsePredictor(latency=0.1)
+    m = pred.montage
+    pipe = StreamPipeline(pred, background=None, output=OutputSpec(srate=500, lookahead=0.2, source_id=source_id))
+    with pipe, warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "missing channel description" or unit warning from MNE-LSL
+        signal = StreamLSL(5.0, source_id=source_id).connect(processing_flags="all", timeout=5)
+        codes = StreamLSL(5.0, source_id=f"{source_id}-codes").connect(processing_flags="all", timeout=5)
+        epochs = EpochsStream(signal, bufsize=20, event_id=7, event_channels="code", event_stream=codes, tmin=-0.1,
+                              tmax=0.3, baseline=(None, 0)).connect()
+        t0 = pylsl.local_clock() + 0.5
+        for k in range(8):  # each onset submitted a little ahead of its time, as a display loop would
+            onset = t0 + 0.4 * k
+            time.sleep(max(0.0, onset - 0.05 - pylsl.local_clock()))
+            pipe.submit_onset(np.zeros((8, 8, 3), np.uint8), onset, {"code": 7})
+        deadline = time.monotonic() + 15
+        while epochs.n_new_epochs < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        n_epochs = epochs.n_new_epochs
+        data = epochs.get_data(n_epochs=n_epochs)  # the buffer holds bufsize epochs, the newest last
+        names, info, units = signal.ch_names, signal.info.copy(), signal.get_channel_units()
+        code_info = codes.info.copy()
+        for s in (epochs, signal, codes):
+            s.disconnect()
+    assert names == list(m.ch_names) and info.get_channel_types() == ["eeg"] * m.n_channels
+    assert units == [(FIFF.FIFF_UNIT_V, FIFF.FIFF_UNITM_MU)] * m.n_channels
+    assert np.allclose([ch["loc"][:3] for ch in info["chs"]], m.positions, atol=1e-6)
+    assert all(ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD for ch in info["chs"])
+    assert code_info.ch_names == ["code"] and code_info.get_channel_types() == ["stim"]
+    assert n_epochs >= 6 and data.shape[:2] == (n_epochs, m.n_channels)
+    times = -0.1 + np.arange(data.shape[-1]) / 500
+    evoked = data.mean(axis=0)
+    peak = times[np.argmax(evoked, axis=-1)]
+    assert np.allclose(peak, 0.1, atol=2 / 500)  # the response 100 ms after each code
+    assert evoked[0].max() == pytest.approx(10.0, rel=0.03)  # microvolts, as streamed

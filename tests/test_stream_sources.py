@@ -91,6 +91,39 @@ def test_image_folder_slideshow(tmp_path):
         ImageFolderSource(empty).start()
 
 
+def test_image_folder_shuffle_gives_a_new_order_per_pass(tmp_path, caplog):
+    """--shuffle: every pass a new permutation (so no image always follows the same one), the same orders for the
+    same seed, the code still naming the image, each pass's order logged."""
+    import logging
+
+    n, passes = 6, 4
+    for i in range(n):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((8, 8, 3), 30 * i, np.uint8))
+
+    def orders(seed: int, shuffle: bool = True) -> list[list[str]]:
+        with ImageFolderSource(tmp_path, on_s=0.01, off_s=0.0, loop=True, shuffle=shuffle, seed=seed) as src:
+            frames = []
+            while len(frames) < n * passes:
+                f = src.get(timeout=1.0)
+                assert f is not None
+                frames.append(f)
+        assert [f.meta["pass"] for f in frames] == [k // n + 1 for k in range(n * passes)]
+        assert all(f.meta["code"] == int(f.meta["image"][3]) + 1 for f in frames)
+        names = [f.meta["image"] for f in frames]
+        return [names[k * n:(k + 1) * n] for k in range(passes)]
+
+    with caplog.at_level(logging.INFO, logger="vibe_rt"):
+        first = orders(3)
+    assert all(sorted(o) == [f"img{i}.png" for i in range(n)] for o in first)
+    assert len({tuple(o) for o in first}) == passes  # a new order on every pass
+    predecessors = {(o[k - 1], o[k]) for o in first for k in range(1, n)}
+    assert len(predecessors) > n  # images follow more than one other image
+    assert orders(3) == first and orders(4) != first
+    assert orders(3, shuffle=False) == [[f"img{i}.png" for i in range(n)]] * passes
+    logged = [r.getMessage() for r in caplog.records if "pass 2 (shuffled, seed 3)" in r.getMessage()]
+    assert logged and logged[0].endswith(", ".join(first[1]))
+
+
 def test_missing_camera_raises_one_clear_error():
     with pytest.raises(SourceError) as err:
         CameraSource(97).start()

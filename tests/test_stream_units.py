@@ -287,20 +287,32 @@ def test_stimulus_marker_and_codes():
 
 # calibration ---------------------------------------------------------------------------------------------------
 def test_apply_calibration_gain_and_latency(tmp_path):
+    """A profile's gain scales the epoch; its latency is the synthesizer's onset delay, per channel, which moves the
+    whole tapered response (nothing cut at the window's end, also for a delay that is not a whole sample)."""
     m = small_montage()
-    pred = PulsePredictor(montage=m, latency=0.1)
+    pred = PulsePredictor(montage=m, latency=0.7)  # a response near the window's end (0.79 s)
     path = tmp_path / "cal.json"
     path.write_text(json.dumps({"format": "vibe-rt-calibration", "version": 1, "ch_names": ["Oz", "O1"],
-                                "gain": [2.0, 0.5], "latency_s": [0.03, -0.02]}))
-    prof = CalibrationProfile.load(path)  # a profile of an earlier version: channels named "ch_names"
-    out = prof.resolve(m).apply(pred.epoch[None])[0]
+                                "gain": [2.0, 0.5], "latency_s": [0.0305, -0.02]}))
+    res = CalibrationProfile.load(path).resolve(m)  # a profile of an earlier version: channels named "ch_names"
     i_oz, i_o1, i_o2 = m.ch_names.index("Oz"), m.ch_names.index("O1"), m.ch_names.index("O2")
-    peak = lambda x: m.times[int(np.argmax(x))]  # noqa: E731
-    assert peak(out[i_oz]) == pytest.approx(0.13) and out[i_oz].max() == pytest.approx(2 * pred.epoch[i_oz].max(),
-                                                                                       rel=0.05)
-    assert peak(out[i_o1]) == pytest.approx(0.08) and out[i_o1].max() == pytest.approx(0.5 * pred.epoch[i_o1].max(),
-                                                                                       rel=0.05)
-    assert np.array_equal(out[i_o2], pred.epoch[i_o2])
+    assert res.latency_s[[i_oz, i_o1, i_o2]].tolist() == [0.0305, -0.02, 0.0]
+    scaled = res.apply_gain(pred.epoch[None])[0]
+    assert np.allclose(scaled[i_oz], 2 * pred.epoch[i_oz]) and np.array_equal(scaled[i_o2], pred.epoch[i_o2])
+    srate = 1000
+    plain = Synthesizer(m, srate, background=None, t0=0.0)
+    delayed = Synthesizer(m, srate, background=None, t0=0.0, delay_s=res.latency_s)
+    plain.add(pred.epoch, 1.0)
+    delayed.add(scaled, 1.0)
+    a, b = plain.render(0, 3 * srate), delayed.render(0, 3 * srate)
+    for ch, gain, lat in ((i_oz, 2.0, 0.0305), (i_o1, 0.5, -0.02), (i_o2, 1.0, 0.0)):
+        t_plain, t_delayed = np.argmax(a[:, ch]) / srate, np.argmax(b[:, ch]) / srate
+        assert t_delayed - t_plain == pytest.approx(lat, abs=0.6 / srate)
+        # the whole response is there, delayed: same area, same peak (the 0.7 s pulse 30 ms later is not cut)
+        assert b[:, ch].sum() == pytest.approx(gain * a[:, ch].sum(), rel=1e-3)
+        assert b[:, ch].max() == pytest.approx(gain * a[:, ch].max(), rel=0.01)
+    # the delay is exact where it is a whole number of samples: the channel equals the plain one, moved
+    assert np.allclose(b[:-20, i_o1], 0.5 * a[20:, i_o1], atol=1e-9)
     with pytest.raises(ConfigError):
         CalibrationProfile.load(tmp_path / "missing.json")
 
@@ -365,7 +377,7 @@ def test_pipeline_resolves_calibration_once(tmp_path):
     assert p.calibration.montage is p.montage and p.calibration.missing == tuple(c for c in m.ch_names if c != "Oz")
     assert p.calibration.gain.tolist() == [2.0 if c == "Oz" else 1.0 for c in m.ch_names]
     pred = PulsePredictor(montage=m)
-    out = p.calibration.apply(pred.epoch[None])[0]
+    out = p.calibration.apply_gain(pred.epoch[None])[0]
     assert np.allclose(out, pred.epoch * p.calibration.gain[:, None])
     with pytest.raises(ConfigError, match="takes a CalibrationProfile"):
         StreamPipeline(PulsePredictor(montage=m), calibration=partial.to_dict(), background=None)

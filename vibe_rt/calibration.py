@@ -4,15 +4,19 @@ A profile models ``live(t) ~ gain[c] * synth(t - latency)`` per channel, optiona
 (a per-dimension scale and shift of the model's latent, applied by the predictor before the decoder). It is
 fitted from a comparison session by ``vibe-rt calibrate`` (:func:`vibe_rt.compare.calibrate.fit_calibration`)
 and consumed by ``vibe-rt stream --calibration PROFILE``: :meth:`CalibrationProfile.load` reads and validates
-it, :meth:`CalibrationProfile.resolve` matches it once to the streamed channels, and
-:meth:`ResolvedCalibration.apply` applies it to every predicted batch. This module needs only numpy and
-vibe-rt's errors, logger and montage, so the streamer reads profiles without importing the comparator.
+it, :meth:`CalibrationProfile.resolve` matches it once to the streamed channels, :meth:`ResolvedCalibration.apply_gain`
+scales every predicted batch and :attr:`ResolvedCalibration.latency_s` is the onset delay per channel that the
+synthesizer applies to the whole (tapered) response, so that a latency never cuts it. This module needs only numpy
+and vibe-rt's errors, logger and montage, so the streamer reads profiles without importing the comparator.
 
 Profile format (JSON, ``calibration/<name>.json``)::
 
     {"format": "vibe-rt-calibration", "version": 1 (2 with an adapter), "name": "lab-eeg",
      "montage": "things-eeg2", "sfreq": 100.0, "channels": [...], "gain": [...],
-     "latency_s": 0.024 (or one value per channel), "latency_fit": {"latency_s": ..., "peak_r": ..., ...},
+     "latency_s": 0.024 (or one value per channel), "latency_fit": {"latency_s": ..., "method": ..., ...},
+     "uncertainty": {"method": "block bootstrap over events", "n_boot": 200, "gain_se": [...],
+                     "latency_se_s": 0.0004 (or one per channel), ...} or {},
+     "model_hash": "0123456789abcdef" or null (the model that synthesized the session, when known),
      "channel_map": {"Oz": "oz", "P8": "interpolated:spline", ...}, "created": "2026-...Z",
      "adapter": null or {"kind": "latent-affine", "latent_shape": [8, 32], "model_hash": ...,
                          "scale": [[...]], "shift": [[...]], "fit": {...}},
@@ -35,7 +39,9 @@ names the field and the fix):
 * ``latency_s``: one finite number of seconds, or one per channel, with ``|latency_s| <= MAX_LATENCY_S`` (1 s,
   about an epoch: a larger offset moves the response out of the window);
 * ``sfreq`` (Hz, of the fitted ERPs) positive when given, ``n_events`` and ``n_keys`` counts >= 0,
-  ``channel_map`` strings to strings.
+  ``channel_map`` strings to strings;
+* ``uncertainty`` a mapping whose ``gain_se`` (one per channel) and ``latency_se_s`` (one, or one per channel)
+  are finite numbers >= 0 when present; ``model_hash`` a string or null.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from .errors import ConfigError, require_path
 from .montage import Montage
 
 __all__ = ["ADAPTER_KIND", "FORMAT", "GAIN_RANGE", "MAX_LATENCY_S", "VERSION", "AcceptsLatentAdapter",
-           "CalibrationProfile", "LatentAdapter", "ResolvedCalibration", "shift_signal"]
+           "CalibrationProfile", "LatentAdapter", "ResolvedCalibration", "SplineSignal", "shift_signal"]
 
 FORMAT = "vibe-rt-calibration"
 VERSION = 2  # 1: gain, latency, channel map; 2: + latent adapter
@@ -176,7 +182,12 @@ class CalibrationProfile:
         ERP metrics (``"before"``, ``"after"``, ``"heldout"``, ``"after_adapter"``), stored as
         ``metrics_<key>``.
     latency_fit : dict
-        Details of the latency estimate (peak r, r at zero lag ...).
+        Details of the latency estimate (method, residual, r at zero lag ...).
+    uncertainty : dict
+        Standard errors of the fit (``gain_se`` per channel, ``latency_se_s``), from a bootstrap over the
+        session's events (``method``, ``n_boot``); empty when the session kept no events to resample.
+    model_hash : str | None
+        :func:`vibe_rt.checkpoint.model_hash` of the model that synthesized the session, when known.
     n_events, n_keys : int | None
         Events and images of the session it was fitted on.
     where : str
@@ -193,7 +204,9 @@ class CalibrationProfile:
     adapter: LatentAdapter | None = None
     created: str | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
-    latency_fit: Mapping[str, float] = field(default_factory=dict)
+    latency_fit: Mapping[str, Any] = field(default_factory=dict)
+    uncertainty: Mapping[str, Any] = field(default_factory=dict)
+    model_hash: str | None = None
     n_events: int | None = None
     n_keys: int | None = None
     where: InitVar[str] = "calibration profile"
@@ -244,7 +257,7 @@ class CalibrationProfile:
                                   f"would leave the epoch); {_REFIT}")
         if not isinstance(self.name, str):
             raise ConfigError(f"{where}: name must be a string, got {self.name!r}; {_REFIT}")
-        for key in ("montage", "created"):
+        for key in ("montage", "created", "model_hash"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
                 raise ConfigError(f"{where}: {key} must be a string, got {getattr(self, key)!r}; {_REFIT}")
         if self.sfreq is not None:
@@ -262,10 +275,20 @@ class CalibrationProfile:
             raise ConfigError(f"{where}: channel_map must map model channel labels to device labels (strings), "
                               f"got {cmap!r}; {_REFIT}")
         put("channel_map", dict(cmap))
-        for key in ("metrics", "latency_fit"):
+        for key in ("metrics", "latency_fit", "uncertainty"):
             if not isinstance(getattr(self, key), Mapping):
                 raise ConfigError(f"{where}: {key} must be a mapping, got {getattr(self, key)!r}; {_REFIT}")
             put(key, dict(getattr(self, key)))
+        for key, n in (("gain_se", len(channels)), ("latency_se_s", None)):
+            value = self.uncertainty.get(key)
+            if value is None:
+                continue
+            if n is not None or (np.ndim(value) > 0 and not isinstance(value, str)):
+                values = _numbers(value, f"uncertainty.{key}", len(channels), where)
+            else:
+                values = (_number(value, f"uncertainty.{key}", where),)
+            if min(values) < 0:
+                raise ConfigError(f"{where}: uncertainty.{key} must be >= 0 (a standard error); {_REFIT}")
         if self.adapter is not None and not isinstance(self.adapter, LatentAdapter):
             raise ConfigError(f"{where}: adapter must be a LatentAdapter or None, got "
                               f"{type(self.adapter).__name__}")
@@ -282,7 +305,8 @@ class CalibrationProfile:
             "format": FORMAT, "version": self.version, "name": self.name, "montage": self.montage,
             "sfreq": self.sfreq, "channels": list(self.channels), "gain": list(self.gain),
             "latency_s": self.latency_s if isinstance(self.latency_s, float) else list(self.latency_s),
-            "latency_fit": dict(self.latency_fit), "channel_map": dict(self.channel_map), "created": self.created,
+            "latency_fit": dict(self.latency_fit), "uncertainty": dict(self.uncertainty),
+            "model_hash": self.model_hash, "channel_map": dict(self.channel_map), "created": self.created,
             "n_events": self.n_events, "n_keys": self.n_keys,
             "adapter": self.adapter.to_dict() if self.adapter is not None else None,
         }
@@ -314,7 +338,8 @@ class CalibrationProfile:
             channel_map=data.get("channel_map") or {}, created=data.get("created"),
             adapter=LatentAdapter.from_dict(adapter, where) if adapter is not None else None,
             metrics={k[len("metrics_"):]: v for k, v in data.items() if k.startswith("metrics_")},
-            latency_fit=data.get("latency_fit") or {}, n_events=data.get("n_events"), n_keys=data.get("n_keys"),
+            latency_fit=data.get("latency_fit") or {}, uncertainty=data.get("uncertainty") or {},
+            model_hash=data.get("model_hash"), n_events=data.get("n_events"), n_keys=data.get("n_keys"),
             where=where)
 
     @classmethod
@@ -367,14 +392,18 @@ class CalibrationProfile:
                         self.montage, montage.name)
         for array in (gain, latency_s):
             array.setflags(write=False)
-        return ResolvedCalibration(montage=montage, gain=gain, shift_samples=latency_s * montage.sfreq,
-                                   missing=tuple(missing), labels=_device_labels(montage, self.channel_map),
-                                   adapter=self.adapter)
+        return ResolvedCalibration(montage=montage, gain=gain, latency_s=latency_s, missing=tuple(missing),
+                                   labels=_device_labels(montage, self.channel_map), adapter=self.adapter,
+                                   name=self.name, model_hash=self.model_hash)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class ResolvedCalibration:
-    """A profile resolved for one montage's channels (:meth:`CalibrationProfile.resolve`), applied per batch.
+    """A profile resolved for one montage's channels (:meth:`CalibrationProfile.resolve`).
+
+    The stream scales every predicted batch with :meth:`apply_gain` and delays each channel's whole response by
+    :attr:`latency_s` when it places it in the signal (the synthesizer's onset delay), so that a latency never
+    cuts the response at the epoch's edge.
 
     Attributes
     ----------
@@ -382,22 +411,28 @@ class ResolvedCalibration:
         The channels it was resolved for.
     gain : ndarray, shape (C,)
         Per-channel gain in montage order (1 where the profile lacks the channel).
-    shift_samples : ndarray, shape (C,)
-        Per-channel latency in samples at ``montage.sfreq`` (0 where the profile lacks the channel).
+    latency_s : ndarray, shape (C,)
+        Per-channel latency in seconds (> 0: later; 0 where the profile lacks the channel).
     missing : tuple of str
         Montage channels the profile lacks.
     labels : tuple of str
         Output label of each channel: the live device's label from the profile's channel map, the model's for
         interpolated channels and where the map would give two channels one label.
     adapter : LatentAdapter | None
+    name : str
+        The profile's name.
+    model_hash : str | None
+        The model the profile was fitted against, when it says.
     """
 
     montage: Montage
     gain: np.ndarray
-    shift_samples: np.ndarray
+    latency_s: np.ndarray
     missing: tuple[str, ...]
     labels: tuple[str, ...]
     adapter: LatentAdapter | None = None
+    name: str = ""
+    model_hash: str | None = None
 
     @property
     def output_montage(self) -> Montage:
@@ -406,19 +441,36 @@ class ResolvedCalibration:
             return self.montage
         return dataclasses.replace(self.montage, ch_names=self.labels)
 
-    def apply(self, epochs: np.ndarray) -> np.ndarray:
-        """``gain[c] * x(t - shift[c])`` on epochs ``(..., C, T)`` in montage order at ``montage.sfreq``.
-
-        Fractional shifts by cubic-spline interpolation (:func:`shift_signal`); samples shifted in from outside
-        the window repeat the edge. Same shape; float dtypes are kept (others become float64).
-        """
+    def apply_gain(self, epochs: np.ndarray) -> np.ndarray:
+        """``gain[c] * x`` on epochs ``(..., C, T)`` in montage order (the latency is the synthesizer's onset
+        delay, :attr:`latency_s`). Same shape; float dtypes are kept (others become float64)."""
         x = np.asarray(epochs)
         if x.ndim < 2 or x.shape[-2] != self.montage.n_channels:
             raise ConfigError(f"epochs have {x.shape[-2] if x.ndim >= 2 else '?'} channels, montage "
                               f"{self.montage.name!r} has {self.montage.n_channels}")
-        shift = self.shift_samples
-        y = shift_signal(x, shift[0] if np.all(shift == shift[0]) else np.broadcast_to(shift, x.shape[:-1]))
-        return (y * self.gain[:, None]).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+        return (x * self.gain[:, None]).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+
+    def describe(self) -> dict[str, str]:
+        """What a calibrated stream declares (``desc/vibe_rt/calibration``) and logs at start: ``name``,
+        ``latency_s`` and ``gain`` (comma-separated, montage order), ``channels``, ``adapter`` and
+        ``model_hash`` (``""`` when unknown)."""
+        def numbers(values: np.ndarray) -> str:
+            return ",".join(f"{v:.6g}" for v in values)
+
+        lat = self.latency_s
+        return {"name": self.name, "channels": ",".join(self.montage.ch_names),
+                "latency_s": f"{lat[0]:.6g}" if np.all(lat == lat[0]) else numbers(lat), "gain": numbers(self.gain),
+                "adapter": "latent-affine" if self.adapter is not None else "none",
+                "model_hash": self.model_hash or (self.adapter.model_hash if self.adapter is not None else "")}
+
+    def summary(self) -> str:
+        """One line for the startup log: name, latency, gain range, adapter, model hash."""
+        lat, g = 1e3 * self.latency_s, self.gain
+        lat_txt = f"{lat[0]:+.1f} ms" if np.all(lat == lat[0]) else f"{lat.min():+.1f}..{lat.max():+.1f} ms"
+        d = self.describe()
+        return (f"calibration {self.name or '(unnamed)'!r}: latency {lat_txt} (an onset delay), gain "
+                f"{g.min():.3g}..{g.max():.3g} over {len(g)} channels, adapter {d['adapter']}, model "
+                f"{d['model_hash'] or 'unknown'}")
 
     def install_adapter(self, predictor: object | None) -> None:
         """Give ``predictor`` the profile's latent adapter (nothing to do without one).
@@ -518,25 +570,49 @@ def shift_signal(x: np.ndarray, shift_samples: float | np.ndarray) -> np.ndarray
     ndarray, the shape of ``x``; float dtypes are kept (others become float64). Rows shifted by 0 are copies.
     """
     x = np.asarray(x)
-    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-    n = x.shape[-1]
-    rows = x.reshape(-1, n).astype(np.float64)
-    shift = np.broadcast_to(np.asarray(shift_samples, dtype=np.float64), x.shape[:-1]).reshape(-1)
-    if not np.any(shift):
-        return x.astype(dtype, copy=True)
-    coef = rows @ _spline_coefficients(n).T  # (rows, m)
-    m = coef.shape[1]
-    # for each distinct shift: where each output sample reads, and the four coefficients around it (mirrored)
-    shifts, row_shift = np.unique(shift, return_inverse=True)
-    pos = np.clip(np.arange(n) - shifts[:, None] + _PAD, 0, m - 1)
-    base = np.floor(pos)
-    weights = _cubic_bspline_weights(pos - base)  # (shifts, n, 4)
-    taps = np.abs(base.astype(int)[..., None] + np.arange(-1, 3))
-    taps = np.where(taps > m - 1, 2 * (m - 1) - taps, taps)
-    if len(shifts) == 1:
-        y = np.einsum("rnk,nk->rn", coef[:, taps[0]], weights[0])
-    else:
-        gathered = np.take_along_axis(coef, taps[row_shift].reshape(len(rows), -1), axis=1)
-        y = np.einsum("rnk,rnk->rn", gathered.reshape(len(rows), n, 4), weights[row_shift])
-    y = np.where((shift == 0)[:, None], rows, y)
-    return y.reshape(x.shape).astype(dtype)
+    if not np.any(shift_samples):
+        return x.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64, copy=True)
+    return SplineSignal(x).shifted(shift_samples)
+
+
+class SplineSignal:
+    """The cubic B-spline of a signal (edges repeated beyond it) along its last axis, from which any number of
+    (fractional) shifts are evaluated: the prefilter is solved once, each shift costs four taps per sample.
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., T)
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        x = np.asarray(x)
+        self.shape = x.shape
+        self.dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+        n = x.shape[-1]
+        self.rows = x.reshape(-1, n).astype(np.float64)
+        self.coef = self.rows @ _spline_coefficients(n).T  # (rows, n + 2 * _PAD)
+
+    def shifted(self, shift_samples: float | np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples ``start .. stop - 1`` of ``x[..., t - shift]`` (see :func:`shift_signal`), shape
+        ``x.shape[:-1] + (stop - start,)``; ``shift_samples`` is one shift or one per row (broadcastable to
+        ``x.shape[:-1]``). Rows shifted by 0 are the samples themselves."""
+        n = self.shape[-1]
+        stop = n if stop is None else stop
+        rows, coef = self.rows, self.coef
+        m = coef.shape[1]
+        shift = np.broadcast_to(np.asarray(shift_samples, dtype=np.float64), self.shape[:-1]).reshape(-1)
+        # for each distinct shift: where each output sample reads, and the four coefficients around it (mirrored)
+        shifts, row_shift = np.unique(shift, return_inverse=True)
+        pos = np.clip(np.arange(start, stop) - shifts[:, None] + _PAD, 0, m - 1)
+        base = np.floor(pos)
+        weights = _cubic_bspline_weights(pos - base)  # (shifts, stop - start, 4)
+        taps = np.abs(base.astype(int)[..., None] + np.arange(-1, 3))
+        taps = np.where(taps > m - 1, 2 * (m - 1) - taps, taps)
+        width = stop - start
+        if len(shifts) == 1:
+            y = np.einsum("rnk,nk->rn", coef[:, taps[0]], weights[0])
+        else:
+            gathered = np.take_along_axis(coef, taps[row_shift].reshape(len(rows), -1), axis=1)
+            y = np.einsum("rnk,rnk->rn", gathered.reshape(len(rows), width, 4), weights[row_shift])
+        y = np.where((shift == 0)[:, None], rows[:, start:stop], y)
+        return y.reshape(self.shape[:-1] + (width,)).astype(self.dtype)

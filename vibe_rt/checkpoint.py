@@ -170,6 +170,8 @@ def save_checkpoint(
         ``<stem>``, ``<stem>.safetensors`` or ``<stem>.json``; parent folders are created.
     metrics, extra : dict | None
         JSON-serialisable evaluation results and free-form information stored in the document.
+        ``extra["unit"]`` is the unit the model emits (its training data's: ``"V"``, ``"a.u."`` ...); without
+        one, the montage's SI unit, which a model whose normalisation was set from SI data emits.
 
     Returns
     -------
@@ -185,7 +187,7 @@ def save_checkpoint(
     del config["montage"]  # stored once, at the top level
     return _save(KIND_VIBE, model, path, config=config, montage=model.montage,
                  normalisation=_normalisation(model.norm_mean.cpu().numpy(), model.norm_std.cpu().numpy()),
-                 metrics=metrics, extra=extra)
+                 metrics=metrics, extra={"unit": model.montage.unit, **(extra or {})})
 
 
 def save_vae_checkpoint(

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from ..stream.config import BACKEND_CHOICES  # declarations only: cheap to import when the parser is built
 
+#: Where every help text sends the reader for the keys of the JSON markers (one schema, described once).
+MARKER_SCHEMA = "keys: README.md, section Markers"
+
 _Group = argparse._ActionsContainer  # an ArgumentParser or an argument group of one
 
 
@@ -68,4 +71,4 @@ def comparison_config(args: argparse.Namespace, **run_options: object):  # -> vi
         max_lag_ms=args.max_lag_ms, **run_options)  # type: ignore[arg-type]
 
 
-__all__ = ["add_comparison_options", "add_model_options", "comparison_config"]
+__all__ = ["MARKER_SCHEMA", "add_comparison_options", "add_model_options", "comparison_config"]

@@ -16,8 +16,11 @@ _EPILOG = """\
 the session is either a report folder (or its report.json) written by `vibe-rt compare --report DIR`, or a
 recording compared offline first (same options as `vibe-rt compare --live-file`).
 
-model: live(t) = gain[channel] * synthesized(t - latency); latency by cross-correlation of the running ERPs
-(sub-sample), gain by least squares per channel. With --adapter, also a per-dimension scale and shift of the
+model: live(t) = gain[channel] * synthesized(t - latency), fitted jointly by least squares on the running ERPs
+(gain per channel, an intercept per image and channel, latency to a fraction of a sample) with the synthesized
+signal cut at onset - latency (overlapping responses included: the synthesized side is the signal the stream
+makes for the session's onsets); each gain and latency comes with a standard error from a block bootstrap over
+the events. The stream applies the latency as an onset delay of the whole response. With --adapter, also a per-dimension scale and shift of the
 model's latent (fitted through the decoder of --model, default the embedded model: pass the model that
 synthesized the session); it is kept only if it improves the held-out ERP r (fit on odd, test on even
 repetitions), and the profile then works only with that model.
@@ -67,7 +70,22 @@ def _print_profile(profile: CalibrationProfile, path: Path, out: Any) -> None:
         lat_txt = f"{1e3 * lat:+.1f} ms"
     else:
         lat_txt = f"per channel {1e3 * min(lat):+.1f}..{1e3 * max(lat):+.1f} ms"
+    unc = profile.uncertainty
+    lat_se = unc.get("latency_se_s")
+    if isinstance(lat_se, (int, float)):
+        lat_txt += f" +- {1e3 * lat_se:.2f}"
     out.write(f"latency: {lat_txt} (live later > 0); gain: {min(profile.gain):.2f}..{max(profile.gain):.2f}\n")
+    gain_se = unc.get("gain_se")
+    if gain_se:
+        lats = profile.latency_s if isinstance(profile.latency_s, tuple) else None
+        lat_ses = lat_se if isinstance(lat_se, list) else None
+        out.write(f"per channel (standard errors: {unc['method']}, {unc['n_boot']} replicates, blocks of "
+                  f"{unc.get('block', 1)} events):\n")
+        for i, (ch, g, se) in enumerate(zip(profile.channels, profile.gain, gain_se)):
+            extra = f"  latency {1e3 * lats[i]:+.1f} +- {1e3 * lat_ses[i]:.1f} ms" if lats and lat_ses else ""
+            out.write(f"  {ch:>6}  gain {g:.3f} +- {se:.3f}{extra}\n")
+    else:
+        out.write("uncertainty: n/a (the session kept no single events to resample)\n")
     out.write(f"ERP r:    before {b['erp_r']:+.3f}  after {a['erp_r']:+.3f}\n")
     out.write(f"ERP RMSE: before {b['erp_rmse']:.3g}  after {a['erp_rmse']:.3g}\n")
     held = profile.metrics.get("heldout")

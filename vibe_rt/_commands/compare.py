@@ -7,27 +7,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._options import add_comparison_options, comparison_config
+from ._options import MARKER_SCHEMA, add_comparison_options, comparison_config
 
 _EPILOG = """\
 synthesized epochs come from (one of):
   --synth NAME    a running `vibe-rt stream` signal stream, epoched around the same markers (simplest, robust);
                   with --live-file: a recording of that stream, or the stream's name inside the same XDF file
-  --model CKPT    predicted from the image each marker names (--images DIR resolves relative names)
+  --model CKPT    the signal the stream would have produced for the session's onsets: the response predicted
+                  from each marker's image, overlap-added at its onset (--images DIR resolves relative names)
   (neither)       the embedded default model, as with --model
+both are epoched like the live data (same window, baseline, anti-alias filter), so overlapping responses (any
+SOA shorter than the epoch) are compared as they are, not confounded.
 
-markers: vibe-rt's JSON string markers {"image": ..., "frame_id": ..., "source": ...}, plain strings (the image
-name), MNE-LSL annotation streams (string or one-hot) or numeric codes; running ERPs are averaged per image.
+markers: vibe-rt's JSON string markers ({schema}), plain strings (the image
+name), MNE-LSL annotation streams (string or one-hot) or numeric codes; with --live-file, a recording's events
+sidecar (<stem>_events.tsv, as `vibe-rt stream --record` writes it) is preferred to its own markers. Running
+ERPs are averaged per image.
 
 metrics: per-event Pearson r (per channel and overall), running-ERP r and RMSE, split-half noise ceiling of the
-live data (odd/even repetitions, Spearman-Brown), latency by cross-correlation of the running ERPs (> 0: live
-later), per-channel gain. Stream outages are survived (re-resolved by source_id) and reported.
+live data (odd/even repetitions, Spearman-Brown), latency and per-channel gain fitted jointly on the running ERPs
+(> 0: live later). Stream outages are survived (re-resolved by source_id) and reported.
 
 examples:
   vibe-rt compare --live EEG --synth vibe-rt --report reports/session1
   vibe-rt compare --live-file session.xdf --live actiCHamp --synth vibe-rt --report reports/offline
   vibe-rt compare --live-file rec.fif --stimulus-log stim.csv --model ckpt/vibe --images stimuli/
-"""
+  vibe-rt compare --live-file rec.vhdr --images stimuli/        # a `vibe-rt stream --record` recording
+""".format(schema=MARKER_SCHEMA)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

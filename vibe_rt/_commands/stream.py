@@ -8,13 +8,18 @@ import sys
 import threading
 from pathlib import Path
 
+from ._options import MARKER_SCHEMA
 
 _EPILOG = """\
 streams (LSL):
   <name>          type EEG (microvolts) or MEG (tesla), float32, --srate Hz, source_id vibe-rt-<name>-<montage>;
                   channel labels/units/types/locations (mm) and the output delay in the stream's meta-data
-  <name>-markers  type Markers, JSON string per stimulus onset (event, frame, source, image, status)
+  <name>-markers  type Markers, one JSON string per stimulus onset ({schema})
   <name>-codes    type Markers, int32 code per onset whose response is in the signal (for OpenViBE, MNE-LSL)
+
+--record FILE.vhdr also writes FILE_events.tsv (onset, duration, trial_type, image, value, status) beside it;
+--calibration PROFILE delays each whole response by the profile's latency and scales it by its gains (declared
+in desc/vibe_rt/calibration and logged at start).
 
 timing: a sample stamped t is pushed at t + --lookahead, so responses computed within the lookahead land at
 their true time; later ones are counted as late and handled by --late-policy.
@@ -28,7 +33,8 @@ examples:
   vibe-rt stream --camera 0 --srate 500 --record session.vhdr
   vibe-rt stream --images stimuli/ --on 0.2 --off 0.8 --events every
   vibe-rt stream --camera 0 --device biosemi-64 --subject 7
-"""
+  vibe-rt stream --images stimuli/ --on 0.1 --off 0.1 --loop --shuffle --seed 1 --record rsvp.vhdr
+""".format(schema=MARKER_SCHEMA)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -1,9 +1,13 @@
 """Question: does the comparator recover a known latency and gain, what does calibration gain in and out of
 sample, and what does a comparison cost per event as images accumulate?
 
-Ground truth (:func:`vibe_rt.compare.groundtruth.make_ground_truth`): a continuous recording in which every event's
-response is ``gain[c] * erp(t - latency)`` plus noise, compared offline (the live mode shares the code path) with
-the unshifted, unscaled ERPs as the synthesized signal, over a grid of latencies and noise levels. Then:
+Ground truth (:func:`vibe_rt.compare.groundtruth.make_ground_truth`): the synthesized run of 12 images x 8
+repetitions as the stream renders it (responses overlap-added at their onsets), recorded as ``gain[c] * run(t -
+latency)`` plus 1/f noise at 500 Hz, compared offline (the live mode shares the code path) with the images'
+isolated responses as the model's predictions (which the comparator overlap-adds at the onsets itself), over a
+grid of latencies and noise levels at an SOA of 0.9 s (epochs apart) and at 0.6 and 0.2 s (each epoch holds its
+neighbours' responses; 0.2 s is THINGS-EEG2's 5 Hz RSVP). Each row also calibrates (gain + latency, no
+bootstrap) and reports the ERP r after it. Then:
 
 - calibration (gain + latency) fitted on one session: ERP r before/after in sample and held out (fit on odd,
   scored on even repetitions);
@@ -25,30 +29,35 @@ import numpy as np
 from .common import percentiles, write_result
 
 NAME = "comparator"
-#: The ground-truth grid (latency in s, noise in V) and the session the calibration is fitted on.
+#: The ground-truth grid (latency in s, noise in V, SOA in s) and the session the calibration is fitted on.
 LATENCIES = (0.0, 0.012, 0.024, 0.048)
 NOISES = (1e-6, 3e-6, 6e-6)
-CALIBRATION_SESSION = (0.024, 3e-6)
+SOA = 0.9
+OVERLAP_SOAS = (0.6, 0.2)
+OVERLAP_LATENCY = 0.024
+CALIBRATION_SESSION = (0.024, 3e-6, SOA)
 
 
-def recovery(latency_s: float, noise: float, seed: int) -> dict[str, Any]:
+def recovery(latency_s: float, noise: float, seed: int, soa: float = SOA) -> dict[str, Any]:
     """Latency, gain and ERP r recovered from one ground-truth session (12 images x 8 repetitions, 500 Hz)."""
-    from ..compare import DictSynth, compare_offline
+    from ..compare import DictSynth, compare_offline, fit_calibration
     from ..compare.groundtruth import make_ground_truth
     from ..montage import get_montage
 
     montage = get_montage("things-eeg2")
     gt = make_ground_truth(montage, n_images=12, n_reps=8, latency_s=latency_s, gain=(0.7, 1.4), noise=noise,
-                           sfreq=500.0, isi=0.9, seed=seed)
+                           sfreq=500.0, isi=soa, jitter=0.05 if soa > 0.5 else 0.0, seed=seed)
     session = compare_offline(gt.raw, montage, DictSynth(gt.synth))
     s = session.comparator.summary()
     gain = np.asarray(s["gain_per_channel"])
-    return {"latency_true_ms": 1e3 * latency_s, "noise_uv": 1e6 * noise,
+    erps = session.comparator.erps()
+    calibrated = fit_calibration(erps, montage, n_boot=0).metrics["after"]["erp_r"]
+    return {"soa_s": soa, "latency_true_ms": 1e3 * latency_s, "noise_uv": 1e6 * noise,
             "latency_est_ms": 1e3 * s["latency_s"], "latency_error_ms": 1e3 * (s["latency_s"] - latency_s),
             "gain_error_max_pct": float(100 * np.max(np.abs(gain / gt.gain - 1))),
-            "erp_r": s["erp_r"], "erp_r_aligned": s["erp_r_aligned"], "expected_r_noise_free": gt.expected_r,
-            "noise_ceiling": s["noise_ceiling"], "n_events": s["n_events"], "n_lost": s["n_lost"],
-            "_erps": session.comparator.erps()}
+            "erp_r": s["erp_r"], "erp_r_aligned": s["erp_r_aligned"], "erp_r_calibrated": calibrated,
+            "expected_r_noise_free": gt.expected_r, "noise_ceiling": s["noise_ceiling"], "n_events": s["n_events"],
+            "n_lost": s["n_lost"], "_erps": erps}
 
 
 def calibration(erps, montage) -> dict[str, Any]:
@@ -134,15 +143,17 @@ def run(*, quick: bool = False, out_dir: str | Path | None = None, write: bool =
     from ..montage import get_montage
 
     t0 = time.perf_counter()
-    cells = [CALIBRATION_SESSION] if quick else [(lat, noise) for noise in NOISES for lat in LATENCIES]
-    grid = [recovery(lat, noise, seed=k) for k, (lat, noise) in enumerate(cells)]
+    cells = [CALIBRATION_SESSION] if quick else (
+        [(lat, noise, SOA) for noise in NOISES for lat in LATENCIES]
+        + [(OVERLAP_LATENCY, noise, soa) for soa in OVERLAP_SOAS for noise in NOISES])
+    grid = [recovery(lat, noise, seed=k, soa=soa) for k, (lat, noise, soa) in enumerate(cells)]
     erps = [row.pop("_erps") for row in grid][cells.index(CALIBRATION_SESSION)]
     costs = [(10, 30)] if quick else [(n, max(3 * n, 300)) for n in (10, 100, 1000)]
     payload = {
         "question": __doc__.splitlines()[0],
         "config": {"montage": "things-eeg2", "n_images": 12, "n_reps": 8, "sfreq_recording": 500.0,
-                   "gain_range": [0.7, 1.4], "calibration_session": {"latency_ms": 24.0, "noise_uv": 3.0},
-                   "quick": quick},
+                   "stream_rate": 1000.0, "gain_range": [0.7, 1.4], "soa_s": [SOA, *OVERLAP_SOAS],
+                   "calibration_session": {"latency_ms": 24.0, "noise_uv": 3.0, "soa_s": SOA}, "quick": quick},
         "recovery": grid,
         "calibration": calibration(erps, get_montage("things-eeg2")),
         "adapter": None if quick else adapter(),

@@ -1,10 +1,14 @@
 """Fitting calibration profiles (:class:`vibe_rt.calibration.CalibrationProfile`) from a comparison session.
 
-Model: ``live(t) ~ gain[c] * synth(t - latency)``. The latency comes from the cross-correlation of the running
-ERPs (sub-sample, parabolic peak), the gain from per-channel least squares of the live ERP on the
-latency-aligned synthesized ERP. ``profile.resolve(montage).apply(epochs)`` applies a profile to synthesized
-epochs (what ``vibe-rt stream --calibration PROFILE`` does before overlap-adding them onto the background); the
-metrics stored in the profile are computed the same way.
+Model: ``live(t) ~ gain[c] * synth(t - latency)``, fitted jointly by least squares on the running ERPs
+(:func:`vibe_rt.compare.metrics.fit_latency_gain`): an intercept per image and channel absorbs the baseline, the
+synthesized ERPs are the session's *wide* ones (the overlap-added signal cut at ``onset - latency``, never a
+window shifted with invented edges), and the latency (one overall or one per channel) is found to a fraction of
+a sample. The uncertainty of every gain and latency is a bootstrap over the session's events
+(:func:`~vibe_rt.compare.metrics.bootstrap_latency_gain`), stored in the profile. ``vibe-rt stream
+--calibration PROFILE`` then scales every predicted response by the gain and delays it as a whole by the latency;
+the metrics stored in the profile are computed the same way (gain times the synthesized ERPs aligned by the
+latency).
 
 Optionally (``adapter_model``: the ViBE model that synthesized the session) a small latent adapter is fitted
 after gain and latency (:mod:`.adapter`): a per-dimension scale and shift of the Q-Former's latent, applied by
@@ -26,25 +30,21 @@ from ..calibration import GAIN_RANGE, CalibrationProfile, LatentAdapter, shift_s
 from ..errors import ConfigError, DataError
 from ..montage import Montage
 from . import metrics as M
-from .comparator import ErpSet
+from .comparator import ErpSet, baseline_mask
 from .metrics import erp_metrics
 
-__all__ = ["fit_calibration"]
+__all__ = ["calibrated_erps", "fit_calibration"]
+
+#: Bootstrap replicates of the uncertainty.
+N_BOOT = 200
 
 
-def _fit(live: np.ndarray, synth: np.ndarray, sfreq: float, max_lag_s: float, per_channel_latency: bool,
-         channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray | float, dict[str, Any]]:
-    lat = M.estimate_latency(live, synth, sfreq, max_lag_s=max_lag_s)
-    if not np.isfinite(lat["latency_s"]):
+def _fit(live: np.ndarray, wide: np.ndarray, margin: int, sfreq: float, max_lag_s: float,
+         per_channel_latency: bool, channels: Sequence[str]) -> M.LatencyGainFit:
+    fit = M.fit_latency_gain(live, wide, margin, sfreq, max_lag_s=max_lag_s, per_channel=per_channel_latency)
+    if not np.isfinite(fit.r):
         raise DataError("cannot estimate the latency: the ERPs are flat; record more events")
-    latency: np.ndarray | float = float(lat["latency_s"])
-    if per_channel_latency:
-        per = np.array([M.estimate_latency(live[:, c], synth[:, c], sfreq, max_lag_s=max_lag_s)["latency_s"]
-                        for c in range(live.shape[1])])
-        latency = np.where(np.isfinite(per), per, lat["latency_s"])
-    shift = np.asarray(latency) * sfreq
-    aligned = shift_signal(synth, float(shift) if np.ndim(shift) == 0 else shift)
-    gain = M.fit_gain(live, aligned)
+    gain = fit.gain
     bad = ~np.isfinite(gain)
     if bad.any():
         gain[bad] = 1.0
@@ -56,7 +56,22 @@ def _fit(live: np.ndarray, synth: np.ndarray, sfreq: float, max_lag_s: float, pe
     if np.any(gain < 0):
         logger.warning("negative gain on %d channel(s): polarity of live and synthesized data differ",
                        int(np.sum(gain < 0)))
-    return gain, latency, lat
+    return fit
+
+
+def calibrated_erps(erps: ErpSet, montage: Montage, gain: np.ndarray, latency_s: float | np.ndarray,
+                    synth_wide: np.ndarray | None = None) -> np.ndarray:
+    """The synthesized ERPs a calibrated stream gives: ``gain`` times the wide ERPs aligned by the latency (cut at
+    ``onset - latency``), baseline-corrected as the comparison was (``synth_wide`` in place of the session's)."""
+    wide, margin = (synth_wide, erps.margin) if synth_wide is not None else erps.wide
+    if margin == 0:  # no context beyond the window: repeat its edges
+        margin = int(np.ceil(np.max(np.abs(np.asarray(latency_s))) * montage.sfreq)) + 3
+        wide = np.pad(wide, [(0, 0), (0, 0), (margin, margin)], mode="edge")
+    aligned = M.align(wide, margin, np.asarray(latency_s) * montage.sfreq, montage.n_times)
+    mask = baseline_mask(montage.times, erps.baseline)
+    if mask is not None:
+        aligned = aligned - aligned[..., mask].mean(axis=-1, keepdims=True)
+    return aligned * np.asarray(gain, float)[:, None]
 
 
 def fit_calibration(
@@ -68,13 +83,16 @@ def fit_calibration(
     channel_map: dict[str, str] | None = None,
     name: str | None = None,
     adapter_model=None,
+    model_hash: str | None = None,
+    n_boot: int = N_BOOT,
 ) -> CalibrationProfile:
     """Fit a calibration profile from running ERPs.
 
     Parameters
     ----------
     erps : ErpSet
-        Running ERPs of a comparison session (:meth:`Comparator.erps` or a report's ``erps.npz``).
+        Running ERPs of a comparison session (:meth:`Comparator.erps` or a report's ``erps.npz``); its wide
+        synthesized ERPs are what the latency is fitted on, its single events what the bootstrap resamples.
     montage : Montage
         The model montage of the ERPs.
     max_lag_s : float
@@ -88,13 +106,18 @@ def fit_calibration(
     adapter_model : LoadedModel | ViBE | None
         Also fit a latent adapter for this model (the one that synthesized the session); needs keys with at
         least two repetitions (the penalty is chosen on held-out repetitions).
+    model_hash : str | None
+        The model that synthesized the session (stored; the adapter's model otherwise).
+    n_boot : int
+        Bootstrap replicates of the uncertainty (0: none).
 
     Returns
     -------
     profile : CalibrationProfile
         ``metrics["before"]``/``metrics["after"]`` are in-sample (all repetitions); ``metrics["heldout"]`` fits on
         the odd repetitions and evaluates on the even ones (keys with >= 2 repetitions), an honest check that the
-        calibration generalises beyond the noise it was fitted on.
+        calibration generalises beyond the noise it was fitted on; ``uncertainty`` the bootstrap's standard errors
+        (empty when the session kept no single events).
     """
     live, synth = np.asarray(erps.live, float), np.asarray(erps.synth, float)
     if live.ndim != 3 or live.shape[1:] != (montage.n_channels, montage.n_times):
@@ -102,16 +125,34 @@ def fit_calibration(
     if not erps.keys:
         raise DataError("the session compared no events, so there is nothing to calibrate; compare a session with "
                         "events first (vibe-rt compare)")
-    gain, latency, lat = _fit(live, synth, montage.sfreq, max_lag_s, per_channel_latency, montage.ch_names)
+    wide, margin = erps.wide
+    if erps.synth_wide is None:
+        logger.warning("these ERPs have no synthesized context beyond the window (ERPs made by hand, or the report "
+                       "of an earlier vibe-rt): the latency fit repeats the window's edges; compare the session "
+                       "again (vibe-rt compare) for an unbiased fit")
+    fit = _fit(live, wide, margin, montage.sfreq, max_lag_s, per_channel_latency, montage.ch_names)
+    latency = fit.latency_s
+    uncertainty: dict[str, Any] = {}
+    if erps.events is not None and n_boot > 1 and erps.events.live.shape[0] > 1:
+        ev = erps.events
+        span = montage.tmax - montage.tmin + 2 * margin / montage.sfreq
+        uncertainty = M.bootstrap_latency_gain(ev.live, ev.synth_wide, ev.key_index, margin, montage.sfreq,
+                                               times=ev.times, span_s=span, n_total=ev.n_total, n_boot=n_boot,
+                                               max_lag_s=max_lag_s, per_channel=per_channel_latency)
+    adapter_hash = None
+    if adapter_model is not None:
+        from ..checkpoint import as_loaded
+
+        adapter_hash = as_loaded(adapter_model).model_hash
     profile = CalibrationProfile(
         name=name or montage.name, montage=montage.name, sfreq=float(montage.sfreq), channels=montage.ch_names,
-        gain=np.round(gain, 6), latency_s=latency if np.ndim(latency) == 0 else np.asarray(latency).round(6),
-        latency_fit={k: float(v) for k, v in lat.items()},
+        gain=np.round(fit.gain, 6), latency_s=latency if np.ndim(latency) == 0 else np.asarray(latency).round(7),
+        latency_fit=fit.to_dict(), uncertainty=uncertainty, model_hash=model_hash or adapter_hash,
         channel_map=dict(channel_map) if channel_map else {c: c for c in montage.ch_names},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         n_events=int(np.sum(erps.counts)), n_keys=len(erps.keys))
     metrics: dict[str, Any] = {"before": erp_metrics(live, synth),
-                               "after": erp_metrics(live, profile.resolve(montage).apply(synth))}
+                               "after": erp_metrics(live, calibrated_erps(erps, montage, fit.gain, latency))}
     adapter = None
     two = np.asarray(erps.counts) >= 2
     if adapter_model is not None and not two.any():
@@ -119,22 +160,26 @@ def fit_calibration(
                         "repetitions); record more repetitions or leave --adapter out")
     if two.any():
         odd, even, syn = erps.odd[two], erps.even[two], synth[two]
-        g2, l2, _ = _fit(odd, syn, montage.sfreq, max_lag_s, per_channel_latency, montage.ch_names)
-        held = dataclasses.replace(profile, gain=g2, latency_s=l2)
+        held_fit = _fit(odd, wide[two], margin, montage.sfreq, max_lag_s, per_channel_latency, montage.ch_names)
+        held_erps = dataclasses.replace(erps, synth=syn)
         metrics["heldout"] = {
             "fit_on": "odd repetitions", "evaluated_on": "even repetitions",
-            "before": erp_metrics(even, syn), "after": erp_metrics(even, held.resolve(montage).apply(syn)),
+            "before": erp_metrics(even, syn),
+            "after": erp_metrics(even, calibrated_erps(held_erps, montage, held_fit.gain, held_fit.latency_s,
+                                                       wide[two])),
         }
         if adapter_model is not None:
-            heldout = (syn, odd, even, g2, np.asarray(l2) * montage.sfreq)
-            adapter, metrics["heldout"]["adapter"], after = _fit_adapter(adapter_model, montage, live, synth, gain,
-                                                                         latency, heldout)
+            heldout = (syn, odd, even, held_fit.gain, np.asarray(held_fit.latency_samples))
+            adapter, metrics["heldout"]["adapter"], after = _fit_adapter(adapter_model, montage, live, synth,
+                                                                         fit.gain, latency, heldout)
             if after is not None:
                 metrics["after_adapter"] = after
     profile = dataclasses.replace(profile, metrics=metrics, adapter=adapter)
-    logger.info("calibration: latency %s s, gain %.2f..%.2f; ERP r %.3f -> %.3f, RMSE %.3g -> %.3g",
-                profile.latency_s, float(np.min(gain)), float(np.max(gain)), metrics["before"]["erp_r"],
-                metrics["after"]["erp_r"], metrics["before"]["erp_rmse"], metrics["after"]["erp_rmse"])
+    se = uncertainty.get("gain_se")
+    logger.info("calibration: latency %s s, gain %.2f..%.2f%s; ERP r %.3f -> %.3f, RMSE %.3g -> %.3g",
+                profile.latency_s, float(np.min(fit.gain)), float(np.max(fit.gain)),
+                f" (se up to {max(se):.3f})" if se else "", metrics["before"]["erp_r"], metrics["after"]["erp_r"],
+                metrics["before"]["erp_rmse"], metrics["after"]["erp_rmse"])
     return profile
 
 

@@ -6,6 +6,10 @@ anti-alias filter's half length) has arrived; it is then low-pass filtered (when
 the model rate) and resampled at ``onset + montage.times`` by cubic-spline interpolation, so onsets need not
 fall on a sample. Epochs whose window overlaps a gap in the data, or that start before the oldest buffered
 sample, are reported as lost with a reason, never silently shifted or zero-filled.
+
+With ``margin_s`` the epochs are *wide*: ``margin`` more model samples on each side of the window, so that a
+later fit can align them by a latency of up to the margin without inventing samples at the window's edges
+(the synthesized side of a comparison, :mod:`vibe_rt.compare.calibrate`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from scipy import signal
 from scipy.interpolate import CubicSpline
 
+from ..data.recordings import split_description
 from ..montage import Montage
 from .channels import ChannelMatch
 
@@ -50,8 +55,9 @@ class Marker:
 def parse_marker(value: Any, channel_names: Sequence[str] | None = None) -> tuple[str, dict[str, Any]] | None:
     """Decode one marker sample into ``(key, payload)``; ``None`` for samples that are not events.
 
-    Accepts vibe-rt's JSON string markers (key = ``image``, else ``image_id``/``id``/``frame_id``), plain
-    strings (the string is the key), MNE-LSL's one-hot annotation samples (the label of the non-zero channel,
+    Accepts vibe-rt's JSON string markers (key = ``image``, else ``image_id``/``id``/``frame_id``), BrainVision
+    descriptions that name their image (``Stimulus/S  3: a.png``: key ``a.png``, code 3), plain strings (the
+    string is the key), MNE-LSL's one-hot annotation samples (the label of the non-zero channel,
     itself JSON-decoded where possible) and numeric codes (``str(int(code))``).
     """
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -79,6 +85,9 @@ def parse_marker(value: Any, channel_names: Sequence[str] | None = None) -> tupl
                     if payload.get(k) is not None:
                         return str(payload[k]), payload
                 return text, payload
+        named = split_description(text)  # BrainVision "Stimulus/S  3: a.png" (vibe-rt's recordings)
+        if named is not None:
+            return named[1], {"image": named[1], "code": named[0], "description": text}
         return text, {"description": text}
     if isinstance(value, (int, float, np.integer, np.floating)):
         if not np.isfinite(value) or value == 0:
@@ -107,6 +116,9 @@ class EpochExtractor:
     lowpass : bool
         Anti-alias low-pass (FIR, cut-off 0.45 x model rate) before resampling when ``sfreq`` is more than
         1.25 x the model rate.
+    margin_s : float
+        Widen every epoch by ``margin = ceil(margin_s * montage.sfreq)`` model samples on each side (0: the
+        montage window).
     """
 
     def __init__(
@@ -119,8 +131,12 @@ class EpochExtractor:
         buffer_s: float = 30.0,
         gap_tol_s: float | None = None,
         lowpass: bool = True,
+        margin_s: float = 0.0,
     ) -> None:
         self.montage = montage
+        self.margin = int(np.ceil(margin_s * montage.sfreq - 1e-9)) if margin_s > 0 else 0
+        #: Epoch times (s from onset) at the model rate, the margins included.
+        self.times = montage.tmin + (np.arange(montage.n_times + 2 * self.margin) - self.margin) / montage.sfreq
         self.sfreq = float(sfreq)
         self.match = match
         self._w = match.weights * np.broadcast_to(np.asarray(scale, dtype=np.float64), (match.weights.shape[1],))
@@ -177,8 +193,8 @@ class EpochExtractor:
 
         Returns
         -------
-        ready : list of (Marker, ndarray (C, T))
-            Epochs at the model rate, SI units, model channel order (no baseline correction).
+        ready : list of (Marker, ndarray (C, T + 2 * margin))
+            Epochs at the model rate, SI units, model channel order (no baseline correction), at :attr:`times`.
         lost : list of (Marker, str)
             Events with the reason: ``"gap"`` (data missing inside the window) or ``"before buffer"``.
         """
@@ -187,7 +203,7 @@ class EpochExtractor:
         if self.last_time is None:
             return ready, lost
         keep: list[Marker] = []
-        tmin, tmax = self.montage.tmin, self.montage.tmax
+        tmin, tmax = self.times[0], self.times[-1]
         for m in self._pending:
             t0, t1 = m.time + tmin - self.pad_s, m.time + tmax + self.pad_s
             if t1 > self.last_time:
@@ -239,5 +255,4 @@ class EpochExtractor:
     def _resample(self, ts: np.ndarray, x: np.ndarray, onset: float) -> np.ndarray:
         if self._fir is not None and x.shape[0] > self._fir.size:
             x = signal.fftconvolve(x, self._fir[:, None], mode="same", axes=0)
-        target = onset + self.montage.times
-        return CubicSpline(ts, x, axis=0)(target).T.astype(np.float64)
+        return CubicSpline(ts, x, axis=0)(onset + self.times).T.astype(np.float64)

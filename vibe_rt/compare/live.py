@@ -14,7 +14,6 @@ lost, never compared against filled-in data.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time as _time
 from dataclasses import dataclass, field
@@ -301,9 +300,10 @@ class LiveComparator:
             }
 
     def snapshot(self) -> Comparator:
-        """A copy of the comparator as it is now, for a live view drawn while the worker goes on."""
+        """A copy of the comparator as it is now (without its single events), for a live view drawn while the
+        worker goes on."""
         with self._lock:
-            return copy.deepcopy(self.comparator)
+            return self.comparator.copy(events=False)
 
     def status_line(self) -> str:
         """Compact one-line status (the CLI prints it in place)."""
@@ -359,7 +359,8 @@ class LiveComparator:
         live = h.role == "live"
         return make_extractor(self.montage, info.nominal_srate(), names, types, units, pos,
                               interpolation=self._interp, unit_override=self._unit if live else None,
-                              buffer_s=self._buffer_s, device=self._device if live else None)
+                              buffer_s=self._buffer_s, device=self._device if live else None,
+                              margin_s=self.comparator.margin_s if h.role == "synth" else 0.0)
 
     def _open(self, h: _Handle, info: Any) -> None:
         pylsl = _pylsl()

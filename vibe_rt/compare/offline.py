@@ -13,9 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._logs import logger
-from ..data.recordings import DATA_TYPES, Recording, read_recording, read_stimulus_log
-from ..units import require_unit, unit_scale
+from ..data.recordings import (DATA_TYPES, Recording, events_sidecar, read_events_sidecar, read_recording,
+                               read_stimulus_log)
 from ..devices import DeviceProfile
+from ..units import require_unit, unit_scale
 from ..errors import DataError
 from ..montage import Montage
 from .channels import match_channels
@@ -24,7 +25,7 @@ from .epocher import EpochExtractor, parse_marker
 from .session import Session, SynthSource
 
 __all__ = ["Recording", "read_recording", "read_stimulus_log", "compare_offline", "make_extractor",
-           "recording_markers", "log_markers", "session_markers"]
+           "recording_markers", "log_markers", "rec_markers_source", "session_markers", "sidecar_markers"]
 
 ParsedMarker = tuple[float, str, dict[str, Any]]
 
@@ -50,12 +51,52 @@ def log_markers(path: str | Path) -> list[ParsedMarker]:
     return [(r["onset"], r["image"], r["columns"]) for r in rows]
 
 
+def sidecar_markers(path: str | Path) -> list[ParsedMarker]:
+    """Markers from a BIDS-style events sidecar (:func:`vibe_rt.data.recordings.read_events_sidecar`): its
+    stimuli whose response is in the signal, keyed by image (else by code), on the timeline of a file MNE reads
+    (seconds from the first sample)."""
+    out = []
+    for row in read_events_sidecar(path):
+        key = row["image"] if row["image"] is not None else (str(row["code"]) if row["code"] is not None else None)
+        if key is None:
+            continue
+        payload = {k: v for k, v in row["columns"].items() if v is not None}
+        if row["code"] is not None:
+            payload["code"] = row["code"]
+        out.append((row["onset"], key, payload))
+    return out
+
+
+def rec_markers_source(rec: Recording, stimulus_log: str | Path | None = None, *, sidecar: bool = True) -> str:
+    """Where :func:`session_markers` takes the markers of ``rec`` from: the stimulus log, the recording's events
+    sidecar (preferred to its own markers, unless ``sidecar`` is False), or its own markers."""
+    if stimulus_log is not None:
+        return f"stimulus log {stimulus_log}"
+    sidecar = sidecar and rec.path is not None and rec.path.suffix.lower() != ".xdf"
+    sidecar = events_sidecar(rec.path) if sidecar else None
+    if sidecar is not None:
+        return f"events sidecar {sidecar}"
+    return f"{rec.marker_source} of {rec.name}"
+
+
 def session_markers(rec: Recording, stimulus_log: str | Path | None = None) -> list[ParsedMarker]:
-    """The markers a comparison of ``rec`` uses: the stimulus log's when given, else the recording's own
+    """The markers a comparison of ``rec`` uses: the stimulus log's when given, else the recording's events
+    sidecar (``<stem>_events.tsv``, which names the images) when it has stimuli, else the recording's own
     (:class:`DataError` when there are none)."""
-    markers = log_markers(stimulus_log) if stimulus_log is not None else recording_markers(rec)
+    source = rec_markers_source(rec, stimulus_log)
+    if stimulus_log is not None:
+        markers = log_markers(stimulus_log)
+    elif source.startswith("events sidecar"):
+        markers = [(rec.t0 + t, key, payload) for t, key, payload in sidecar_markers(source[len("events sidecar "):])]
+        if not markers:  # a sidecar without a stimulus that names an image or a code: the file's own markers
+            source = rec_markers_source(rec, None, sidecar=False)
+            markers = recording_markers(rec)
+    else:
+        markers = recording_markers(rec)
     if not markers:
-        raise DataError(f"recording {rec.name!r} has no markers; add annotations or give --stimulus-log")
+        raise DataError(f"recording {rec.name!r} has no stimulus markers ({source}); add annotations or give "
+                        "--stimulus-log")
+    logger.info("markers of %s: %d from the %s", rec.name, len(markers), source)
     return markers
 
 
@@ -71,13 +112,15 @@ def make_extractor(
     unit_override: str | None = None,
     buffer_s: float = 30.0,
     device: DeviceProfile | None = None,
+    margin_s: float = 0.0,
 ) -> EpochExtractor:
     """An :class:`EpochExtractor` for a stream/recording described by its channels, units and rate.
 
     ``unit_override`` (e.g. ``"uV"``) replaces the channels' own units; one that :func:`parse_unit` does not know
     raises :class:`~vibe_rt.errors.ConfigError` listing the units it does. ``device`` (the live device's profile)
     reads the channels through it: its labels match by their 10-10 equivalents, its positions fill in where the
-    stream has none (:meth:`~vibe_rt.devices.DeviceProfile.live_channels`).
+    stream has none (:meth:`~vibe_rt.devices.DeviceProfile.live_channels`). ``margin_s``: wide epochs (the
+    synthesized side, see :class:`EpochExtractor`).
     """
     aliases = None
     if device is not None:
@@ -89,7 +132,7 @@ def make_extractor(
     units = [unit_override] * n if unit_override else (list(units) if units is not None else [None] * n)
     scale = np.array([unit_scale(u, t) for u, t in zip(units, ch_types)])
     match = match_channels(montage, list(ch_names), positions, method=interpolation, aliases=aliases)
-    return EpochExtractor(montage, sfreq, match, scale, buffer_s=buffer_s)
+    return EpochExtractor(montage, sfreq, match, scale, buffer_s=buffer_s, margin_s=margin_s)
 
 
 def _feed(session: Session, rec: Recording, markers: list[ParsedMarker], synth_rec: Recording | None,
@@ -121,6 +164,11 @@ def _feed(session: Session, rec: Recording, markers: list[ParsedMarker], synth_r
     session.finish()
 
 
+def _is_raw(x: Any) -> bool:
+    """True for an MNE Raw (without importing MNE)."""
+    return hasattr(x, "info") and hasattr(x, "annotations") and hasattr(x, "get_data")
+
+
 def compare_offline(
     live: str | Path | Recording,
     montage: Montage,
@@ -135,6 +183,7 @@ def compare_offline(
     unit_override: str | None = None,
     chunk_s: float = 0.1,
     device: DeviceProfile | None = None,
+    markers: list[ParsedMarker] | None = None,
     **comparator_kw: Any,
 ) -> Session:
     """Compare a recording with synthesized epochs, offline.
@@ -145,9 +194,10 @@ def compare_offline(
         The recording (see :func:`vibe_rt.data.recordings.read_recording`); its M/EEG channels are used.
     montage : Montage
         Model montage (channels, rate, epoch window).
-    synth : SynthSource | path | Recording
-        Synthesized epochs per event, or a recording of the synthesized stream (same timeline and markers;
-        e.g. the same XDF file with ``synth_stream`` naming the stream).
+    synth : SynthSource | path | Recording | mne.io.BaseRaw
+        Predicted responses per event (overlap-added at the onsets into the signal the stream would have
+        produced, see :mod:`vibe_rt.compare.predicted`), or a recording of the synthesized stream (same
+        timeline and markers; e.g. the same XDF file with ``synth_stream`` naming the stream).
     stimulus_log : path | None
         CSV/TSV of markers (see :func:`log_markers`) used instead of the file's own markers.
     live_stream, markers_stream, synth_stream : str | None
@@ -162,6 +212,8 @@ def compare_offline(
         Chunk length fed at a time (seconds), as an inlet would deliver.
     device : DeviceProfile | None
         The recording device's profile: its channels are read through it (see :func:`make_extractor`).
+    markers : list of (time, key, payload) | None
+        The markers, when the caller has read them already (:func:`session_markers`).
 
     Returns
     -------
@@ -172,22 +224,25 @@ def compare_offline(
         rec = live
     elif isinstance(live, (str, Path)):
         rec = read_recording(live, signal_stream=live_stream, marker_stream=markers_stream)
-    else:  # an MNE Raw
+    elif _is_raw(live):
         rec = Recording.from_raw(live)
+    else:
+        raise DataError(f"cannot compare a {type(live).__name__}; give a recording file, a Recording or an MNE Raw")
     rec = rec.pick_types(DATA_TYPES)
-    markers = session_markers(rec, stimulus_log)
+    markers = session_markers(rec, stimulus_log) if markers is None else markers
     ext = make_extractor(montage, rec.sfreq, rec.ch_names, rec.ch_types, rec.units, rec.positions,
                          interpolation=interpolation, unit_override=unit_override,
                          buffer_s=max(30.0, 4 * chunk_s), device=device)
+    comp = comparator or Comparator(montage, **comparator_kw)
     synth_rec = None
-    if isinstance(synth, (str, Path, Recording)):
-        synth_rec = synth if isinstance(synth, Recording) else read_recording(synth, signal_stream=synth_stream)
+    if isinstance(synth, (str, Path, Recording)) or _is_raw(synth):
+        synth_rec = (synth if isinstance(synth, Recording) else Recording.from_raw(synth) if _is_raw(synth)
+                     else read_recording(synth, signal_stream=synth_stream))
         synth_rec = synth_rec.pick_types(DATA_TYPES)
         src: Any = make_extractor(montage, synth_rec.sfreq, synth_rec.ch_names, synth_rec.ch_types, synth_rec.units,
-                                  synth_rec.positions)
+                                  synth_rec.positions, margin_s=comp.margin_s)
     else:
         src = synth
-    comp = comparator or Comparator(montage, **comparator_kw)
     session = Session(comp, ext, src)
     _feed(session, rec, markers, synth_rec, chunk_s)
     logger.info("offline comparison of %s: %d events, %d lost", rec.name, comp.n_events, len(comp.lost))

@@ -178,7 +178,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     montage = comparator.montage
     summary = summary if summary is not None else comparator.summary()
-    erps = comparator.erps()
+    erps = comparator.erps(events=refresh_s is None)  # the single events (large) only in the final report
     with _replacing(out / ERPS_FILE) as tmp:
         erps.save(str(tmp))
     files = {"erps": ERPS_FILE}

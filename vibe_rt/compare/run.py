@@ -28,7 +28,7 @@ from ..devices import DeviceProfile, load_device
 from ..errors import ConfigError, DataError, require_path
 from ..montage import Montage
 from .comparator import Comparator
-from .offline import ParsedMarker
+from .offline import ParsedMarker, rec_markers_source
 from .session import PredictorSynth
 
 __all__ = ["CalibrateConfig", "CompareConfig", "CompareResult", "SynthChoice", "build_synth", "calibrate_session",
@@ -182,6 +182,16 @@ class SynthChoice:
         if sum(x is not None for x in (self.stream, self.recording, self.predictor)) != 1:
             raise ConfigError("a synthesized source is one of a stream, a recording or a predictor")
 
+    def describe(self) -> dict[str, Any]:
+        """What a report says about the synthesized side (``kind``, and the stream, file or model hash)."""
+        if self.stream is not None:
+            return {"kind": "stream", "stream": self.stream}
+        if self.recording is not None:
+            return {"kind": "recording", "file": str(self.recording)}
+        meta = getattr(self.predictor.predictor, "meta", {}) if self.predictor is not None else {}
+        return {"kind": "model (overlap-added at the onsets)", "model": meta.get("model"),
+                "model_hash": meta.get("model_hash")}
+
 
 def build_synth(config: CompareConfig, markers: list[ParsedMarker] | None = None) -> SynthChoice:
     """The synthesized source of ``config`` (loads the model for a predictor).
@@ -293,12 +303,14 @@ def _compare_file(config: CompareConfig) -> CompareResult:
 
     assert config.live_file is not None
     rec = read_recording(config.live_file, signal_stream=config.live, marker_stream=config.markers)
-    synth = build_synth(config, session_markers(rec, config.stimulus_log))
+    markers = session_markers(rec, config.stimulus_log)
+    synth = build_synth(config, markers)
     session = compare_offline(
-        rec, synth.montage, synth.predictor or synth.recording or config.live_file,
+        rec, synth.montage, synth.predictor or synth.recording or config.live_file, markers=markers,
         stimulus_log=config.stimulus_log, synth_stream=synth.stream, interpolation=config.interpolation,
         unit_override=config.live_unit, device=config.live_device(), **config.comparator_options)
-    info = {"mode": "offline", "file": str(config.live_file), "channel_match": session.live.match.to_dict()}
+    info = {"mode": "offline", "file": str(config.live_file), "channel_match": session.live.match.to_dict(),
+            "synth": synth.describe(), "markers": rec_markers_source(rec, config.stimulus_log)}
     return CompareResult(session.comparator, {}, info)
 
 
@@ -329,8 +341,8 @@ def _compare_live(config: CompareConfig, synth: SynthChoice, on_status: Callable
         logger.info("interrupted: stopping the comparison")
     finally:
         live.stop()
-    return CompareResult(live.comparator, {}, {"mode": "live", "streams": live.info()}, live.outages(),
-                         live.data_gaps())
+    return CompareResult(live.comparator, {}, {"mode": "live", "streams": live.info(), "synth": synth.describe()},
+                         live.outages(), live.data_gaps())
 
 
 def _write_live_view(config: CompareConfig, live: Any) -> None:
@@ -430,10 +442,12 @@ def calibrate_session(config: CalibrateConfig) -> tuple[CalibrationProfile, Path
     config.validate()
     if config.from_report:
         report, erps, montage = read_report(config.session)
-        channel_map = channel_map_of(report.get("info", {}))
+        info = report.get("info", {})
     else:
         result = run_compare(config.session_compare())
-        erps, montage, channel_map = result.comparator.erps(), result.comparator.montage, result.channel_map
+        erps, montage, info = result.comparator.erps(), result.comparator.montage, result.info
+    channel_map = channel_map_of(info)
+    model_hash = (info.get("synth") or {}).get("model_hash")
     adapter_model = None
     if config.adapter:
         from ..checkpoint import load_model
@@ -442,5 +456,5 @@ def calibrate_session(config: CalibrateConfig) -> tuple[CalibrationProfile, Path
     out = config.out_path
     profile = fit_calibration(erps, montage, max_lag_s=config.compare.max_lag_ms / 1000.0,
                               per_channel_latency=config.per_channel_latency, channel_map=channel_map,
-                              name=out.stem, adapter_model=adapter_model)
+                              name=out.stem, adapter_model=adapter_model, model_hash=model_hash)
     return profile, profile.save(out)

@@ -1,9 +1,14 @@
 """Where the synthesized epoch comes from, and the one pairing path shared by live and offline modes.
 
 A :class:`Session` receives markers and chunks (from LSL inlets or from a file), epochs them with
-:class:`~vibe_rt.compare.epocher.EpochExtractor`, pairs each live epoch with its synthesized epoch (from a
-:class:`SynthSource` or from a second, synthesized stream epoched around the same markers) and feeds the
-:class:`~vibe_rt.compare.comparator.Comparator`. Pure: no threads, no clock.
+:class:`~vibe_rt.compare.epocher.EpochExtractor`, pairs each live epoch with its synthesized epoch and feeds the
+:class:`~vibe_rt.compare.comparator.Comparator`. The synthesized side is always a continuous signal epoched by
+the same kind of extractor, around the same markers: either a second, synthesized stream (``--synth``: live,
+or a recording), or the signal the stream would have produced, rendered from a :class:`SynthSource`'s
+per-marker responses overlap-added at the true onsets (:class:`~vibe_rt.compare.predicted.PredictedSignal`), so
+that overlapping responses (any SOA shorter than the epoch) are modelled, not confounded. The synthesized
+epochs are wide (the comparator's margin on each side) so that the latency can be fitted without inventing
+samples at the window's edges. Pure: no threads, no clock.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from ..errors import ConfigError, DataError
 from ..montage import Montage
 from .comparator import Comparator
 from .epocher import EpochExtractor, Marker
+from .predicted import PredictedSignal, synthesis_rate
 
 __all__ = ["SynthSource", "DictSynth", "PredictorSynth", "Session", "find_image", "image_name", "no_image_error"]
 
 
 class SynthSource(Protocol):
-    """Gives the synthesized epoch ``(C, T)`` (SI, model channels) for an event, or None if unknown."""
+    """Gives the predicted response ``(C, T)`` (SI, model channels, the isolated epoch of its image) for an event,
+    or None if unknown; :class:`Session` overlap-adds these at their onsets."""
 
     def __call__(self, marker: Marker) -> np.ndarray | None: ...
 
@@ -73,7 +80,8 @@ def no_image_error(names: Sequence[str], image_root: Path | None) -> DataError:
 
 
 class PredictorSynth:
-    """Predicts the synthesized epoch from the image named by the marker (cached per image).
+    """Predicts the response to the image named by the marker (cached per image); :class:`Session` overlap-adds the
+    responses at their onsets into the signal the stream would have produced.
 
     Parameters
     ----------
@@ -121,10 +129,13 @@ class Session:
     live : EpochExtractor
         Epochs the live stream.
     synth : SynthSource | EpochExtractor
-        Either a source of synthesized epochs per event, or an extractor on a synthesized stream epoched
-        around the same markers.
+        Either a source of each event's predicted response (rendered into the signal the stream would have
+        produced), or an extractor on a synthesized stream epoched around the same markers, with the
+        comparator's margin (``EpochExtractor(..., margin_s=comparator.margin_s)``).
     on_event : callable | None
         Called with each event record after :meth:`Comparator.update`.
+    lag_s : float
+        With a source: how far the rendered signal stays behind the live data (markers may arrive that late).
     """
 
     def __init__(
@@ -134,15 +145,29 @@ class Session:
         synth: SynthSource | EpochExtractor,
         *,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        lag_s: float = 0.5,
     ) -> None:
         self.comparator = comparator
         self.live = live
-        self.synth = synth
+        self.source: SynthSource | None = None
+        self.predicted: PredictedSignal | None = None
+        if isinstance(synth, EpochExtractor):
+            if synth.margin != comparator.margin:
+                raise ConfigError(f"the synthesized extractor's margin ({synth.margin} samples) must be the "
+                                  f"comparator's ({comparator.margin}): EpochExtractor(..., "
+                                  "margin_s=comparator.margin_s)")
+            self.synth = synth
+        else:
+            self.source = synth
+            self.predicted = PredictedSignal(comparator.montage, synthesis_rate(comparator.montage.sfreq, live.sfreq),
+                                             margin_s=comparator.margin_s, lag_s=lag_s)
+            self.synth = self.predicted.extractor
         self.on_event = on_event
         self._seq = 0
         self._live_ready: dict[int, tuple[Marker, np.ndarray]] = {}
         self._synth_ready: dict[int, np.ndarray] = {}
         self._dead: set[int] = set()
+        self._unplaced: list[tuple[Marker, np.ndarray]] = []  # responses that came before the first live sample
 
     @property
     def montage(self) -> Montage:
@@ -154,18 +179,42 @@ class Session:
         m = Marker(float(time), str(key), dict(payload or {}), self._seq)
         self._seq += 1
         self.live.add_marker(m)
-        if isinstance(self.synth, EpochExtractor):
+        if self.predicted is None:
             self.synth.add_marker(m)
+            return m
+        assert self.source is not None
+        epoch = self.source(m)
+        if epoch is None:
+            self._lose(m, "no synthesized epoch", "synth")
+            return m
+        if self.predicted.started:
+            self.predicted.add(m, epoch)
+        else:  # placed once the live data's sample grid is known
+            self._unplaced.append((m, epoch))
         return m
 
     def push_live(self, timestamps: np.ndarray, data: np.ndarray) -> None:
         """Live chunk ``(N,)`` timestamps, ``(N, n_live)`` data in stream units."""
         self.live.push(timestamps, data)
+        if self.predicted is not None and not self.predicted.started and len(timestamps):
+            self._start_rendering(float(np.asarray(timestamps).reshape(-1)[0]))
+
+    def _start_rendering(self, first: float) -> None:
+        """Start the rendered timeline on the live data's sample grid (a whole number of rendering samples before
+        its first sample, well before the first response), so that responses are placed on the samples a stream
+        recorded at that grid placed them on; then add the responses that came before."""
+        assert self.predicted is not None
+        earliest = min([first] + [m.time for m, _ in self._unplaced])
+        lead = first - earliest + 2 * (self.montage.tmax - self.montage.tmin) + 1.0
+        self.predicted.start(first - int(np.ceil(lead * self.predicted.srate)) / self.predicted.srate)
+        for m, epoch in self._unplaced:
+            self.predicted.add(m, epoch)
+        self._unplaced = []
 
     def push_synth(self, timestamps: np.ndarray, data: np.ndarray) -> None:
         """Synthesized-stream chunk (only when ``synth`` is an extractor)."""
-        if not isinstance(self.synth, EpochExtractor):
-            raise ConfigError("this session takes synthesized epochs from a source, not from a stream")
+        if self.predicted is not None:
+            raise ConfigError("this session renders its synthesized signal from a source, not from a stream")
         self.synth.push(timestamps, data)
 
     def _lose(self, m: Marker, reason: str, stream: str) -> None:
@@ -184,39 +233,37 @@ class Session:
         for m, ep in ready:
             if m.seq not in self._dead:
                 self._live_ready[m.seq] = (m, ep)
-        if isinstance(self.synth, EpochExtractor):
-            sready, slost = self.synth.pop_ready()
-            for m, reason in slost:
-                self._lose(m, reason, "synth")
-            for m, ep in sready:
-                if m.seq not in self._dead:
-                    self._synth_ready[m.seq] = ep
-        else:
-            for seq, (m, _) in list(self._live_ready.items()):
-                if seq not in self._synth_ready:
-                    ep = self.synth(m)
-                    if ep is None:
-                        self._lose(m, "no synthesized epoch", "synth")
-                    else:
-                        self._synth_ready[seq] = ep
+        if self.predicted is not None and self.live.last_time is not None:
+            self.predicted.render_until(self.live.last_time)
+        sready, slost = self.synth.pop_ready()
+        for m, reason in slost:
+            self._lose(m, reason, "synth")
+        for m, ep in sready:
+            if m.seq not in self._dead:
+                self._synth_ready[m.seq] = ep
         records = []
+        margin, n_times = self.comparator.margin, self.montage.n_times
         for seq in sorted(set(self._live_ready) & set(self._synth_ready)):
             m, a = self._live_ready.pop(seq)
-            b = self._synth_ready.pop(seq)
-            rec = self.comparator.update(a, b, m.key, time=m.time, meta={"seq": m.seq, **_small(m.payload)})
+            wide = self._synth_ready.pop(seq)
+            rec = self.comparator.update(a, wide[:, margin:margin + n_times], m.key, synth_wide=wide, time=m.time,
+                                         meta={"seq": m.seq, **_small(m.payload)})
             records.append(rec)
             if self.on_event is not None:
                 self.on_event(rec)
         return records
 
     def finish(self) -> None:
-        """At the end: whatever is still pending is lost (``incomplete at stop``)."""
+        """At the end: the rest of the rendered signal, then whatever is still pending is lost (``incomplete at
+        stop``)."""
+        if self.predicted is not None and self.live.last_time is not None:
+            self.predicted.render_until(self.live.last_time + self.montage.tmax - self.montage.tmin
+                                        + self.comparator.margin_s + self.synth.pad_s, final=True)
         self.process()
         for m, reason in self.live.flush():
             self._lose(m, reason, "live")
-        if isinstance(self.synth, EpochExtractor):
-            for m, reason in self.synth.flush():
-                self._lose(m, reason, "synth")
+        for m, reason in self.synth.flush():
+            self._lose(m, reason, "synth")
         for seq, (m, _) in list(self._live_ready.items()):
             self._lose(m, "incomplete at stop", "synth")
 

@@ -46,14 +46,17 @@ from ..montage import SI_UNITS, Montage, get_montage
 from ..units import parse_unit, unit_scale
 from .dataset import EpochsDataset
 
-_CODE_RE = re.compile(r"^(?:[A-Za-z ]+/)?[A-Za-z]?\s*(\d+)(?:\.0+)?$")
+_CODE_RE = re.compile(r"^(?:[A-Za-z ]+/)?[A-Za-z]?\s*(\d+)(?:\.0+)?(?::\s.*)?$")
+#: A BrainVision stimulus or response marker that names its image, as vibe-rt writes them: ``Stimulus/S  3: a.png``.
+_BV_IMAGE_RE = re.compile(r"^(?:(?:Stimulus|Response)/)?[SR]\s*(\d+):\s(.+)$")
 _NOT_EVENTS = ("bad", "edge", "new segment")  # annotation prefixes that mark data, not stimuli
 DATA_TYPES = ("eeg", "mag", "grad")
 """Channel types that carry M/EEG data (what the comparator and the epoch loader use)."""
 
 
 def normalise_code(code: Any) -> str:
-    """Canonical event code: ``"Stimulus/S  1"``, ``"S1"``, ``1``, ``"1.0"`` -> ``"1"``; other text unchanged."""
+    """Canonical event code: ``"Stimulus/S  1"``, ``"S1"``, ``1``, ``"1.0"``, ``"Stimulus/S  1: a.png"`` -> ``"1"``;
+    other text unchanged."""
     s = str(code).strip()
     m = _CODE_RE.match(s)
     return str(int(m.group(1))) if m else s
@@ -365,6 +368,58 @@ def _read_xdf(path: Path, stim_channel: str | None, signal_stream: str | None, m
                      rate(sig), labels, ch_types, units, pos, events, marker_channels=mnames, name=name(sig),
                      path=path, stim_channel=stim_channel, effective_sfreq=effective, marker_source="stream",
                      streams=names)
+
+
+def split_description(text: str) -> tuple[int, str] | None:
+    """``(code, image)`` of a BrainVision marker description that names its image (``Stimulus/S  3: a.png``, as
+    ``vibe-rt stream --record`` writes them), else None."""
+    m = _BV_IMAGE_RE.match(str(text).strip())
+    return (int(m.group(1)), m.group(2).strip()) if m else None
+
+
+def events_sidecar(path: str | os.PathLike) -> Path | None:
+    """The BIDS-style events sidecar of a recording, if there is one: ``<stem>_events.tsv`` (what ``vibe-rt stream
+    --record`` writes), else BIDS's ``<stem without its _eeg/_meg/_ieeg suffix>_events.tsv``."""
+    path = Path(path)
+    stem = path.name[: -len(".fif.gz")] if path.name.lower().endswith(".fif.gz") else path.stem
+    candidates = [path.with_name(f"{stem}_events.tsv")]
+    base, _, suffix = stem.rpartition("_")
+    if base and suffix.lower() in ("eeg", "meg", "ieeg", "raw"):
+        candidates.append(path.with_name(f"{base}_events.tsv"))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+#: Sidecar statuses whose response is in the synthesized signal (see :func:`read_events_sidecar`).
+_IN_SIGNAL = ("ok", "clipped", "n/a", "")
+
+
+def read_events_sidecar(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The stimulus events of a BIDS-style events file: rows with ``onset`` (seconds from the first sample) and,
+    from the optional columns, ``trial_type``, ``image``, ``value`` (the code), ``status`` and ``duration``.
+
+    Rows that are not stimuli (``trial_type`` ``response`` or ``comment``) and stimuli whose response was dropped
+    (``status`` other than ``ok``/``clipped``/``n/a``) are left out. Each row is ``{"onset": float, "image": str
+    | None, "code": int | None, "columns": dict}`` (``n/a`` cells become None).
+    """
+    path = require_path(path, "file", "events file", "give a BIDS-style _events.tsv")
+    lines = [x for x in path.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
+    reader = csv.DictReader(lines, delimiter="\t")
+    if "onset" not in (reader.fieldnames or []):
+        raise DataError(f"{path}: an events file needs an 'onset' column (seconds from the first sample); found "
+                        f"{reader.fieldnames}")
+    rows = []
+    for n, row in enumerate(reader, start=2):
+        cells = {k: (None if v is None or v.strip() in ("", "n/a") else v.strip()) for k, v in row.items() if k}
+        if (cells.get("trial_type") or "stimulus").lower() != "stimulus" or \
+                (cells.get("status") or "").lower() not in _IN_SIGNAL:
+            continue
+        try:
+            onset = float(cells["onset"])  # type: ignore[arg-type]
+            code = int(float(cells["value"])) if cells.get("value") is not None else None
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{path}, line {n}: {err}; onset must be seconds and value a number (or n/a)") from err
+        rows.append({"onset": onset, "image": cells.get("image"), "code": code, "columns": cells})
+    return rows
 
 
 def read_stimulus_log(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -189,6 +189,9 @@ class StreamConfig:
                                        action="store_true")
     loop: bool = option(False, "--loop", "--video/--images: start again at the end", group=_SRCOPT,
                         action="store_true")
+    shuffle: bool = option(False, "--shuffle", "--images: a new random order on every pass (with --loop), "
+                           "reproducible with --seed; the order is logged and recorded (--record's events sidecar)",
+                           group=_SRCOPT, action="store_true")
     on_s: float = option(0.5, "--on", "--images: seconds each image is shown (default: 0.5)",
                          Number(0, 3600, lo_open=True), group=_SRCOPT, metavar="S")
     off_s: float = option(0.5, "--off", "--images: blank seconds between images (default: 0.5)",
@@ -206,8 +209,9 @@ class StreamConfig:
                             "fp32 otherwise); int8: ONNX Runtime on a CPU (graphs quantized once and cached, kept "
                             "only when their epochs match fp32 at r >= 0.99) or TensorRT",
                             Choice(PRECISION_CHOICES), group=_MODEL, choices=PRECISION_CHOICES)
-    calibration: Path | None = option(None, "--calibration", "JSON calibration profile with per-channel gain and "
-                                      "latency_s applied to the predicted responses",
+    calibration: Path | None = option(None, "--calibration", "JSON calibration profile (vibe-rt calibrate): its "
+                                      "per-channel gain scales each predicted response and its latency delays the "
+                                      "whole response",
                                       ExistingPath("file", "calibration profile"), group=_MODEL, type=Path,
                                       metavar="PROFILE")
     montage: str | None = option(None, "--montage", "stream only these channels of the model (of the device's "
@@ -244,8 +248,8 @@ class StreamConfig:
                                  NewFile((".vhdr",)), group=_OUT, type=Path, metavar="FILE.vhdr")
     overwrite: bool = option(False, "--overwrite", "--record: replace an existing recording of that name "
                              "(default: refuse, so that no session is lost)", group=_OUT, action="store_true")
-    seed: int | None = option(None, "--seed", "random seed (>= 0) of the background, line noise, artifacts, faults "
-                              "and demo scene",
+    seed: int | None = option(None, "--seed", "random seed (>= 0) of the background, line noise, artifacts, faults, "
+                              "demo scene and --shuffle order",
                               Number(0, 2**63 - 1, integer=True, optional=True), group=_OUT, type=int)
     device: str | None = option(None, "--device", "emulate an amplifier: a device profile name (vibe-rt devices "
                                 "lists them) or a profile file; streams its cap (every channel gets a response), "

@@ -58,7 +58,7 @@ class Stimulus:
         """The JSON marker content for this onset."""
         out = {"event": self.event_id, "frame": self.frame.frame_id, "source": self.frame.source,
                "onset": round(self.onset, 6), "code": self.code, "status": status}
-        for key in ("image", "scene", "path"):
+        for key in ("image", "scene", "path", "duration", "pass"):
             if key in self.frame.meta:
                 out[key] = self.frame.meta[key]
         out.update({k: v for k, v in self.meta.items() if isinstance(v, (str, int, float, bool))})

@@ -6,9 +6,12 @@ Signal: name ``<name>``, type ``EEG`` (all-EEG montages) or ``MEG``, ``channel_c
 ``nominal_srate`` = ``--srate``, ``float32``, ``source_id`` ``vibe-rt-<name>-<montage>`` (stable across
 restarts so recorders reconnect; overridable). XDF meta-data (``desc``):
 
-- ``channels/channel``: ``label``, ``unit`` (``microvolts`` for EEG, ``tesla`` / ``tesla/meter`` for MEG),
-  ``type`` (``EEG``, ``MAG``, ``GRAD``: MNE-LSL lower-cases it to MNE types), ``location/X,Y,Z`` in mm (head
-  coordinates, X right, Y front, Z up);
+- ``channels/channel``: ``label``, ``unit`` (``microvolts`` for EEG, ``tesla`` / ``tesla/meter`` for MEG: the
+  words MNE-LSL reads), ``type`` (``EEG``, ``MAG``, ``GRAD``: MNE-LSL lower-cases it to MNE types),
+  ``location/X,Y,Z`` in mm (the XDF convention: head coordinates, X right, Y front, Z up), and the fields
+  MNE-LSL's ``StreamInfo.get_channel_info`` reads into ``info["chs"]``: ``loc/R0x..Ezz`` (MNE's 12-value
+  ``loc`` in metres: the position, then the EEG reference or the MEG coil's orientation), ``kind``,
+  ``coil_type`` and ``coord_frame`` (FIFF integers), so that ``mne_lsl.stream.StreamLSL`` shows the positions;
 - ``cap``: ``name`` (montage), ``labelscheme``; ``acquisition``: ``manufacturer`` ``vibe-rt``, ``model``
   (checkpoint name), ``precision`` 32, ``compensated_lag`` 0;
 - ``synchronization``: ``offset_mean`` 0 (timestamps are the true times of the samples), ``output_delay`` =
@@ -16,7 +19,9 @@ restarts so recorders reconnect; overridable). XDF meta-data (``desc``):
   ``fixed``) and ``output_delay_rule`` (how it was chosen; an automatic one may grow once, announced on the marker
   stream), ``chunk_size``;
 - ``vibe_rt``: ``version``, ``model_hash``, ``backend``, ``montage``, ``model_sfreq``, ``epoch_tmin``,
-  ``late_policy``, ``event_policy``, ``source``.
+  ``late_policy``, ``event_policy``, ``source``; with ``--calibration``, ``calibration`` (``name``, ``channels``,
+  ``latency_s``, ``gain``, ``adapter``, ``model_hash``: see
+  :meth:`vibe_rt.calibration.ResolvedCalibration.describe`).
 
 An emulated device (``--device``, :mod:`vibe_rt.devices`) changes: the type (its LSL app's), ``cap/name`` (the
 profile), with ``cap/reference``, ``cap/ground`` and ``cap/positions`` added; the app's other channels (e.g.
@@ -29,8 +34,10 @@ app writes besides (e.g. BrainAmp's ``amplifier/settings``) are appended, its ``
 joining (or replacing) vibe-rt's own.
 
 Markers: ``<name>-markers`` (type ``Markers``, 1 channel, irregular rate, ``string``, source_id ``<sid>-markers``):
-one JSON object per onset, timestamped at the onset; and ``<name>-codes`` (type ``Markers``, int32,
-``<sid>-codes``): the numeric code, only for onsets whose response is in the signal. Both marker outlets
+one JSON object per onset, timestamped at the onset (its keys: the marker table of the README); and
+``<name>-codes`` (type ``Markers``, int32, ``<sid>-codes``, one channel described as label ``code``, type
+``stim``, unit ``none``, which MNE-LSL reads as a stim channel): the numeric code, only for onsets whose
+response is in the signal. Both marker outlets
 (:class:`MarkerOutlets`) also exist alone, without a signal stream, for sessions with a real amplifier; their
 source ids then default to ``vibe-rt-<name>-experiment-markers`` / ``-codes``.
 """
@@ -57,10 +64,16 @@ def default_source_id(name: str, montage: Montage) -> str:
     return f"vibe-rt-{name}-{montage.name}"
 
 
+#: MNE's 12 ``loc`` values, named as MNE-LSL names the children of ``channel/loc``.
+_MNE_LOC_NAMES = ("R0x", "R0y", "R0z", "Exx", "Exy", "Exz", "Eyx", "Eyy", "Eyz", "Ezx", "Ezy", "Ezz")
+
+
 def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, units: Sequence[str],
                 lookahead: Lookahead, chunk_size: int, extra: dict[str, Any] | None = None,
-                device: DeviceProfile | None = None, device_delay_s: float = 0.0) -> Any:
-    """A ``pylsl.StreamInfo`` for the signal stream with the meta-data described in the module docstring."""
+                device: DeviceProfile | None = None, device_delay_s: float = 0.0,
+                calibration: dict[str, str] | None = None) -> Any:
+    """A ``pylsl.StreamInfo`` for the signal stream with the meta-data described in the module docstring
+    (``calibration``: the entries of ``desc/vibe_rt/calibration``, None without one)."""
     import pylsl
 
     kind = device.lsl.type if device is not None else montage.modality
@@ -69,7 +82,8 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
     desc = info.desc()
     chans = desc.append_child("channels")
     _append_extra_channels(chans, device, "first")
-    for label, typ, unit, pos in zip(montage.ch_names, montage.ch_types, units, montage.positions):
+    mne_chs = montage.create_info()["chs"]
+    for label, typ, unit, pos, mne_ch in zip(montage.ch_names, montage.ch_types, units, montage.positions, mne_chs):
         ch = chans.append_child("channel")
         ch.append_child_value("label", label)
         ch.append_child_value("unit", unit)
@@ -77,6 +91,11 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
         loc = ch.append_child("location")
         for axis, v in zip("XYZ", np.asarray(pos, float) * 1000.0):
             loc.append_child_value(axis, f"{v:.3f}")
+        mne_loc = ch.append_child("loc")
+        for key, v in zip(_MNE_LOC_NAMES, mne_ch["loc"]):
+            mne_loc.append_child_value(key, repr(float(v)))
+        for key in ("kind", "coil_type", "coord_frame"):
+            ch.append_child_value(key, str(int(mne_ch[key])))
     _append_extra_channels(chans, device, "last")
     cap = {"name": montage.name, "labelscheme": "10-20" if montage.modality == "EEG" else "CTF"}
     acquisition = {"manufacturer": "vibe-rt", "model": str((extra or {}).get("model", "ViBE")), "precision": "32",
@@ -106,6 +125,10 @@ def signal_info(montage: Montage, srate: float, *, name: str, source_id: str, un
     for key, value in (extra or {}).items():
         meta.append_child_value(str(key), str(value))
     _append_tree(desc, app_desc)
+    if calibration is not None:
+        cal = meta.append_child("calibration")
+        for key, value in calibration.items():
+            cal.append_child_value(str(key), str(value))
     return info
 
 
@@ -162,6 +185,9 @@ class MarkerOutlets:
         minfo.desc().append_child_value("format", "json")
         cinfo = pylsl.StreamInfo(f"{name}-codes", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_int32,
                                  f"{self.source_id}-codes")
+        code = cinfo.desc().append_child("channels").append_child("channel")
+        for key, value in (("label", "code"), ("type", "stim"), ("unit", "none")):
+            code.append_child_value(key, value)
         if signal_source_id is not None:
             minfo.desc().append_child_value("signal_source_id", signal_source_id)
             cinfo.desc().append_child_value("signal_source_id", signal_source_id)
@@ -214,19 +240,21 @@ class LslOutlets:
         An emulated device (type and meta-data: see the module docstring).
     device_delay_s : float
         Its emulated transport delay (``synchronization/offset_mean``).
+    calibration : dict | None
+        Entries for ``desc/vibe_rt/calibration`` (the active calibration), None without one.
     """
 
     def __init__(self, montage: Montage, srate: float, units: Sequence[str], *, name: str = "vibe-rt",
                  source_id: str | None = None, lookahead: Lookahead = Lookahead.fixed(0.25), chunk_size: int = 5,
                  extra: dict[str, Any] | None = None, device: DeviceProfile | None = None,
-                 device_delay_s: float = 0.0) -> None:
+                 device_delay_s: float = 0.0, calibration: dict[str, str] | None = None) -> None:
         import pylsl
 
         self.name = name
         self.source_id = source_id or default_source_id(name, montage)
         self._info = signal_info(montage, srate, name=name, source_id=self.source_id, units=units,
                                  lookahead=lookahead, chunk_size=chunk_size, extra=extra, device=device,
-                                 device_delay_s=device_delay_s)
+                                 device_delay_s=device_delay_s, calibration=calibration)
         self._chunk_size = chunk_size
         self.signal: Any = None
         self.open_signal()

@@ -88,9 +88,10 @@ class StreamPipeline:
     record : RecordSpec | None
         BrainVision recording of the streamed signal and markers.
     calibration : CalibrationProfile | None
-        Per-channel gain and latency applied to the predicted epochs (resolved once for the streamed channels),
-        the live device's channel labels from its channel map on the outlet and the recording, and its latent
-        adapter, if any, installed in ``predictor``.
+        Resolved once for the streamed channels: its per-channel gain scales the predicted epochs, its latency
+        delays each whole response in the synthesizer (nothing is cut), the live device's channel labels from its
+        channel map go on the outlet and the recording, its latent adapter, if any, is installed in
+        ``predictor``; it is logged at start and declared in ``desc/vibe_rt/calibration``.
     background : Background | "auto" | None
         ``generate(n) -> (n, C)`` SI units, for the streamed channels; ``"auto"`` builds the stream's simple 1/f
         background (:func:`~vibe_rt.stream.synth.make_background`, scaled by ``synth.noise_scale``; the CLI passes
@@ -163,9 +164,11 @@ class StreamPipeline:
                                            topographies=artifact_topographies, seed=synth.seed)
                           if synth.artifacts else None)
         self.faults = FaultInjector(output.faults, self.srate, seed=synth.seed) if output.faults else None
+        # a calibration's latency delays each whole response where it is placed (never cut inside the window)
         self.synth = Synthesizer(self.montage, self.srate, background=background, late_policy=synth.late_policy,
                                  line_noise=synth.line_noise, seed=synth.seed, model_scale=synth.model_scale,
                                  response_delay_s=synth.response_delay_s, artifacts=self.artifacts,
+                                 delay_s=self.calibration.latency_s if self.calibration is not None else 0.0,
                                  **(synth_kwargs or {}))
         self.device_output = DeviceOutput(device, self.srate) if device is not None else None
         self.device_delay_s = synth.device_delay_s
@@ -223,11 +226,14 @@ class StreamPipeline:
             self.lookahead_choice = auto_lookahead(self._time_the_path(), self.output.chunk_s)
         assert self.lookahead_choice is not None
         logger.info("lookahead %.1f ms (%s)", 1e3 * self.lookahead, self.lookahead_choice.rule)
+        if self.calibration is not None:
+            logger.info(self.calibration.summary())
         units = self.synth.units
         self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.output.name,
                                   source_id=self.output.source_id, lookahead=self.lookahead_choice,
                                   chunk_size=self.chunk, extra=self.extra_meta, device=self.device,
-                                  device_delay_s=self.device_delay_s)
+                                  device_delay_s=self.device_delay_s,
+                                  calibration=self.calibration.describe() if self.calibration is not None else None)
         t0 = self.clock()
         self.synth.t0 = t0
         self.sample_clock = SampleClock(self.srate, t0, self.lookahead,
@@ -298,8 +304,8 @@ class StreamPipeline:
         return np.ascontiguousarray(matrix[[target.ch_names.index(c) for c in self.montage.ch_names]])
 
     def _streamed(self, epochs: np.ndarray) -> np.ndarray:
-        """Predicted epochs (B, model channels, T) -> the streamed channels (projected onto the target's), and
-        calibrated."""
+        """Predicted epochs (B, model channels, T) -> the streamed channels (projected onto the target's), times
+        the calibration's gain (its latency is the synthesizer's onset delay)."""
         if self._projection is not None:
             with np.errstate(all="ignore"):  # a non-finite epoch stays non-finite and is dropped when added
                 epochs = np.einsum("om,bmt->bot", self._projection, np.asarray(epochs, dtype=np.float64))
@@ -307,7 +313,7 @@ class StreamPipeline:
             epochs = np.asarray(epochs)[:, self._ch_idx]
         if self.calibration is not None:
             with np.errstate(all="ignore"):
-                epochs = self.calibration.apply(epochs)
+                epochs = self.calibration.apply_gain(epochs)
         return epochs
 
     def _grow_lookahead_if_late(self) -> None:
@@ -593,7 +599,8 @@ class StreamPipeline:
             if self.outlets is not None and self.outlets.markers is not None:
                 self.outlets.push_marker(marker, timestamp, code)
             if self.writer is not None:
-                self.writer.marker(timestamp, description, kind, duration_s=duration_s, channel=channel)
+                self.writer.marker(timestamp, description, kind, marker, code, duration_s=duration_s,
+                                   channel=channel)
         self.stats.incr("markers_pushed")
 
     def _push_notices(self, sc: SampleClock) -> None:

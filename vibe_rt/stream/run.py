@@ -89,7 +89,8 @@ def build_source(cfg: StreamConfig) -> FrameSource | None:
     if kind == "video":
         return VideoSource(cfg.video, realtime=not cfg.as_fast_as_possible, loop=cfg.loop)  # type: ignore[arg-type]
     if kind == "images":
-        return ImageFolderSource(cfg.images, cfg.on_s, cfg.off_s, loop=cfg.loop)  # type: ignore[arg-type]
+        return ImageFolderSource(cfg.images, cfg.on_s, cfg.off_s, loop=cfg.loop,  # type: ignore[arg-type]
+                                 shuffle=cfg.shuffle, seed=cfg.seed)
     if kind == "demo":
         return DemoSource(seed=cfg.seed)
     return None

@@ -428,7 +428,11 @@ class ImageFolderSource(FrameSource):
     """A slideshow of the images in a folder: each shown for ``on_s`` then a blank for ``off_s``.
 
     Emits one frame per image at its onset ``start + k * (on_s + off_s)`` (the blank emits nothing); the
-    frame's meta carries ``"image"`` (file name) and ``"code"`` (1-based image index, the numeric marker).
+    frame's meta carries ``"image"`` (file name), ``"code"`` (1-based index of the image in name order, the
+    numeric marker: it names the image whatever the order), ``"duration"`` (``on_s``) and ``"pass"`` (1-based).
+    The images are shown in name order, or with ``shuffle`` in a new random order on every pass (drawn from
+    ``seed``: the same seed gives the same orders), so that no image always follows the same one (an overlap
+    confound of every fixed order); each pass's order is logged.
     Images are read before their onset so that file reading never delays it. An image that cannot be read is
     skipped, never ends the slideshow: its slot stays blank, a warning is logged, ``skipped`` counts it and a
     notice (``{"status": "skipped", "reason": "unreadable image", "image": ...}``) becomes a marker.
@@ -441,18 +445,39 @@ class ImageFolderSource(FrameSource):
         Presentation and blank durations in seconds.
     loop : bool
         Start again after the last image.
+    shuffle : bool
+        A new random order on every pass.
+    seed : int | None
+        Seed of the orders (None: different every run).
     """
 
     def __init__(self, directory: str | Path, on_s: float = 0.5, off_s: float = 0.5, loop: bool = False,
-                 *, clock: Clock | None = None) -> None:
+                 *, shuffle: bool = False, seed: int | None = None, clock: Clock | None = None) -> None:
         self.directory = Path(directory)
         super().__init__(f"images:{self.directory.name}", maxsize=4, drop_oldest=False, clock=clock)
         if on_s <= 0 or off_s < 0:
             raise SourceError(f"--on must be > 0 and --off >= 0 seconds, got {on_s} and {off_s}")
         self.on_s, self.off_s, self.loop = on_s, off_s, loop
+        self.shuffle, self.seed = shuffle, seed
         self.paths: list[Path] = []
         self.skipped = 0
         self._k = 0
+        self._rng = np.random.default_rng(seed)
+        self._order: list[int] = []
+        self._order_pass = -1
+
+    def pass_order(self, pass_index: int) -> list[int]:
+        """Indexes into :attr:`paths` of the images of pass ``pass_index`` (from 0), in the order shown; drawn
+        (and logged) when the pass begins."""
+        if len(self._order) != len(self.paths) or self._order_pass != pass_index:
+            n = len(self.paths)
+            self._order = [int(i) for i in self._rng.permutation(n)] if self.shuffle else list(range(n))
+            self._order_pass = pass_index
+            names = [self.paths[i].name for i in self._order]
+            shown = ", ".join(names[:12]) + (f", ... ({n} images)" if n > 12 else "")
+            how = f"shuffled, seed {self.seed}" if self.shuffle else "name order"
+            logger.info("%s pass %d (%s): %s", self.name, pass_index + 1, how, shown)
+        return self._order
 
     def _open(self) -> None:
         if not self.directory.is_dir():
@@ -463,6 +488,8 @@ class ImageFolderSource(FrameSource):
                               "images there or give another folder to --images")
         self._t_start = self.clock()
         self._k = 0
+        self._rng = np.random.default_rng(self.seed)  # a restarted source shows the same orders again
+        self._order, self._order_pass = [], -1
 
     def _next_frame(self) -> tuple[np.ndarray, float, dict] | None:
         import cv2
@@ -471,7 +498,9 @@ class ImageFolderSource(FrameSource):
             k = self._k
             if k >= len(self.paths) and not self.loop:
                 return None
-            path = self.paths[k % len(self.paths)]
+            pass_index, position = divmod(k, len(self.paths))
+            index = self.pass_order(pass_index)[position]
+            path = self.paths[index]
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             self._k += 1
             target = self._t_start + k * (self.on_s + self.off_s)
@@ -487,7 +516,7 @@ class ImageFolderSource(FrameSource):
         if not self._sleep_until(target):
             return None
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), target, {
-            "image": path.name, "code": k % len(self.paths) + 1, "duration": self.on_s}
+            "image": path.name, "code": index + 1, "duration": self.on_s, "pass": pass_index + 1}
 
 
 class DemoSource(FrameSource):

@@ -14,9 +14,14 @@ Pure and single-threaded (the pipeline serialises calls with a lock):
 Timing: sample ``n`` of the output has the time ``t0 + n / srate``. Epoch sample ``j`` (output rate) belongs to
 the time ``onset + tmin + j / srate``; its output index is ``round((onset + tmin - t0) * srate) + j``. The
 rounding places each response within half an output sample (0.5 ms at 1 kHz) of its exact time, well below
-the model rate's own resolution (5-10 ms); no fractional-delay filter is applied. ``response_delay_s`` places
-every response that much later (an emulated device's transport delay, a synthetic subject's latency shift); a
-negative one moves it earlier, with its part that would precede the onset left out.
+the model rate's own resolution (5-10 ms); no fractional-delay filter is applied to onsets.
+
+Delays: ``response_delay_s`` places every response that much later (an emulated device's transport delay, a
+synthetic subject's latency shift); a negative one moves it earlier, with its part that would precede the onset
+left out. ``delay_s`` (one per channel, from a calibration profile's latency) moves each channel's response later
+(earlier when negative) as a whole: the tapered epoch is padded and shifted, so a delay never cuts the response
+(what a shift inside the fixed epoch window would do). The common whole-sample part moves the start index, the
+remainder is a cubic-spline fractional shift of the padded epoch at the output rate.
 
 Late responses: an epoch whose first sample index has already been rendered is *late* (counted). With
 ``late_policy="drop"`` it is discarded; with ``"clip"`` the samples that are still to come are added (the
@@ -38,6 +43,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
+from scipy.ndimage import shift as _ndi_shift
 from scipy.signal import resample_poly  # imported with the module: the first response must not wait for it
 
 from ..errors import ConfigError
@@ -285,13 +291,17 @@ class Synthesizer:
     artifacts : ArtifactInjector | None
         Recording artifacts added with the background (:mod:`vibe_rt.stream.artifacts`; a flat channel is made
         flat after everything else).
+    delay_s : float | array of float, shape (C,)
+        Onset delay of each channel's response (s; a calibration's latency, > 0 later), applied without cutting
+        the response (see the module docstring).
     """
 
     def __init__(self, montage: Montage, srate: float, *, background: Background | None = None, t0: float = 0.0,
                  late_policy: str = "clip", line_noise: float = 0.0, line_noise_amplitude: float | None = None,
                  include_prestimulus: bool = False, taper_s: float = 0.02, max_delay_s: float = 60.0,
                  seed: int | None = None, background_block_s: float = 0.05, model_scale: float = 1.0,
-                 response_delay_s: float = 0.0, artifacts: ArtifactInjector | None = None) -> None:
+                 response_delay_s: float = 0.0, artifacts: ArtifactInjector | None = None,
+                 delay_s: float | np.ndarray = 0.0) -> None:
         if late_policy not in LATE_POLICIES:
             raise ConfigError(f"unknown late policy {late_policy!r}; use one of {', '.join(LATE_POLICIES)}")
         if line_noise not in (0, 50, 60):
@@ -323,6 +333,14 @@ class Synthesizer:
         first = -self.tmin_samples - min(self._delay_samples, 0.0)
         self.j0 = 0 if include_prestimulus else max(0, int(math.ceil(first - 1e-6)))
         self.epoch_samples = n_out - self.j0
+        delay = np.broadcast_to(np.asarray(delay_s, dtype=np.float64), (self.n_channels,)) * self.srate
+        if not np.all(np.isfinite(delay)):
+            raise ConfigError(f"onset delays must be finite seconds, got {delay_s!r}")
+        delay = np.round(delay, 6)  # output samples; finer fractions are rounding noise of the seconds given
+        self.delay_start = int(math.floor(float(delay.min())))  # the common whole samples: a later start
+        self._delay_rest = delay - self.delay_start  # per channel, >= 0: a shift of the padded epoch
+        fractional = bool(np.any(self._delay_rest % 1.0))
+        self._delay_pad = int(math.ceil(float(self._delay_rest.max()))) + (2 if fractional else 0)
         self.max_delay = int(max_delay_s * self.srate)
         cap = 1 << int(math.ceil(math.log2(max(4 * n_out, int(2 * self.srate), 1024))))
         self._buf = np.zeros((cap, self.n_channels), np.float64)
@@ -334,15 +352,33 @@ class Synthesizer:
     # geometry -----------------------------------------------------------------------------------------------
     def onset_index(self, onset: float) -> int:
         """Output index of the first added sample of a response with this onset (see the module docstring)."""
-        return int(round((onset - self.t0) * self.srate + self.tmin_samples + self._delay_samples)) + self.j0
+        return (int(round((onset - self.t0) * self.srate + self.tmin_samples + self._delay_samples)) + self.j0
+                + self.delay_start)
 
     def prepare(self, epochs: np.ndarray) -> np.ndarray:
-        """Model-rate SI epochs (B, C, T) -> output-rate, output-unit additions (B, L, C) float64."""
+        """Model-rate SI epochs (B, C, T) -> output-rate, output-unit additions (B, L, C) float64 (faded, then
+        padded and shifted by the channels' onset delays)."""
         ep = resample_epochs(np.asarray(epochs), self.up, self.down)[..., self.j0:]
         if self._fade is None or self._fade.shape[0] != ep.shape[-1]:
             self._fade = fade_window(ep.shape[-1], self.n_fade)
         ep = ep * (self._epoch_scale[:, None] * self._fade)  # one pass: fade and unit scale
+        if self._delay_pad:
+            ep = self._delayed(ep)
         return np.transpose(ep, (0, 2, 1))
+
+    def _delayed(self, ep: np.ndarray) -> np.ndarray:
+        """(B, C, L) faded epochs -> (B, C, L + pad), each channel delayed by its remaining delay (whole samples
+        by copying, fractions by a cubic spline over the zero-padded, tapered epoch: nothing is cut)."""
+        n = ep.shape[-1]
+        out = np.zeros(ep.shape[:-1] + (n + self._delay_pad,))
+        for rest in np.unique(self._delay_rest):
+            chans = np.flatnonzero(self._delay_rest == rest)
+            whole = int(math.floor(rest))
+            out[:, chans, whole:whole + n] = ep[:, chans]
+            frac = rest - whole
+            if frac > 1e-9:
+                out[:, chans] = _ndi_shift(out[:, chans], (0, 0, frac), order=3, mode="constant", cval=0.0)
+        return out
 
     # adding -------------------------------------------------------------------------------------------------
     def _ensure_capacity(self, end: int) -> None:
