@@ -90,3 +90,15 @@ def test_a_declared_scale_is_what_the_stream_emits(source_id):
     assert np.max(x[:, 0]) == pytest.approx(6.0, rel=0.02)  # channel 0 of the pulse has gain 1
     with pytest.raises(ConfigError, match="a.u."):
         build_stream(StreamConfig(source="none", srate=250), predictor=pred)
+
+
+def test_an_au_model_is_not_compared_as_volts_either(au_checkpoint, tmp_path, capsys):
+    """The comparator predicts from the model in SI, as the live data: the same rule as the stream."""
+    from vibe_rt.compare.run import CompareConfig, build_synth
+
+    cfg = CompareConfig(live_file=tmp_path / "x.fif", model=au_checkpoint, backend="torch")
+    with pytest.raises(ConfigError, match="a.u..*--unit-scale"):
+        build_synth(cfg)
+    synth = build_synth(CompareConfig(live_file=tmp_path / "x.fif", model=au_checkpoint, backend="torch",
+                                      unit_scale="2 uV"))
+    assert synth.predictor.model_scale == pytest.approx(2e-6)

@@ -49,6 +49,8 @@ def add_comparison_options(parser: argparse.ArgumentParser) -> None:
                       backend_help="inference backend for --model (default: auto)")
     s.add_argument("--images", type=Path, metavar="DIR", help="folder that relative image names in markers are "
                    "resolved against")
+    s.add_argument("--unit-scale", metavar="'N UNIT'", help="--model trained on a.u. data (whitened, z-scored): "
+                   "what one unit of its output is, e.g. '2 uV' (as for vibe-rt stream)")
     c = parser.add_argument_group("comparison")
     c.add_argument("--montage", metavar="NAME", help="model montage preset when no model is loaded (default: "
                    "the model's montage, else things-eeg2)")
@@ -67,7 +69,7 @@ def comparison_config(args: argparse.Namespace, **run_options: object):  # -> vi
     return CompareConfig(
         live=args.live, live_file=args.live_file, markers=args.markers, stimulus_log=args.stimulus_log,
         live_unit=args.live_unit, synth=args.synth, model=args.model, backend=args.backend, images=args.images,
-        montage=args.montage, device=args.device, interpolation=args.interpolation, baseline=not args.no_baseline,
+        montage=args.montage, unit_scale=args.unit_scale, device=args.device, interpolation=args.interpolation, baseline=not args.no_baseline,
         max_lag_ms=args.max_lag_ms, **run_options)  # type: ignore[arg-type]
 
 

@@ -65,6 +65,9 @@ class CompareConfig:
         Folder against which relative image names in markers are resolved.
     montage : str | None
         Model montage preset when no model is loaded (default ``"things-eeg2"``); with a model, its own.
+    unit_scale : str | None
+        For a model of a.u. data: what one unit of its output is (e.g. ``"2 uV"``); refused for one that emits SI
+        (:func:`vibe_rt.stream.run.si_per_model_unit`, the rule of ``vibe-rt stream``).
     device : str | None
         The live device's profile (a name or file, :mod:`vibe_rt.devices`): its channels are read through it
         (10-10 equivalents of its labels, its positions where the stream gives none).
@@ -94,6 +97,7 @@ class CompareConfig:
     backend: str = "auto"
     images: Path | None = None
     montage: str | None = None
+    unit_scale: str | None = None
     device: str | None = None
     interpolation: str = "auto"
     baseline: bool = True
@@ -124,7 +128,7 @@ class CompareConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (or :class:`DataError` for a missing input) naming the first bad option."""
-        from ..units import require_unit
+        from ..units import parse_quantity, require_unit
 
         if self.live_file is None and not self.live:
             raise ConfigError("give --live NAME_OR_TYPE (a live LSL stream) or --live-file FILE (a recording)")
@@ -133,6 +137,8 @@ class CompareConfig:
                               "marker stream)")
         if self.live_unit is not None:
             require_unit(self.live_unit, "--live-unit")
+        if self.unit_scale is not None:
+            parse_quantity(self.unit_scale, "--unit-scale")
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(f"unknown interpolation {self.interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
         if not (math.isfinite(self.max_lag_ms) and self.max_lag_ms > 0):
@@ -219,7 +225,10 @@ def build_synth(config: CompareConfig, markers: list[ParsedMarker] | None = None
     if config.montage and config.montage != montage.name:
         raise ConfigError(f"--montage {config.montage} differs from the model's montage {montage.name!r}; "
                           "leave --montage out when using a model")
-    return SynthChoice(montage, predictor=PredictorSynth(predictor, config.images))
+    from ..stream.run import si_per_model_unit
+
+    scale = si_per_model_unit(predictor.unit, montage, config.unit_scale)
+    return SynthChoice(montage, predictor=PredictorSynth(predictor, config.images, model_scale=scale))
 
 
 @dataclass

@@ -89,11 +89,15 @@ class PredictorSynth:
         Anything with ``preprocess(frames uint8 (B,H,W,3)) -> pixels`` and ``predict(pixels) -> (epochs, t)``.
     image_root : path | None
         Folder against which relative image paths / ids in markers are resolved.
+    model_scale : float
+        SI units per unit of the predictor's output (1 for a model that emits SI; see
+        :func:`vibe_rt.stream.run.si_per_model_unit`): the responses compared are in SI, as the live data.
     """
 
-    def __init__(self, predictor: Any, image_root: str | Path | None = None) -> None:
+    def __init__(self, predictor: Any, image_root: str | Path | None = None, model_scale: float = 1.0) -> None:
         self.predictor = predictor
         self.image_root = Path(image_root) if image_root else None
+        self.model_scale = float(model_scale)
         self._cache: dict[str, np.ndarray | None] = {}
 
     def resolve(self, marker: Marker) -> Path | None:
@@ -115,7 +119,7 @@ class PredictorSynth:
                 raise DataError(f"cannot read image {path}; give a PNG/JPEG file")
             frames = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)[None]
             epochs, _ = self.predictor.predict(self.predictor.preprocess(frames))
-            out = np.asarray(epochs[0], dtype=np.float64)
+            out = np.asarray(epochs[0], dtype=np.float64) * self.model_scale
         self._cache[marker.key] = out
         return out
 
