@@ -266,12 +266,14 @@ def test_auto_lookahead_rule_and_growth_policy():
                                           auto_lookahead, grown_lookahead, should_grow)
 
     times = np.r_[np.full(99, 0.004), 0.010]  # p99 lies between the bulk and the slowest run
-    choice = auto_lookahead(times, 0.005)
+    choice = auto_lookahead(times, 0.005, 10.0)
     p99 = float(np.percentile(times, 99))
     assert choice.mode == "auto" and choice.seconds == pytest.approx(
         p99 * (1 + AUTO_MARGIN_FRACTION) + AUTO_MARGIN_S + 0.005)
     assert "p99 of 100 warm-up runs" in choice.rule and "push interval 5 ms" in choice.rule
-    assert auto_lookahead([], 0.005).seconds == pytest.approx(AUTO_MARGIN_S + 0.005)  # no model: margins only
+    assert auto_lookahead([], 0.005, 10.0).seconds == pytest.approx(AUTO_MARGIN_S + 0.005)  # no model: margins only
+    slow = auto_lookahead([30.0] * 30, 0.005, 10.0)  # a warm-up slower than the longest allowed delay
+    assert slow.seconds == 10.0 and slow.rule.endswith("capped at 10 s")
     n = GROW_MIN_RESPONSES
     assert not should_grow(choice, n - 1, n - 1, grown=False)  # too few responses to judge
     assert should_grow(choice, n, 1, grown=False) and not should_grow(choice, n, 0, grown=False)

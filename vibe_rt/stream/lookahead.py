@@ -60,15 +60,17 @@ class Lookahead:
         return cls(float(seconds), "fixed", f"fixed at {seconds:g} s by --lookahead")
 
 
-def auto_lookahead(path_times_s: Sequence[float], push_interval_s: float, *, what: str = "warm-up runs"
-                   ) -> Lookahead:
-    """The automatic lookahead for measured path times (see the module docstring); no times: the margins and
-    the push interval alone (a stream without a model)."""
+def auto_lookahead(path_times_s: Sequence[float], push_interval_s: float, maximum_s: float, *,
+                   what: str = "warm-up runs") -> Lookahead:
+    """The automatic lookahead for measured path times (see the module docstring), at most ``maximum_s`` (the
+    rule then says so); no times: the margins and the push interval alone (a stream without a model)."""
     times = np.asarray(path_times_s, dtype=float)
     p99 = float(np.percentile(times, 99)) if times.size else 0.0
     seconds = p99 * (1 + AUTO_MARGIN_FRACTION) + AUTO_MARGIN_S + push_interval_s
     rule = (f"auto: p99 of {times.size} {what} {1e3 * p99:.1f} ms x {1 + AUTO_MARGIN_FRACTION:g} "
             f"+ {1e3 * AUTO_MARGIN_S:g} ms + push interval {1e3 * push_interval_s:g} ms")
+    if seconds > maximum_s:
+        seconds, rule = maximum_s, f"{rule}, capped at {maximum_s:g} s"
     return Lookahead(seconds, "auto", rule)
 
 
@@ -82,7 +84,7 @@ def grown_lookahead(current: Lookahead, onset_to_ready_s: Sequence[float], push_
                     maximum_s: float) -> Lookahead:
     """The one growth: what the measured onset -> ready times need, at least twice ``current``, at most
     ``maximum_s``."""
-    need = auto_lookahead(onset_to_ready_s, push_interval_s, what="streamed responses")
+    need = auto_lookahead(onset_to_ready_s, push_interval_s, maximum_s, what="streamed responses")
     seconds = min(max(need.seconds, 2 * current.seconds), maximum_s)
     return Lookahead(seconds, "auto", f"grown once from {1e3 * current.seconds:.1f} ms: {need.rule}")
 

@@ -223,7 +223,7 @@ class StreamPipeline:
         if self._started:
             return self
         if self.output.lookahead is None:
-            self.lookahead_choice = auto_lookahead(self._time_the_path(), self.output.chunk_s)
+            self.lookahead_choice = auto_lookahead(self._time_the_path(), self.output.chunk_s, MAX_LOOKAHEAD)
         assert self.lookahead_choice is not None
         logger.info("lookahead %.1f ms (%s)", 1e3 * self.lookahead, self.lookahead_choice.rule)
         if self.calibration is not None:
