@@ -12,6 +12,7 @@ import torch
 from vibe_rt.errors import CheckpointError, ConfigError
 from vibe_rt.models import (ImageEncoder, ImageEncoderConfig, QFormer, QFormerConfig, TSCVAE, TSCVAEConfig,
                             TSConvPlus, ViBE, ViBEConfig)
+from vibe_rt.models.tsconv import scalp_neighbours
 from vibe_rt.montage import get_montage
 from vibe_rt.runtime.export import export_onnx, relative_error
 
@@ -30,21 +31,29 @@ def tiny_eeg() -> ViBE:
     return ViBE.tiny("things-eeg2").eval()
 
 
+EEG2 = get_montage("things-eeg2")
+
+
 def test_tsconv_block_shapes():
-    block = TSConvPlus(4, 8, 17, temporal_kernel=5, spatial_kernel=3, pool=2)
+    block = TSConvPlus(4, 8, scalp_neighbours(EEG2.positions, 3), temporal_kernel=5, pool=2)
     assert block(torch.randn(2, 4, 17, 100)).shape == (2, 8, 17, 50)
-    assert TSConvPlus(4, 8, 17, pool=1)(torch.randn(1, 4, 17, 13)).shape == (1, 8, 17, 13)
+    assert TSConvPlus(4, 8, scalp_neighbours(EEG2.positions, 3), pool=1)(torch.randn(1, 4, 17, 13)).shape == (
+        1, 8, 17, 13)
     assert block.spatial.kernel_size == (3, 1) and block.temporal.kernel_size == (1, 5)
 
 
 def test_spatial_kernel_must_be_smaller_than_channels():
+    five = scalp_neighbours(EEG2.positions[:5], 5)
     with pytest.raises(ConfigError, match="smaller than the number of channels"):
-        TSConvPlus(1, 4, 5, spatial_kernel=5)
+        TSConvPlus(1, 4, five)
     with pytest.raises(ConfigError, match="smaller than the number of channels"):
-        TSCVAEConfig(n_channels=17, n_times=100, spatial_kernel=17)
+        TSCVAEConfig.for_montage(EEG2, spatial_kernel=17)
     with pytest.raises(ConfigError, match="odd"):
-        TSCVAEConfig(n_channels=17, n_times=100, temporal_kernel=4)
-    small = get_montage("things-eeg2").pick(["Pz", "Oz", "O1", "O2"])
+        TSCVAEConfig.for_montage(EEG2, temporal_kernel=4)
+    with pytest.raises(ConfigError, match="neighbour table of 17 rows"):
+        TSCVAEConfig(n_channels=17, n_times=100)
+    assert TSConvPlus(1, 4, five, spatial="global").spatial.kernel_size == (5, 1)  # the NICE-style ablation
+    small = EEG2.pick(["Pz", "Oz", "O1", "O2"])
     assert TSCVAEConfig.for_montage(small, "base").spatial_kernel == 3  # reduced below C=4
 
 
@@ -90,7 +99,9 @@ def test_vae_learns_toy_signal():
     waves = torch.stack([torch.sin(2 * np.pi * f * t + p) * torch.exp(-(((t - c) / 0.12) ** 2))
                          for f, p, c in [(3, 0.0, 0.2), (5, 1.0, 0.3), (8, 2.0, 0.35), (2, 0.5, 0.4)]])
     topo = torch.randn(4, n_ch, generator=gen)
-    vae = TSCVAE(TSCVAEConfig(n_ch, n_t, widths=(8, 16), latent_tokens=4, latent_dim=8, hidden=32))
+    positions = torch.randn(n_ch, 3, generator=gen).numpy()
+    vae = TSCVAE(TSCVAEConfig(n_ch, n_t, scalp_neighbours(positions, 3), widths=(8, 16), latent_tokens=4,
+                              latent_dim=8, hidden=32))
     opt = torch.optim.AdamW(vae.parameters(), lr=3e-3)
     for _ in range(120):
         x = _toy_epochs(16, gen, topo, waves)
@@ -121,7 +132,7 @@ def test_configs_round_trip_through_json(tiny_eeg):
     with pytest.raises(ConfigError, match="unknown keys"):
         TSCVAEConfig.from_dict({**cfg.vae.to_dict(), "bogus": 1})
     with pytest.raises(ConfigError, match="does not match montage"):
-        ViBEConfig(cfg.montage, cfg.encoder, cfg.qformer, TSCVAEConfig(16, 100))
+        ViBEConfig(cfg.montage, cfg.encoder, cfg.qformer, TSCVAEConfig.for_montage(EEG2.pick(EEG2.ch_names[:16])))
 
 
 def test_vibe_shapes_stages_and_units(tiny):

@@ -13,6 +13,7 @@ from vibe_rt.training.stage1 import Stage1Config, split_validation, train_vae
 from vibe_rt.training.stage2 import Stage2Config, train_mapper
 
 TINY_VAE = {"widths": [4, 8], "latent_tokens": 4, "latent_dim": 8, "hidden": 16, "temporal_kernel": 5}
+_FIVE = ((0, 1, 2), (1, 0, 2), (2, 1, 3), (3, 2, 4), (4, 3, 2))  # five sensors on a line: each and its 2 nearest
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_stage2_learns_and_resumes(tmp_path):
 
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    vae = TSCVAE(TSCVAEConfig(n_channels=5, n_times=16, **TINY_VAE)).eval()
+    vae = TSCVAE(TSCVAEConfig(n_channels=5, n_times=16, neighbours=_FIVE, **TINY_VAE)).eval()
     n = 60
     tokens = rng.normal(size=(n, 6, 12)).astype(np.float32)
     # epochs that depend linearly on the tokens, so that the mapper has something to learn
@@ -170,8 +171,9 @@ from vibe_rt.training.stage2 import Stage2Config, train_mapper
 ctx = init_distributed(device="cpu")
 rng = np.random.default_rng(0)
 torch.manual_seed(0)
-vae = TSCVAE(TSCVAEConfig(n_channels=5, n_times=16, widths=[4, 8], latent_tokens=4, latent_dim=8, hidden=16,
-                          temporal_kernel=5))
+vae = TSCVAE(TSCVAEConfig(n_channels=5, n_times=16, neighbours=[[0, 1, 2], [1, 0, 2], [2, 1, 3], [3, 2, 4],
+                                                                    [4, 3, 2]],
+                          widths=[4, 8], latent_tokens=4, latent_dim=8, hidden=16, temporal_kernel=5))
 tokens = rng.normal(size=(40, 6, 12)).astype(np.float32)
 epochs = rng.normal(size=(40, 2, 5, 16)).astype(np.float32)
 cfg = Stage2Config(qformer={"hidden": 16, "n_layers": 1, "n_heads": 2}, epochs=2, batch_size=8, progress=False)

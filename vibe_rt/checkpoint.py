@@ -35,7 +35,7 @@ from .models.vibe import ViBE, ViBEConfig
 from .montage import Montage
 
 FORMAT = "vibe-rt-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: TSConvPlus kernels over scalp neighbourhoods (1: over the channel order)
 KIND_VIBE = "vibe"
 KIND_VAE = "tsc-vae"
 #: How to rebuild the embedded default model (shown when it is missing).
@@ -326,6 +326,10 @@ def _read_document(path: str | Path) -> _Checked:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise CheckpointError(f"{doc_path} is not a vibe-rt checkpoint document (format {found!r}, "
                               f"expected {FORMAT!r})")
+    if doc.get("format_version") == 1:
+        raise CheckpointError(f"{doc_path}: a version-1 checkpoint, whose spatial kernels ran over the order of the "
+                              "channel list; this vibe-rt convolves over scalp neighbourhoods: retrain it "
+                              "(`vibe-rt train vae` / `qformer`, or `vibe-rt train default`)")
     if doc.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{doc_path}: unknown checkpoint format version {doc.get('format_version')!r}; "
                               f"this vibe-rt ({__version__}) reads version {FORMAT_VERSION}. Use the vibe-rt "

@@ -5,7 +5,9 @@ time -> per time step, a linear map of all (feature, channel) pairs to ``hidden`
 flattened ``(hidden, T')`` to a Gaussian latent ``(B, latent_tokens, latent_dim)`` (``mu`` and ``logvar``).
 Decoder: the mirror image (linear maps, then per level a transposed convolution doubling time followed by a
 TSConvPlus block without pooling), a 1x1 convolution to one map, and cropping back to ``T`` samples.
-Channels are never pooled: every convolution keeps ``C`` and the dense maps at the bottleneck mix channels.
+Channels are never pooled: every convolution keeps ``C`` and the dense maps at the bottleneck mix channels. The
+spatial kernels run over scalp neighbourhoods derived from the montage's sensor positions
+(:func:`~vibe_rt.models.tsconv.scalp_neighbours`), stored in the config so that a checkpoint carries them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..montage import Montage
 from ._config import config_from_dict
-from .tsconv import TSConvPlus, check_kernels
+from .tsconv import TSConvPlus, check_neighbours, check_temporal_kernel, scalp_neighbours
 
 _SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(widths=(16, 32, 32), temporal_kernel=7, spatial_kernel=3, latent_tokens=8, latent_dim=32,
@@ -40,8 +42,14 @@ class TSCVAEConfig:
         Epoch shape ``(C, T)``; any ``T`` works (padded internally to a multiple of ``2 ** len(widths)``).
     widths : tuple of int
         Feature maps of the successive TSConvPlus blocks; each block halves the time axis.
-    temporal_kernel, spatial_kernel : int
-        Odd kernel sizes (samples, channels); ``spatial_kernel < n_channels``.
+    neighbours : tuple of tuple of int
+        The spatial kernels' scalp neighbourhoods: ``n_channels`` rows of ``k_s`` channel indices, row ``i``
+        starting with ``i`` (:func:`~vibe_rt.models.tsconv.scalp_neighbours`; :meth:`for_montage` derives them).
+    temporal_kernel : int
+        Odd temporal kernel size in samples.
+    spatial : {"scalp", "global"}
+        ``"scalp"`` (``k_s < n_channels``, TSConvPlus) or ``"global"`` (``k_s == n_channels``, the NICE-style
+        ablation).
     latent_tokens, latent_dim : int
         Latent shape per epoch: ``latent_tokens`` vectors of ``latent_dim`` values.
     hidden : int
@@ -50,22 +58,34 @@ class TSCVAEConfig:
 
     n_channels: int
     n_times: int
+    neighbours: tuple[tuple[int, ...], ...] = ()
     widths: tuple[int, ...] = _SIZES["tiny"]["widths"]
     temporal_kernel: int = 7
-    spatial_kernel: int = 3
+    spatial: str = "scalp"
     latent_tokens: int = 8
     latent_dim: int = 32
     hidden: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "neighbours", tuple(tuple(int(j) for j in row) for row in self.neighbours))
         if self.n_channels < 1 or self.n_times < 1:
             raise ConfigError(f"TSC-VAE needs n_channels, n_times >= 1 (got {self.n_channels}, {self.n_times})")
         if not self.widths or min(self.widths) < 1:
             raise ConfigError(f"TSC-VAE widths must be a non-empty tuple of positive ints (got {self.widths})")
         if min(self.latent_tokens, self.latent_dim, self.hidden) < 1:
             raise ConfigError("TSC-VAE latent_tokens, latent_dim and hidden must be positive")
-        check_kernels(self.n_channels, self.temporal_kernel, self.spatial_kernel)
+        if len(self.neighbours) != self.n_channels:
+            raise ConfigError(f"TSC-VAE needs a neighbour table of {self.n_channels} rows (got "
+                              f"{len(self.neighbours)}); TSCVAEConfig.for_montage derives it from the sensor "
+                              "positions")
+        check_neighbours(self.neighbours, self.spatial)
+        check_temporal_kernel(self.temporal_kernel)
+
+    @property
+    def spatial_kernel(self) -> int:
+        """``k_s``: sensors per spatial kernel (the sensor and its nearest neighbours)."""
+        return len(self.neighbours[0])
 
     @property
     def time_factor(self) -> int:
@@ -83,10 +103,13 @@ class TSCVAEConfig:
         return self.padded_times // self.time_factor
 
     @classmethod
-    def for_montage(cls, montage: Montage, size: str = "tiny") -> "TSCVAEConfig":
-        """The preset ``size`` (``"tiny"`` or ``"base"``) for a montage's channel count and epoch length.
+    def for_montage(cls, montage: Montage, size: str = "tiny", *, spatial_kernel: int | None = None,
+                    spatial: str = "scalp", **overrides: Any) -> "TSCVAEConfig":
+        """The preset ``size`` (``"tiny"`` or ``"base"``) for a montage's channels, positions and epoch length.
 
-        The spatial kernel is reduced to the largest odd number below the channel count for small montages.
+        ``spatial_kernel`` (default: the preset's, reduced below the channel count for small montages) sets the
+        neighbourhood size (sensors per kernel, the sensor included); ``spatial="global"`` spans all channels (ablation). ``overrides`` replace other
+        preset fields (``widths``, ``latent_tokens``...).
         """
         if size not in _SIZES:
             raise ConfigError(f"unknown TSC-VAE size {size!r}; valid sizes: {', '.join(_SIZES)}")
@@ -94,13 +117,17 @@ class TSCVAEConfig:
         c = montage.n_channels
         if c < 2:
             raise ConfigError(f"montage {montage.name!r} has {c} channel; the TSC-VAE needs at least 2")
-        params["spatial_kernel"] = min(params["spatial_kernel"], c - 1 if c % 2 == 0 else c - 2)
-        return cls(n_channels=c, n_times=montage.n_times, **params)
+        preset_kernel = min(params.pop("spatial_kernel"), c - 1)
+        k = c if spatial == "global" else preset_kernel if spatial_kernel is None else spatial_kernel
+        params.update(n_channels=c, n_times=montage.n_times, neighbours=scalp_neighbours(montage.positions, k),
+                      spatial=spatial, widths=list(params["widths"]))
+        return cls.from_dict({**params, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         d = asdict(self)
         d["widths"] = list(self.widths)
+        d["neighbours"] = [list(row) for row in self.neighbours]
         return d
 
     @classmethod
@@ -132,8 +159,8 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 def _block(cfg: TSCVAEConfig, in_features: int, out_features: int, *, pool: int) -> TSConvPlus:
     """A TSConvPlus block with the kernels of ``cfg``."""
-    return TSConvPlus(in_features, out_features, cfg.n_channels, pool=pool, temporal_kernel=cfg.temporal_kernel,
-                      spatial_kernel=cfg.spatial_kernel)
+    return TSConvPlus(in_features, out_features, cfg.neighbours, pool=pool, temporal_kernel=cfg.temporal_kernel,
+                      spatial=cfg.spatial)
 
 
 class TSCEncoder(nn.Module):
@@ -215,10 +242,11 @@ class TSCVAE(nn.Module):
         """Map latents ``(B, latent_tokens, latent_dim)`` to epochs ``(B, C, T)`` (normalised units)."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return ``(reconstruction, mu, logvar)``; samples ``z`` in training mode, uses ``mu`` in eval mode."""
+    def forward(self, x: torch.Tensor, *, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(reconstruction, mu, logvar)``; samples ``z`` in training mode, uses ``mu`` in eval mode or
+        with ``sample=False`` (the plain auto-encoder ablation)."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar) if self.training else mu
+        z = self.reparameterize(mu, logvar) if self.training and sample else mu
         return self.decode(z), mu, logvar
 
     kl_divergence = staticmethod(kl_divergence)

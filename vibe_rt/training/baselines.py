@@ -121,7 +121,7 @@ class RidgeEncoder:
 
 
 class MLPMapper(nn.Module):
-    """Ablation mapper: mean-pooled image tokens -> MLP -> latent tokens.
+    """Ablation mapper: image tokens -> MLP -> latent tokens.
 
     Parameters
     ----------
@@ -135,15 +135,21 @@ class MLPMapper(nn.Module):
         Hidden width.
     dropout : float
         Dropout after the hidden layer.
+    n_tokens : int | None
+        None: the MLP sees the mean-pooled token (``D`` inputs); an int: it sees all ``n_tokens`` tokens
+        flattened (``n_tokens * D`` inputs), the same information as the Q-Former.
     """
 
-    def __init__(self, token_dim: int, n_queries: int, out_dim: int, hidden: int = 512, dropout: float = 0.1):
+    def __init__(self, token_dim: int, n_queries: int, out_dim: int, hidden: int = 512, dropout: float = 0.1,
+                 n_tokens: int | None = None):
         super().__init__()
         self.n_queries = n_queries
         self.out_dim = out_dim
+        self.pooled = n_tokens is None
+        width = token_dim if n_tokens is None else n_tokens * token_dim
+        self.norm = nn.LayerNorm(token_dim)
         self.net = nn.Sequential(
-            nn.LayerNorm(token_dim),
-            nn.Linear(token_dim, hidden),
+            nn.Linear(width, hidden),
             nn.GELU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, n_queries * out_dim),
@@ -151,4 +157,6 @@ class MLPMapper(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Map tokens (B, N, D) to latents (B, n_queries, out_dim)."""
-        return self.net(tokens.mean(dim=1)).reshape(tokens.shape[0], self.n_queries, self.out_dim)
+        x = self.norm(tokens)
+        x = x.mean(dim=1) if self.pooled else x.flatten(1)
+        return self.net(x).reshape(tokens.shape[0], self.n_queries, self.out_dim)

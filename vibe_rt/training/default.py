@@ -1,10 +1,12 @@
 """``vibe-rt train default``: regenerate the embedded default model and its quality numbers from scratch.
 
-Steps (one process, CPU, ``torch.set_num_threads(threads)``): simulate a THINGS-EEG2-layout dataset with
-:func:`vibe_rt.data.simulate.simulate_dataset` -> stage 1 (TSC-VAE) -> image tokens of the random-init,
-frozen ``vibe-tiny-vit`` encoder (cached) -> stage 2 (Q-Former, MSE + SWD) -> ablations (Q-Former with MSE
-only; MLP mapper on pooled tokens) and ridge baselines (pooled embedding, flattened tokens) -> evaluation of
-everything on the held-out test split with the same 100 splits -> ``vibe_rt/assets/vibe-default.*`` and
+Steps (one process, CPU, ``torch.set_num_threads(threads)``): simulate a THINGS-EEG2-layout training set with
+:func:`vibe_rt.data.simulate.simulate_dataset` (seed ``seed``) and a test set from a fresh seed that training
+never sees (``seed + TEST_SEED_OFFSET``: new images, new noise, the same simulated subject) -> stage 1 (TSC-VAE)
+-> image tokens of the random-init, frozen ``vibe-tiny-vit`` encoder (cached) -> stage 2 (Q-Former, MSE + SWD)
+for each candidate SWD weight, the one with the best *validation* r kept (the test set plays no part in any
+choice) -> the MLP ablations (pooled token, all tokens) and the ridge baselines -> evaluation of everything on
+the fresh test set with the same splits -> ``vibe_rt/assets/vibe-default.*`` and
 ``benchmarks/results/quality.json`` (+ report and plots in the work folder).
 """
 
@@ -31,6 +33,8 @@ from .stage2 import Stage2Config, train_mapper
 __all__ = ["DefaultConfig", "train_default"]
 
 _REPO = Path(__file__).resolve().parents[2]
+#: The test set's seed is the training seed plus this: images and noise that training never saw.
+TEST_SEED_OFFSET = 1000
 
 
 @dataclass
@@ -54,8 +58,10 @@ class DefaultConfig:
         Frozen image encoder spec.
     stage1, stage2 : dict
         Overrides of :class:`Stage1Config` / :class:`Stage2Config`.
+    swd_weights : tuple of float
+        Candidate SWD weights; the Q-Former with the best validation r becomes the model.
     ablations : bool
-        Also train the MSE-only Q-Former and the MLP mapper.
+        Also train the MLP mappers (pooled token, all tokens).
     seed, threads : int
     """
 
@@ -72,7 +78,8 @@ class DefaultConfig:
         vae={"widths": [8, 16, 16]}, inputs="average", batch_size=64, lr=3e-3, epochs=80, patience=8,
         kl_warmup_steps=300, max_minutes=8.0))
     stage2: dict[str, Any] = field(default_factory=lambda: dict(
-        epochs=60, batch_size=64, lr=1e-3, patience=10, swd_weight=0.1, qformer={"dropout": 0.1}, max_minutes=2.5))
+        epochs=60, batch_size=64, lr=1e-3, patience=10, qformer={"dropout": 0.1}, max_minutes=2.5))
+    swd_weights: tuple[float, ...] = (0.0, 0.1, 1.0)
     ablations: bool = True
     seed: int = 0
     threads: int = 2
@@ -95,7 +102,9 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
 
     sim_kw = dict(montage="things-eeg2", n_train=cfg.n_train, train_reps=cfg.train_reps, n_test=cfg.n_test,
                   test_reps=cfg.test_reps, seed=cfg.seed, noise_scale=cfg.noise_scale)
-    train, test = simulate_dataset(SimulationConfig(**sim_kw), work / "data")
+    train, _ = simulate_dataset(SimulationConfig(**sim_kw), work / "data")
+    test_seed = cfg.seed + TEST_SEED_OFFSET
+    _, test = simulate_dataset(SimulationConfig(**{**sim_kw, "seed": test_seed, "n_train": 1}), work / "test-data")
     timings["simulate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -115,11 +124,10 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
     timings["features_s"] = time.perf_counter() - t
     x = _normalised(np.asarray(train.epochs), r1.mean, r1.std)
 
-    variants = {"vibe": {}}
+    variants: dict[str, dict[str, Any]] = {f"qformer_swd_{w:g}": {"swd_weight": w} for w in cfg.swd_weights}
     if cfg.ablations:
-        variants["qformer_mse_only"] = {"swd_weight": 0.0}
-        variants["qformer_swd_weight_1"] = {"swd_weight": 1.0}
-        variants["mlp_mse_swd"] = {"mapper": "mlp"}
+        variants["mlp_pooled"] = {"mapper": "mlp"}
+        variants["mlp_tokens"] = {"mapper": "mlp_tokens"}
     mappers, s2_cfgs, s2_metrics = {}, {}, {}
     for name, over in variants.items():
         t = time.perf_counter()
@@ -127,6 +135,12 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
         res = train_mapper(tr_tok, x, r1.vae, s2, ctx=ctx)
         mappers[name], s2_cfgs[name], s2_metrics[name] = res.mapper, s2, res.metrics
         timings[f"stage2_{name}_s"] = time.perf_counter() - t
+    swd_curve = {s2_cfgs[f"qformer_swd_{w:g}"].swd_weight: s2_metrics[f"qformer_swd_{w:g}"]["val_r"]
+                 for w in cfg.swd_weights}
+    best_weight = max(swd_curve, key=lambda w: swd_curve[w])
+    chosen = f"qformer_swd_{best_weight:g}"
+    mappers["vibe"], s2_cfgs["vibe"], s2_metrics["vibe"] = mappers[chosen], s2_cfgs[chosen], s2_metrics[chosen]
+    logger.info("SWD weight by validation r: %s -> %g", {k: round(v, 4) for k, v in swd_curve.items()}, best_weight)
 
     t = time.perf_counter()
     scores = {}
@@ -140,7 +154,7 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
                                                        seed=cfg.seed)
         ridge_info[kind] = {"alpha": float(np.mean(ridge.alpha_)), "n_features": int(ridge.coef_.shape[0])}
     recon = evaluate_reconstruction(r1.vae, test, r1.mean, r1.std)
-    truth_path = work / "data" / "test" / "evoked_true.npy"
+    truth_path = work / "test-data" / "test" / "evoked_true.npy"
     truth_r = None
     if truth_path.is_file():  # simulator ground truth: r of the noise-free evoked responses (upper reference)
         truth = np.load(truth_path, allow_pickle=False)
@@ -158,12 +172,14 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
         "stage2_encoding_r": scores["vibe"].r,
         "stage2_encoding_r_per_image": float(scores["vibe"].r_per_image.mean()),
         "ridge_baseline_r": {k[6:]: scores[k].r for k in scores if k.startswith("ridge_")},
-        "ablations_r": {k: scores[k].r for k in scores if k not in ("vibe",) and not k.startswith("ridge_")},
+        "ablations_r": {k: scores[k].r for k in scores if k != "vibe" and not k.startswith("ridge_")},
         "noise_ceiling": {"lower": float(scores["vibe"].ceiling_lower.mean()),
                           "upper": float(scores["vibe"].ceiling_upper.mean())},
         "ground_truth_evoked_r": truth_r,
         "models": {k: s.summary() for k, s in scores.items()},
-        "dataset": {**{k: v for k, v in sim_kw.items()}, "simulator_noise_ceiling": test.meta.get("noise_ceiling")},
+        "dataset": {**sim_kw, "test_seed": test_seed, "simulator_noise_ceiling": test.meta.get("noise_ceiling")},
+        "swd_selection": {"criterion": "stage-2 validation r (held-out training images)",
+                          "val_r": {f"{k:g}": v for k, v in swd_curve.items()}, "chosen": best_weight},
         "encoder": {"spec": cfg.encoder, "weights": "random init (seeded), frozen", "n_tokens": int(te_tok.shape[1]),
                     "token_dim": int(te_tok.shape[2])},
         "ridge": ridge_info,

@@ -51,7 +51,12 @@ class Stage1Config(ResumableConfig):
     size : str
         TSC-VAE preset (``"tiny"`` or ``"base"``), see :meth:`TSCVAEConfig.for_montage`.
     vae : dict | None
-        Overrides of the preset's :class:`TSCVAEConfig` fields (e.g. ``{"latent_tokens": 16}``).
+        Overrides of the preset's :class:`TSCVAEConfig` fields (e.g. ``{"latent_tokens": 16}``) and the
+        neighbourhood arguments of :meth:`TSCVAEConfig.for_montage` (``{"spatial_kernel": 5}``,
+        ``{"spatial": "global"}``).
+    variational : bool
+        True: the VAE (sampled latent, KL term). False: the plain auto-encoder ablation (the posterior mean is
+        decoded, no sampling, no KL).
     epochs : int
         Maximum passes over the training samples.
     batch_size : int
@@ -87,6 +92,7 @@ class Stage1Config(ResumableConfig):
     warmup_steps: int = 50
     beta: float = 1e-4
     kl_warmup_steps: int = 500
+    variational: bool = True
     val_fraction: float = 0.1
     patience: int = 5
     inputs: str = "trials"
@@ -232,9 +238,7 @@ def train_vae(
     x_val = torch.from_numpy(np.nanmean(x_all[val_img], axis=1).astype(np.float32))
     del x_all
 
-    vae_cfg = TSCVAEConfig.for_montage(montage, cfg.size)
-    if cfg.vae:
-        vae_cfg = TSCVAEConfig.from_dict({**vae_cfg.to_dict(), **cfg.vae})
+    vae_cfg = TSCVAEConfig.for_montage(montage, cfg.size, **(cfg.vae or {}))
     torch.manual_seed(cfg.seed)
     vae = TSCVAE(vae_cfg).to(ctx.device)
     logger.info(
@@ -247,8 +251,10 @@ def train_vae(
     def train_step(model: torch.nn.Module, pos: np.ndarray, *, epoch: int, batch: int, step: int,
                    rng: torch.Generator) -> dict[str, torch.Tensor]:
         xb = samples.batch(pos, epoch=epoch, step=batch).to(ctx.device)
-        recon, mu, logvar = model(xb)
+        recon, mu, logvar = model(xb, sample=cfg.variational)
         mse = mse_loss(recon, xb)
+        if not cfg.variational:
+            return {"loss": mse, "mse": mse}
         kl = kl_divergence(mu, logvar)
         loss = mse + kl_weight(step, beta=cfg.beta, warmup_steps=cfg.kl_warmup_steps) * kl
         return {"loss": loss, "mse": mse, "kl": kl}

@@ -33,7 +33,7 @@ from .metrics import encoding_r
 __all__ = ["Stage2Config", "Stage2Result", "train_mapper", "vae_latents", "decode_latents", "parse_encoder_spec"]
 
 _TARGETS = ("average", "repetitions")
-_MAPPERS = ("qformer", "mlp")
+_MAPPERS = ("qformer", "mlp", "mlp_tokens")
 
 
 def parse_encoder_spec(spec: str) -> tuple[str, str | None]:
@@ -51,8 +51,9 @@ class Stage2Config(ResumableConfig):
 
     Parameters
     ----------
-    mapper : {"qformer", "mlp"}
-        The Q-Former (ViBE) or the MLP ablation on mean-pooled tokens.
+    mapper : {"qformer", "mlp", "mlp_tokens"}
+        The Q-Former (ViBE), or the MLP ablation on the mean-pooled token (``"mlp"``) or on all tokens
+        flattened (``"mlp_tokens"``).
     qformer_size : str
         Q-Former preset (``"tiny"`` or ``"base"``).
     qformer : dict | None
@@ -137,12 +138,13 @@ def predict_latents(mapper: nn.Module, tokens: np.ndarray | torch.Tensor, batch:
     return torch.cat([mapper(tt[i : i + batch].to(device)).cpu() for i in range(0, len(tt), batch)])
 
 
-def build_mapper(cfg: Stage2Config, *, token_dim: int, n_queries: int, out_dim: int) -> nn.Module:
-    """The Q-Former (preset + overrides) or the MLP ablation for the given shapes."""
-    if cfg.mapper == "mlp":
+def build_mapper(cfg: Stage2Config, *, n_tokens: int, token_dim: int, n_queries: int, out_dim: int) -> nn.Module:
+    """The Q-Former (preset + overrides) or an MLP ablation for the given shapes."""
+    if cfg.mapper in ("mlp", "mlp_tokens"):
         from .baselines import MLPMapper
 
-        return MLPMapper(token_dim, n_queries, out_dim, hidden=cfg.mlp_hidden)
+        return MLPMapper(token_dim, n_queries, out_dim, hidden=cfg.mlp_hidden,
+                         n_tokens=n_tokens if cfg.mapper == "mlp_tokens" else None)
     from ..models.qformer import QFormer, QFormerConfig
 
     qcfg = QFormerConfig.preset(cfg.qformer_size, token_dim=token_dim, n_queries=n_queries, out_dim=out_dim)
@@ -213,7 +215,8 @@ def train_mapper(
     n_q, l_dim = mu_avg.shape[1:]
 
     torch.manual_seed(cfg.seed)
-    mapper = build_mapper(cfg, token_dim=tok.shape[-1], n_queries=n_q, out_dim=l_dim).to(ctx.device)
+    mapper = build_mapper(cfg, n_tokens=tok.shape[1], token_dim=tok.shape[-1], n_queries=n_q,
+                          out_dim=l_dim).to(ctx.device)
     logger.info("stage 2 (%s, swd weight %g, target %s): %d train / %d val images, %.2f M parameters",
                 cfg.mapper, cfg.swd_weight, cfg.target, len(tr), len(val),
                 sum(p.numel() for p in mapper.parameters()) / 1e6)
