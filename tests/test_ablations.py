@@ -42,7 +42,8 @@ def test_every_variant_trains_and_is_scored(tmp_path):
     results = run_ablations(cfg)
     assert json.loads((tmp_path / "ablations.json").read_text()) == json.loads(json.dumps(results))
     table = results["variants"]
-    assert set(VARIANTS) | {"swd_0", "swd_0.1", "ridge_pooled", "ridge_tokens", "truth"} == set(table)
+    assert set(VARIANTS) | {"swd_0", "swd_0.1", "ridge_pooled", "ridge_tokens", "ridge_simulator_drives",
+                                                              "truth"} == set(table)
     assert results["n_seeds"] == 2 and results["swd_curve"]["chosen_on_validation"] in (0.0, 0.1)
     for name, row in table.items():
         assert row["test_r_ci95"][0] <= row["test_r"] <= row["test_r_ci95"][1], name

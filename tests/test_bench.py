@@ -174,7 +174,13 @@ def _fixture_results(folder: Path) -> None:
     (folder / "quality.json").write_text(json.dumps({
         "stage2_encoding_r": 0.303, "ridge_baseline_r": {"tokens": 0.301},
         "noise_ceiling": {"lower": 0.39, "upper": 0.83},
-        "stage1_reconstruction_r": 0.95, "dataset": {"n_test": 200}}))
+        "stage1_reconstruction_r": 0.95, "dataset": {"n_test": 200},
+        "summary": {"encoding_r": 0.303, "encoding_r_ci95": [0.28, 0.33], "truth_r": 0.35, "ratio_to_truth": 0.866,
+                    "ridge_pca_r": 0.25, "shuffled_r": -0.004, "rmse_uv": 1.234, "n_seeds": 1}}))
+    (folder / "ablations.json").write_text(json.dumps({
+        "n_seeds": 3, "swd_curve": {"chosen_on_validation": 0.0},
+        "variants": {"tsconvplus_k3": {"test_r": 0.41, "test_r_ci95": [0.39, 0.43], "val_r": 0.052},
+                     "ridge_tokens": {"test_r": 0.3, "test_r_ci95": [0.28, 0.32]}}}))
 
 
 def test_tables_render_and_check(tmp_path, capsys):
@@ -198,6 +204,9 @@ def test_tables_render_and_check(tmp_path, capsys):
     assert "| cpu-test-2c | vibe-rt | 600 s, 64 ch @ 1000 Hz | 1.0e-09 |" in text
     assert "| cpu-test-2c | onnxruntime-fp32 | 4.00 | 8 | 30.00 | 420 | 125 |" in text
     assert "0.303" in text and "tokens 0.301" in text and "0.390 - 0.830" in text
+    assert "| 0.303 (0.280 - 0.330) | 0.350 | 0.87 | 0.250 | -0.004 | 1.23 | 1 |" in text
+    assert "| tsconvplus_k3 | 0.410 (0.390 - 0.430) | 0.0520 |" in text and "| ridge_tokens | 0.300" in text
+    assert "SWD weight chosen on validation: 0 | 3 seeds" in text
     assert other.read_text() == "no markers here\n"
     assert main([*tables, "--check", str(readme)]) == 0  # up to date now
     readme.write_text(readme.read_text().replace("23.5", "999"))
@@ -358,3 +367,15 @@ def test_analyse_received_synthetic():
     assert res["wall_rate_error_pct"] == pytest.approx(-100 * 0.001 / 60, rel=1e-3)  # arrives 1 ms/min slow
     assert res["ts_regularity"]["max_abs_dev_s"] == pytest.approx(1 / fs, rel=1e-6)
     assert res["series"]["samples"][2] == 500 and len(res["series"]["t_s"]) == 9  # first second is warm-up
+
+
+def test_quality_scores_on_a_fresh_seed(tmp_path):
+    """bench quality never re-simulates the model's own training data: the seed is the recorded one + 1000."""
+    from vibe_rt.bench.quality import simulated_data
+    from vibe_rt.data.dataset import EpochsDataset
+
+    doc = {"extra": {"dataset": {"montage": "things-eeg2", "n_train": 8, "train_reps": 2, "n_test": 6,
+                                 "test_reps": 4, "seed": 3, "noise_scale": 0.1}}}
+    folder = simulated_data(doc, cache=tmp_path)
+    for split in ("train", "test"):
+        assert EpochsDataset.load(folder / split).meta["seed"] == 1003

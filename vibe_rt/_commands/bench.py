@@ -71,8 +71,8 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "seed": (("--seed",), dict(type=int, help="simulation seed (default 0)")),
     "n_train": (("--n-train",), dict(type=int, help="training images (default: the montage's dataset; quick 50)")),
     "n_test": (("--n-test",), dict(type=int, help="test images (default: the montage's dataset; quick 12)")),
-    "noise_scale": (("--noise-scale",), dict(type=float, help="background level (default 0.4: the embedded "
-                                                              "model's training data; 1 = realistic)")),
+    "noise_scale": (("--noise-scale",), dict(type=float, help="background level (default 0.4; 1 = realistic; "
+                                                              "the embedded model is trained at 0.1)")),
     "machine": (("--machine",), dict(help="name in the result file (default: detected)")),
     "pacing": (("--pacing",), dict(choices=("auto", "vsync", "clock"), help="frame pacing (default auto: by the "
                                                                             "clock without vsync, e.g. Xvfb)")),

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           "montage's dataset, things-meg for things-meg, else things-eeg2)")
     sim.add_argument("--noise-scale", type=float, default=None,
                      help="background level relative to realistic (default 1 = realistic; the embedded model "
-                     "was trained at 0.4)")
+                     "is trained at 0.1)")
     sim.add_argument("--variability", type=float, default=1.0, help="trial-to-trial jitter scale")
     imp = sub.add_parser("import", help="convert THINGS-EEG2/THINGS-MEG files or a recording to a dataset folder",
                          description="Convert published THINGS files or an own recording into the dataset folder "

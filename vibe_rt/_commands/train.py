@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     de.add_argument("--work-dir", default="data/default-run", help="data, cache and report folder")
     de.add_argument("--assets", help="output checkpoint stem (default vibe_rt/assets/vibe-default)")
     de.add_argument("--results", help="quality JSON (default benchmarks/results/quality.json)")
-    de.add_argument("--noise-scale", type=float, help="simulator background-noise scale (default: 0.4 of realistic, "
+    de.add_argument("--noise-scale", type=float, help="simulator background-noise scale (default: 0.1 of realistic, "
                     "as the embedded model)")
     de.add_argument("--n-train", type=int, help="simulated training images (default 1500)")
     de.add_argument("--no-ablations", action="store_true", help="skip the ablation mappers")

@@ -8,8 +8,10 @@ averaged over a random half of the repetitions (100 seeded splits, averaged). Th
 from the same model's image features, fitted on the training split (``ridge_<features>``). Also reported: r per
 image, the split-half noise ceiling (lower/upper) on the same splits, and the stage-1 reconstruction r.
 
-Data: ``data`` (a dataset folder with ``test/`` and ``train/``), else the simulated dataset the checkpoint
-records it was trained on (re-simulated once, deterministic by seed, into a cache folder). ``quick`` scores a
+Data: ``data`` (a dataset folder with ``test/`` and ``train/``), else a dataset simulated like the one the
+checkpoint records it was trained on but from a fresh seed (the recorded seed + ``TEST_SEED_OFFSET``: images and
+noise the model never saw; simulated once into a cache folder). The ridge peer is fitted on that dataset's own
+training split, of the same size as the model's. ``quick`` scores a
 smaller simulated set with 20 splits: a smoke check, not a headline number.
 """
 
@@ -60,9 +62,11 @@ def models_to_score(models: list[str | Path] | None = None, *, include_default: 
 
 
 def simulated_data(doc: dict[str, Any], *, quick: bool = False, cache: str | Path | None = None) -> Path:
-    """The simulated dataset a checkpoint was trained on (its ``dataset`` record), simulated once into
-    ``cache`` (default ``<tmp>/vibe-rt-bench-data``) and reused; ``quick`` shrinks it."""
+    """A dataset like the one a checkpoint was trained on (its ``dataset`` record) from a fresh seed (the
+    recorded one + ``TEST_SEED_OFFSET``), simulated once into ``cache`` (default ``<tmp>/vibe-rt-bench-data``) and
+    reused; ``quick`` shrinks it."""
     from ..data.simulate import SimulationConfig, simulate_dataset
+    from ..training.default import TEST_SEED_OFFSET
 
     record = dict(doc.get("extra", {}).get("dataset") or doc.get("dataset") or {})
     if not record:
@@ -70,6 +74,7 @@ def simulated_data(doc: dict[str, Any], *, quick: bool = False, cache: str | Pat
                         "with test/ and train/ splits, e.g. from `vibe-rt data simulate`)")
     fields = set(SimulationConfig.__dataclass_fields__)
     sim = {k: v for k, v in record.items() if k in fields}
+    sim["seed"] = int(sim.get("seed", 0)) + TEST_SEED_OFFSET
     if quick:
         sim.update(_QUICK_SIM)
     key = hashlib.sha256(json.dumps(sim, sort_keys=True).encode()).hexdigest()[:12]
@@ -168,8 +173,8 @@ def run(*, models: list[str | Path] | None = None, data: str | Path | None = Non
     payload = {
         "question": "Encoding r of the embedded default and given checkpoints vs the ridge baseline and the noise "
                     "ceiling, with the training evaluation protocol.",
-        "config": {"models": [str(m) for m in models or []], "data": str(data) if data else "simulated (recorded "
-                   "in each checkpoint)", "quick": quick, "n_splits": n_splits, "seed": seed, "ridge": ridge},
+        "config": {"models": [str(m) for m in models or []], "data": str(data) if data else "simulated like each "
+                   "checkpoint's training data, from a fresh seed (recorded + 1000)", "quick": quick, "n_splits": n_splits, "seed": seed, "ridge": ridge},
         "loadavg_before": load_before,
         "loadavg_after": load_average(),
         "results": scored,

@@ -199,6 +199,43 @@ def quality_table(results: Path) -> str | None:
                    "data"], rows)
 
 
+def _json(path: Path) -> dict[str, Any] | None:
+    """A results document, or None (with a warning) when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        logger.warning("tables: skipping %s: %s", path.name, err)
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def quality_summary_table(results: Path) -> str | None:
+    doc = _json(results / "quality.json")
+    s = (doc or {}).get("summary")
+    if not s:
+        return None
+    lo, hi = s["encoding_r_ci95"]
+    return _table(["encoding r (95 % CI)", "truth r", "ratio to truth", "PCA-ridge r", "shuffled r", "RMSE uV",
+                   "seeds"],
+                  [[f"{s['encoding_r']:.3f} ({lo:.3f} - {hi:.3f})", _f(s["truth_r"], 3), _f(s["ratio_to_truth"], 2),
+                    _f(s["ridge_pca_r"], 3), _f(s["shuffled_r"], 3), _f(s["rmse_uv"], 2), str(s["n_seeds"])]])
+
+
+def ablation_table(results: Path) -> str | None:
+    doc = _json(results / "ablations.json")
+    if not doc:
+        return None
+    rows = []
+    for name, v in doc["variants"].items():
+        lo, hi = v["test_r_ci95"]
+        rows.append([name, f"{v['test_r']:.3f} ({lo:.3f} - {hi:.3f})", _f(v.get("val_r"), 4)])
+    rows.append([f"SWD weight chosen on validation: {doc['swd_curve']['chosen_on_validation']:g}",
+                 f"{doc['n_seeds']} seeds", "-"])
+    return _table(["variant", "test r (95 % CI)", "validation r"], rows)
+
+
 def comparator_table(results: Path) -> str | None:
     rows = []
     for machine, doc in _load(results, "comparator-*.json"):
@@ -300,6 +337,15 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
      "(flip time -> LSL marker -> inlet) and the frame logic, not a monitor's photon timing; the marker timestamp "
      "is the flip time by construction. With the synthesized stream its markers are pushed once the response "
      "is placed in the signal (after inference), so they are received a few ms later than markers-only ones."),
+    ("Quality of the embedded model on a fresh test seed (`vibe-rt train default`)", quality_summary_table,
+     "Encoding r: split-half protocol (below); CI: bootstrap over test images. Truth r: the simulator's noise-free "
+     "responses scored the same way (the best any model can do on these data); ratio = encoding r / truth r. "
+     "PCA-ridge: ridge on 100 PCA components of the same image tokens (Gifford et al. 2022). Shuffled: ViBE's "
+     "predictions with the images permuted (what the shared ERP alone earns). RMSE: against the noise-free truth."),
+    ("Ablations (`vibe-rt train ablations`)", ablation_table,
+     "Encoding r against the test images' repetition average (fresh test seed per training seed), mean over "
+     "training seeds; 95 % CI: bootstrap over seeds, then test images. Validation r: the stage-2 criterion on "
+     "held-out training images (the only one used for choices). truth: the noise-free responses."),
     ("Quality (`vibe-rt bench quality`, `vibe-rt train default`)", quality_table,
      "Encoding r: mean over channels x time of the Pearson r across test images vs a random half of the "
      "repetitions (100 splits); the ridge baseline uses the same image features."),

@@ -664,7 +664,7 @@ class SimulationConfig:
         Side of procedural images in pixels.
     noise_scale : float
         Multiplies the background activity (1.0, the default = realistic levels of :mod:`vibe_rt.data.noise`:
-        single-trial rms about 14 uV for things-eeg2; the embedded model was trained at 0.4, see
+        single-trial rms about 14 uV for things-eeg2; the embedded model is trained at 0.1, see
         docs/simulator.md).
     variability : float
         Scales trial-to-trial amplitude/latency jitter.

@@ -10,7 +10,11 @@ also every stage-2 variant; then score all of them on the test set. Variants (``
   (a Q-Former whose queries are the channels and whose outputs are the time courses: no latent at all);
 - mapper: the Q-Former against an MLP on the mean-pooled token and an MLP on all tokens;
 - SWD weight: a curve over ``swd_weights``, read on the *validation* images (the held-out training images), the
-  test r shown beside it but never used to choose.
+  test r shown beside it but never used to choose;
+- features: the ridge baselines on the same random-init encoder tokens, against a ridge on the simulator's own
+  per-source drives (amplitude and latency of each source for the image: :meth:`EvokedModel.drives`), an oracle
+  of the features a perfect image encoder would hand over. Where ViBE, the MLPs and the token ridges stop at the
+  same r and the drive ridge goes past them, the encoder's features are the limit, not the mapper.
 
 Score: the encoding r against the test images' repetition average (mean over channels x time of the Pearson r
 across images), averaged over seeds; 95 % CI by a two-level percentile bootstrap (seeds resampled, then test
@@ -103,7 +107,7 @@ class AblationConfig:
     train_reps: int = 4
     n_test: int = 100
     test_reps: int = 20
-    noise_scale: float = 0.4
+    noise_scale: float = 0.1  # the embedded default's recipe (DefaultConfig.noise_scale)
     encoder: str = "vibe-tiny-vit"
     stage1: dict[str, Any] = field(default_factory=lambda: dict(
         vae={"widths": [8, 16, 16]}, inputs="average", batch_size=64, lr=3e-3, epochs=40, patience=6,
@@ -148,6 +152,22 @@ def bootstrap_seeds_images(preds: list[np.ndarray], targets: list[np.ndarray], *
     return point, (float(low), float(high))
 
 
+def simulator_drive_features(data_dir: Path, image_paths: list[Any], sim: Any) -> np.ndarray:
+    """The simulator's drives of each image (amplitudes then latencies of every source), shape (N, 2 x sources).
+
+    ``data_dir`` is a :func:`simulate_dataset` folder (its ``images.json`` holds each image's declared category),
+    ``sim`` the :class:`SimulationConfig` it was simulated with.
+    """
+    from ..data.categories import as_label
+    from ..data.simulate import EvokedModel
+    from ..data.stimuli import read_image
+
+    category = {p["file"]: p.get("category") for p in json.loads((data_dir / "images.json").read_text())}
+    model = EvokedModel(sim.get_montage(), image_deg=sim.get_paradigm().image_deg)
+    return np.stack([np.concatenate(model.drives(read_image(path), as_label(category[Path(path).name])))
+                     for path in image_paths])
+
+
 def _one_seed(cfg: AblationConfig, seed: int, ctx: Any) -> dict[str, Any]:
     """Train and score every variant for one training seed: predictions (volts), target, validation r."""
     from ..data.simulate import SimulationConfig, simulate_dataset
@@ -155,9 +175,10 @@ def _one_seed(cfg: AblationConfig, seed: int, ctx: Any) -> dict[str, Any]:
     work = Path(cfg.work_dir) / f"seed-{seed}"
     sim = dict(montage="things-eeg2", n_train=cfg.n_train, train_reps=cfg.train_reps, n_test=cfg.n_test,
                test_reps=cfg.test_reps, seed=seed, noise_scale=cfg.noise_scale)
-    train, _ = simulate_dataset(SimulationConfig(**sim), work / "data")
-    _, test = simulate_dataset(SimulationConfig(**{**sim, "seed": seed + TEST_SEED_OFFSET, "n_train": 1}),
-                               work / "test-data")
+    train_sim, test_sim = SimulationConfig(**sim), SimulationConfig(**{**sim, "seed": seed + TEST_SEED_OFFSET,
+                                                                          "n_train": 1})
+    train, _ = simulate_dataset(train_sim, work / "data")
+    _, test = simulate_dataset(test_sim, work / "test-data")
     enc = build_encoder(cfg.encoder, seed=0)
     cache = Path(cfg.work_dir) / "features"
     tr_tok, tr_pool = image_features(enc, train.image_paths, cache_dir=cache, name=cfg.encoder, progress=False)
@@ -194,6 +215,10 @@ def _one_seed(cfg: AblationConfig, seed: int, ctx: Any) -> dict[str, Any]:
     for kind in ("pooled", "tokens"):
         _, pred = fit_ridge(tr_tok, tr_pool, train, te_tok, te_pool, reference.mean, reference.std, kind=kind)
         out["pred"][f"ridge_{kind}"] = pred
+    tr_drive = simulator_drive_features(work / "data", train.image_paths, train_sim)[:, None, :]
+    te_drive = simulator_drive_features(work / "test-data", test.image_paths, test_sim)[:, None, :]
+    _, out["pred"]["ridge_simulator_drives"] = fit_ridge(tr_drive, None, train, te_drive, None, reference.mean,
+                                                         reference.std, kind="tokens")
     out["pred"]["truth"] = np.load(work / "test-data" / "test" / "evoked_true.npy", allow_pickle=False)
     return out
 

@@ -5,7 +5,8 @@
   (GCV, Golub et al. 1979) over a log grid, shared by all outputs or chosen per output.
 - :class:`PCARidgeEncoder`: the Gifford et al. (2022) variant: standardised features -> PCA (fit on the
   training features) -> :class:`RidgeEncoder`.
-- :class:`MLPMapper`: an ablation of the Q-Former: mean-pooled image tokens -> 2-layer MLP -> VAE latent.
+- :class:`MLPMapper`: an ablation of the Q-Former: the mean-pooled token (or all tokens, flattened) -> 2-layer
+  MLP -> VAE latent.
 """
 
 from __future__ import annotations

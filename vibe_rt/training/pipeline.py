@@ -16,7 +16,7 @@ import torch
 
 from .._logs import logger
 from ..errors import CheckpointError
-from .baselines import RidgeEncoder, ridge_features
+from .baselines import PCARidgeEncoder, RidgeEncoder, ridge_features
 from .common import DistContext, TrainingInterrupted, init_distributed, setup_torch
 from .embeddings import image_features
 from .evaluate import (
@@ -214,11 +214,15 @@ def evaluate_checkpoint(
 
 
 def fit_ridge(tr_tok: np.ndarray, tr_pool: np.ndarray, train: Any, te_tok: np.ndarray, te_pool: np.ndarray,
-              mean: np.ndarray, std: np.ndarray, *, kind: str = "tokens", per_target: bool = False
-              ) -> tuple[RidgeEncoder, np.ndarray]:
+              mean: np.ndarray, std: np.ndarray, *, kind: str = "tokens", per_target: bool = False,
+              pca_components: int | None = None) -> tuple[RidgeEncoder | PCARidgeEncoder, np.ndarray]:
     """Fit the ridge baseline on repetition-averaged, normalised training epochs; predict the test images
-    (de-normalised, shape (N_test, C, T))."""
+    (de-normalised, shape (N_test, C, T)). ``pca_components`` fits the Gifford-style ridge on that many PCA
+    components of the features instead (:class:`~vibe_rt.training.baselines.PCARidgeEncoder`)."""
     y = (train.average() - mean[None, :, None]) / std[None, :, None]
-    ridge = RidgeEncoder(per_target=per_target).fit(ridge_features(tr_tok, tr_pool, kind), y)
+    ridge: RidgeEncoder | PCARidgeEncoder = (
+        RidgeEncoder(per_target=per_target) if pca_components is None
+        else PCARidgeEncoder(pca_components, per_target=per_target))
+    ridge.fit(ridge_features(tr_tok, tr_pool, kind), y)
     pred = ridge.predict(ridge_features(te_tok, te_pool, kind)).astype(np.float32)
     return ridge, pred * std[None, :, None] + mean[None, :, None]
