@@ -112,8 +112,8 @@ def run(*, duration: float = 120.0, pacing: str = "auto", size: tuple[int, int] 
         cfg = RsvpConfig(**{**cfg.to_dict(), "repetitions": reps, "response_window": tuple(cfg.response_window)})
         sid = unique_source_id("vibe-rt-bench")
         if synth:
-            from ..runtime.predictor import create_predictor
             from ..data.noise import BackgroundNoise
+            from ..runtime.predictor import create_predictor
             from ..stream import OutputSpec, StreamPipeline
 
             predictor = create_predictor(backend="onnxruntime")

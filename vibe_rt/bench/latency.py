@@ -52,9 +52,9 @@ from .inference import check_device, make_predictor, parse_variants, resolve_mod
 
 NAME = "latency"
 #: Reported name -> PipelineStats timing name.
-STAGE_KEYS = {"capture": "capture_to_dequeue", "dispatch": "capture_to_dispatch", "queue_wait": "queue_wait", "preprocess": "preprocess",
-              "encoder": "encoder", "qformer": "qformer", "decoder": "decoder", "chain": "chain",
-              "inference": "inference", "synth_add": "synth_add", "ready": "onset_to_ready",
+STAGE_KEYS = {"capture": "capture_to_dequeue", "dispatch": "capture_to_dispatch", "queue_wait": "queue_wait",
+              "preprocess": "preprocess", "encoder": "encoder", "qformer": "qformer", "decoder": "decoder",
+              "chain": "chain", "inference": "inference", "synth_add": "synth_add", "ready": "onset_to_ready",
               "emitted": "onset_to_emitted", "push": "push", "push_lag": "push_lag"}
 _PER_CHUNK = ("push", "push_lag")
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class ErpSet:
         np.savez(path, **arrays)
 
     @classmethod
-    def load(cls, path: str) -> "ErpSet":
+    def load(cls, path: str) -> ErpSet:
         """Read what :meth:`save` wrote (also the ERPs of an earlier vibe-rt, without the wide ones)."""
         with np.load(path, allow_pickle=False) as z:
             baseline: tuple[float | None, float | None] | None = (None, 0.0)
@@ -364,7 +365,7 @@ class Comparator:
         """Metric snapshots over time."""
         return self._s.history
 
-    def copy(self, events: bool = True) -> "Comparator":
+    def copy(self, events: bool = True) -> Comparator:
         """An independent copy (``events=False``: without the kept single events, which are large: what a live view
         draws from)."""
         kept = self._kept

@@ -7,18 +7,25 @@ file's samples are fed in chunks, with its markers, into the same :class:`~vibe_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._logs import logger
-from ..data.recordings import (DATA_TYPES, Recording, events_sidecar, read_events_sidecar, read_recording,
-                               read_stimulus_log)
+from ..data.recordings import (
+    DATA_TYPES,
+    Recording,
+    events_sidecar,
+    read_events_sidecar,
+    read_recording,
+    read_stimulus_log,
+)
 from ..devices import DeviceProfile
-from ..units import require_unit, unit_scale
 from ..errors import DataError
 from ..montage import Montage
+from ..units import require_unit, unit_scale
 from .channels import match_channels
 from .comparator import Comparator
 from .epocher import EpochExtractor, parse_marker

@@ -18,9 +18,10 @@ import dataclasses
 import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .._logs import logger
 from ..calibration import CalibrationProfile

@@ -34,14 +34,15 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._imports import import_optional_dependency
 from .._logs import logger
-from ..errors import ConfigError, DataError, require_path
+from ..errors import DataError, require_path
 from ..montage import SI_UNITS, Montage, get_montage
 from ..units import parse_unit, unit_scale
 from .dataset import EpochsDataset
@@ -135,7 +136,7 @@ class Recording:
     # ------------------------------------------------------------------------------------- construction
     @classmethod
     def from_raw(cls, raw: Any, name: str = "", path: str | os.PathLike | None = None,
-                 stim_channel: str | None = None) -> "Recording":
+                 stim_channel: str | None = None) -> Recording:
         """A recording from a preloaded MNE Raw: all channels (SI units), annotations as markers."""
         types = raw.get_channel_types()
         pos = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=float).reshape(-1, 3)
@@ -176,7 +177,7 @@ class Recording:
         """Per-channel factor to SI units (:func:`unit_scale`)."""
         return np.array([unit_scale(u, t) for u, t in zip(self.units, self.ch_types)])
 
-    def pick_types(self, types: Sequence[str] = DATA_TYPES) -> "Recording":
+    def pick_types(self, types: Sequence[str] = DATA_TYPES) -> Recording:
         """The channels of the given types only (default: the M/EEG data channels)."""
         idx = [i for i, t in enumerate(self.ch_types) if t in types]
         if self._data is None:

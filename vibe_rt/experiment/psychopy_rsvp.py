@@ -36,10 +36,11 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +51,17 @@ from ..stream.events import onset_marker  # imported here, not at the first onse
 from .clock import ClockOffset, lsl_clock, measure_offset
 from .log import ExperimentLog
 from .markers import OnsetSink, push_event_marker
-from .rsvp import (RESPONSE_CODE, FramePacer, FrameTiming, RsvpConfig, Trial, build_trials, frame_timing,
-                   missed_frames, score_responses)
+from .rsvp import (
+    RESPONSE_CODE,
+    FramePacer,
+    FrameTiming,
+    RsvpConfig,
+    Trial,
+    build_trials,
+    frame_timing,
+    missed_frames,
+    score_responses,
+)
 
 PACING = ("auto", "vsync", "clock")
 MAX_VSYNC_HZ = 240.0
@@ -171,7 +181,7 @@ class OnsetReporter:
         self._core: Any = None
 
     # lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "OnsetReporter":
+    def start(self) -> OnsetReporter:
         """Measure the clock offset (unless given) and the refresh rate (unless given); enable frame recording."""
         from psychopy import core  # noqa: PLC0415  (the window exists, so PsychoPy is importable)
 
@@ -199,7 +209,7 @@ class OnsetReporter:
             logger.warning("the PsychoPy and LSL clocks drifted by %.3f ms during the run: onsets late in the run "
                            "are off by up to that much", 1e3 * drift)
 
-    def __enter__(self) -> "OnsetReporter":
+    def __enter__(self) -> OnsetReporter:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -47,7 +47,8 @@ def _single_input(backend: Backend, inputs: dict[str, np.ndarray]) -> np.ndarray
     try:
         x = inputs[backend.input_name]
     except KeyError:
-        raise EngineError(f"{backend.name} backend expects input {backend.input_name!r}, got {sorted(inputs)}")
+        raise EngineError(
+            f"{backend.name} backend expects input {backend.input_name!r}, got {sorted(inputs)}") from None
     x = np.asarray(x)
     if x.dtype != np.float32:
         x = x.astype(np.float32)

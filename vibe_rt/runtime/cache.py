@@ -54,7 +54,6 @@ from .export import (
     validate_onnx_file,
 )
 from .int8_set import default_calibration_dir
-from .quantize import MIN_EPOCH_R, QUANTIZED_OPS, image_specific_r, pearson_r, quantize_dynamic_graph
 from .manifest import (
     CHAIN,
     MANIFEST_NAME,
@@ -71,6 +70,7 @@ from .manifest import (
     tensorrt_dir,
     timing_cache_path,
 )
+from .quantize import MIN_EPOCH_R, QUANTIZED_OPS, image_specific_r, pearson_r, quantize_dynamic_graph
 
 if TYPE_CHECKING:
     from ..models.vibe import ViBE

@@ -26,8 +26,9 @@ TensorRT is imported lazily (:func:`import_tensorrt`), so this module imports wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -296,7 +297,8 @@ class TensorRTBackend:
         try:
             data = plan_path.read_bytes()
         except OSError as err:
-            raise EngineError(f"cannot read TensorRT plan {plan_path} ({err}): rebuild with `vibe-rt engines build`")
+            raise EngineError(
+                f"cannot read TensorRT plan {plan_path} ({err}): rebuild with `vibe-rt engines build`") from err
         self._runtime = trt.Runtime(trt_logger())
         self.engine = self._runtime.deserialize_cuda_engine(data)
         if self.engine is None:

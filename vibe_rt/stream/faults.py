@@ -30,8 +30,9 @@ never stop it: a freeze ends, a restarted outlet comes back (a failed re-creatio
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class Episode:
     rate_per_min: float | None = None
 
 
-FaultSpec = Union[ClockDrift, Jitter, Episode]
+FaultSpec: TypeAlias = ClockDrift | Jitter | Episode
 FAULT_NAMES = ("drift", "jitter", "freeze", "drop", "restart")
 _EPISODES = ("freeze", "drop", "restart")
 _RESTART_DOWN_S = 1.0

@@ -19,8 +19,8 @@ An explicit number (``--lookahead 0.25``) is a fixed lookahead and never changes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -22,7 +22,8 @@ import heapq
 import itertools
 import threading
 import time
-from typing import Any, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -213,7 +214,7 @@ class StreamPipeline:
         self._started = False
 
     # lifecycle ----------------------------------------------------------------------------------------------
-    def start(self) -> "StreamPipeline":
+    def start(self) -> StreamPipeline:
         """Create the outlets (and recording), start the threads, then open the source.
 
         Sample 0 is stamped when the outlets exist, before the source opens, so that a source's first frame is
@@ -365,7 +366,7 @@ class StreamPipeline:
             self._errors = []
             raise err
 
-    def __enter__(self) -> "StreamPipeline":
+    def __enter__(self) -> StreamPipeline:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -39,8 +39,9 @@ non-finite output sample (e.g. from a background generator) is replaced by 0 (``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy.ndimage import shift as _ndi_shift
