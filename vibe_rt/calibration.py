@@ -108,7 +108,7 @@ class LatentAdapter:
     @property
     def latent_shape(self) -> tuple[int, int]:
         """``(latent_tokens, latent_dim)``."""
-        return tuple(self.scale.shape)  # type: ignore[return-value]
+        return tuple(self.scale.shape)
 
     def require_model(self, model_hash: str) -> None:
         """Raise :class:`ConfigError` unless the adapter was fitted for the model with this hash."""

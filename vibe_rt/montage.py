@@ -15,11 +15,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import mne
 
 THINGS_EEG2_CHANNELS = (
     "Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P5",
@@ -111,7 +114,7 @@ class Montage:
         units = set(self.units)
         return units.pop() if len(units) == 1 else "SI"
 
-    def create_info(self, sfreq: float | None = None) -> mne.Info:  # noqa: F821
+    def create_info(self, sfreq: float | None = None) -> mne.Info:
         """An :class:`mne.Info` with these channels and positions, at ``sfreq`` (default: model rate)."""
         import mne
 

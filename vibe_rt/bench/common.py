@@ -58,6 +58,7 @@ def cpu_counts() -> dict[str, int | None]:
         physical = psutil.cpu_count(logical=False)
     except ImportError:
         pass
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows

@@ -107,6 +107,7 @@ def run_pipeline(predictor: Any, *, duration: float, event_rate: float, srate: f
     counters = {k: status.get(k, 0) for k in ("frames", "events", "responses", "late", "late_dropped",
                                               "late_clipped", "overload_dropped", "batches", "samples_pushed")}
     final = pipe.lookahead_choice
+    assert initial is not None and final is not None  # chosen by start()
     return {"samples_ms": {k: v for k, v in samples.items() if v.size},
             "counters": counters, "effective_srate_hz": status["effective_srate"], "chunk_samples": pipe.chunk,
             "lookahead": {"mode": initial.mode, "initial_ms": 1e3 * initial.seconds, "final_ms": 1e3 * final.seconds,

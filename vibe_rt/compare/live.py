@@ -346,8 +346,9 @@ class LiveComparator:
     def info(self) -> dict[str, Any]:
         """Stream descriptions and clock corrections for the report."""
         with self._lock:
-            out = {k: {"name": h.name, "source_id": h.source_id, "time_correction_s": h.time_correction,
-                       "n_reconnects": h.n_reconnects} for k, h in self._handles.items()}
+            out: dict[str, dict[str, Any]] = {
+                k: {"name": h.name, "source_id": h.source_id, "time_correction_s": h.time_correction,
+                    "n_reconnects": h.n_reconnects} for k, h in self._handles.items()}
             if self.session is not None:
                 out["live"]["channel_match"] = self.session.live.match.to_dict()
                 out["live"]["sfreq"] = self.session.live.sfreq

@@ -79,10 +79,10 @@ def rec_markers_source(rec: Recording, stimulus_log: str | Path | None = None, *
     sidecar (preferred to its own markers, unless ``sidecar`` is False), or its own markers."""
     if stimulus_log is not None:
         return f"stimulus log {stimulus_log}"
-    sidecar = sidecar and rec.path is not None and rec.path.suffix.lower() != ".xdf"
-    sidecar = events_sidecar(rec.path) if sidecar else None
-    if sidecar is not None:
-        return f"events sidecar {sidecar}"
+    found = events_sidecar(rec.path) if sidecar and rec.path is not None and rec.path.suffix.lower() != ".xdf" \
+        else None
+    if found is not None:
+        return f"events sidecar {found}"
     return f"{rec.marker_source} of {rec.name}"
 
 
@@ -241,10 +241,14 @@ def compare_offline(
                          interpolation=interpolation, unit_override=unit_override,
                          buffer_s=max(30.0, 4 * chunk_s), device=device)
     comp = comparator or Comparator(montage, **comparator_kw)
-    synth_rec = None
-    if isinstance(synth, (str, Path, Recording)) or _is_raw(synth):
-        synth_rec = (synth if isinstance(synth, Recording) else Recording.from_raw(synth) if _is_raw(synth)
-                     else read_recording(synth, signal_stream=synth_stream))
+    synth_rec: Recording | None = None
+    if isinstance(synth, Recording):
+        synth_rec = synth
+    elif _is_raw(synth):
+        synth_rec = Recording.from_raw(synth)
+    elif isinstance(synth, (str, Path)):
+        synth_rec = read_recording(synth, signal_stream=synth_stream)
+    if synth_rec is not None:
         synth_rec = synth_rec.pick_types(DATA_TYPES)
         src: Any = make_extractor(montage, synth_rec.sfreq, synth_rec.ch_names, synth_rec.ch_types, synth_rec.units,
                                   synth_rec.positions, margin_s=comp.margin_s)

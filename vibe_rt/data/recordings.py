@@ -296,7 +296,8 @@ def _xdf_channels(stream: dict, stim_channel: str | None) -> tuple[list[str], li
                                                                   np.ndarray]:
     n = int(stream["info"]["channel_count"][0])
     kind = str(stream["info"]["type"][0]).upper()
-    labels, units, types = [f"ch{i + 1}" for i in range(n)], [None] * n, [""] * n
+    labels, types = [f"ch{i + 1}" for i in range(n)], [""] * n
+    units: list[str | None] = [None] * n
     pos = np.full((n, 3), np.nan)
     try:
         chans = stream["info"]["desc"][0]["channels"][0]["channel"]
@@ -416,7 +417,8 @@ def read_events_sidecar(path: str | os.PathLike) -> list[dict[str, Any]]:
             continue
         try:
             onset = float(cells["onset"])  # type: ignore[arg-type]
-            code = int(float(cells["value"])) if cells.get("value") is not None else None
+            value = cells.get("value")
+            code = int(float(value)) if value is not None else None
         except (TypeError, ValueError) as err:
             raise DataError(f"{path}, line {n}: {err}; onset must be seconds and value a number (or n/a)") from err
         rows.append({"onset": onset, "image": cells.get("image"), "code": code, "columns": cells})
@@ -506,7 +508,7 @@ def _match(rec: Recording, rows: list[dict[str, Any]] | None, tolerance: float, 
     return np.array(out_on), out_img
 
 
-def _pick_channels(raw: Any, montage: Montage | None, path: Path) -> tuple[list[str], Montage]:
+def _pick_channels(raw: Any, montage: Montage | None, path: Path | None) -> tuple[list[str], Montage]:
     import mne
 
     if montage is None:
@@ -518,8 +520,9 @@ def _pick_channels(raw: Any, montage: Montage | None, path: Path) -> tuple[list[
         pos = np.nan_to_num(pos)
         types = tuple(mne.channel_type(raw.info, i) for i in picks)
         n = int(round(raw.info["sfreq"]))
-        return names, Montage(f"recording-{path.stem}", tuple(names), types, pos, float(raw.info["sfreq"]), -0.2,
-                              n, positions_approximate=not np.any(pos))
+        stem = path.stem if path is not None else "raw"  # a Recording made from an MNE Raw may have no file
+        return names, Montage(f"recording-{stem}", tuple(names), types, pos, float(raw.info["sfreq"]), -0.2, n,
+                              positions_approximate=not np.any(pos))
     lower = {c.lower(): c for c in raw.ch_names}
     missing = [c for c in montage.ch_names if c.lower() not in lower]
     if missing:

@@ -522,8 +522,8 @@ def run_rsvp(images: Sequence[str | Path], config: RsvpConfig | None = None, *, 
         # the first two images are loaded before the run; the first draw of each stimulus compiles shaders and
         # uploads textures (tens of ms), so draw both once into the back buffer and clear it
         for k in range(min(2, len(trials))):
-            pixels[k] = load(trials[k])
-            _set_image(stims[k], win, pixels[k])
+            pixels[k] = loaded = load(trials[k])
+            _set_image(stims[k], win, loaded)
             stims[k].draw()
         fix.draw()
         win.clearBuffer()
@@ -592,8 +592,8 @@ def run_rsvp(images: Sequence[str | Path], config: RsvpConfig | None = None, *, 
                         if 1 <= i and i + 1 < len(trials):
                             t_prep = time.perf_counter()
                             nxt = (i + 1) % 2
-                            pixels[nxt] = load(trials[i + 1])
-                            _set_image(stims[nxt], win, pixels[nxt])
+                            pixels[nxt] = loaded = load(trials[i + 1])
+                            _set_image(stims[nxt], win, loaded)
                             t_prep = time.perf_counter() - t_prep
                             if t_prep > timing.period:
                                 logger.debug("loading %s took %.1f ms (%.1f frames)", trials[i + 1].image,

@@ -38,8 +38,9 @@ class Backend(Protocol):
         """Run the graph on ``{input_name: float32 array (B, ...)}``; return ``{output_name: float32 array}``."""
         ...
 
-    def warmup(self, batch: int = 1, n: int = 3) -> None:
-        """Run ``n`` times on zeros of batch ``batch`` (allocations, autotuning, graph capture)."""
+    def warmup(self, batch: int = 1, n: int = 3, shape: tuple[int, ...] | None = None) -> None:
+        """Run ``n`` times on zeros of batch ``batch`` (allocations, autotuning, graph capture); ``shape`` is the
+        per-sample input shape (read from the graph where a backend can)."""
         ...
 
 

@@ -59,8 +59,7 @@ def trt_logger():
     if _TRT_LOGGER is not None:
         return _TRT_LOGGER
     trt = import_tensorrt()
-
-    class _Logger(trt.ILogger):
+    class _Logger(trt.ILogger):  # type: ignore[name-defined]  # a base class from the lazily imported module
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
@@ -98,7 +97,7 @@ def make_entropy_calibrator(batches: Sequence[np.ndarray], cache_file: str | Pat
         raise EngineError("no calibration batches: put images in calibration/int8/ (see calibration/README.md)")
     cache_path = Path(cache_file) if cache_file else None
 
-    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined]  # see trt_logger
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._batches = [np.ascontiguousarray(b, dtype=np.float32) for b in batches]

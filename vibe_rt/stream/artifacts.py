@@ -65,7 +65,7 @@ from __future__ import annotations
 import collections
 import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeAlias
 
@@ -166,7 +166,7 @@ class LineHum:
 
 
 ArtifactSpec: TypeAlias = Blinks | Saccades | MuscleBursts | Drifts | Pops | BadChannel | LineHum
-_KINDS: tuple[type, ...] = (Blinks, Saccades, MuscleBursts, Drifts, Pops, BadChannel, LineHum)
+_KINDS: tuple[type[ArtifactSpec], ...] = (Blinks, Saccades, MuscleBursts, Drifts, Pops, BadChannel, LineHum)
 #: Item names of ``--artifacts``, in the order the artifacts are rendered.
 ARTIFACT_NAMES = tuple(k.name for k in _KINDS)
 #: ``--artifacts realistic`` (see the module docstring).
@@ -204,12 +204,12 @@ def _parse_item(item: Item) -> ArtifactSpec:
         raise ConfigError(f"{FLAG}: unknown artifact {item.name!r}; use {', '.join(ARTIFACT_NAMES)} or realistic")
     if item.when is not None and kind is not BadChannel:
         raise ConfigError(f"{FLAG} {item.raw!r}: only bad-channel takes @CHANNEL")
-    if kind is BadChannel:
+    if issubclass(kind, BadChannel):
         mode = (item.value or "flat").lower()
         if mode not in ("flat", "noisy"):
             raise ConfigError(f"{FLAG} {item.raw!r}: bad-channel is flat or noisy, e.g. bad-channel:flat@T7")
         return BadChannel(mode, item.when)
-    if kind is LineHum:
+    if issubclass(kind, LineHum):
         if item.value is None:
             return LineHum()
         freq = item.value.lower().removesuffix("hz")
@@ -570,9 +570,10 @@ class _LinePart(_Part):
         return out
 
 
-_PARTS: dict[type, type[_Part]] = {Blinks: _BlinkPart, Saccades: _SaccadePart, MuscleBursts: _EmgPart,
-                                   Drifts: _DriftPart, Pops: _PopPart, BadChannel: _BadChannelPart,
-                                   LineHum: _LinePart}
+#: Part per artifact kind; each takes the spec of its own kind.
+_PARTS: dict[type, Callable[[ArtifactInjector, int, Any], _Part]] = {
+    Blinks: _BlinkPart, Saccades: _SaccadePart, MuscleBursts: _EmgPart, Drifts: _DriftPart, Pops: _PopPart,
+    BadChannel: _BadChannelPart, LineHum: _LinePart}
 
 
 class ArtifactInjector:

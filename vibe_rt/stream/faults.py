@@ -145,7 +145,8 @@ def format_faults(specs: Sequence[FaultSpec]) -> str:
     return ",".join(items) or "none"
 
 
-class FaultNotice(NamedTuple):
+@dataclass(frozen=True)
+class FaultNotice:
     """A fault starting or ending at output sample ``index``; ``marker`` is its JSON content (the pipeline adds
     the timestamp of ``index`` as ``onset``)."""
 
@@ -319,9 +320,10 @@ class FaultInjector:
         skipped during a freeze of another fault, are dropped)."""
         best = None
         for windows in self._windows[kind]:
-            while windows.peek() is not None and windows.peek()[1] <= start:
-                windows.pop()
             w = windows.peek()
+            while w is not None and w[1] <= start:
+                windows.pop()
+                w = windows.peek()
             if w is not None and (best is None or w[0] < best[0]):
                 best = w
         return best

@@ -213,7 +213,7 @@ class MarkerOutlets:
 
     def close(self) -> None:
         """Drop the outlets (consumers see the streams disappear)."""
-        self.markers = self.codes = None  # type: ignore[assignment]
+        self.markers = self.codes = None
 
 
 class LslOutlets:
@@ -295,4 +295,4 @@ class LslOutlets:
         """Drop the outlets (consumers see the streams disappear)."""
         if self.marker_outlets is not None:
             self.marker_outlets.close()
-        self.signal = self.marker_outlets = None  # type: ignore[assignment]
+        self.signal = self.marker_outlets = None
