@@ -137,8 +137,9 @@ def test_dependency_rules():
 def test_imports_are_read_from_every_kind_of_statement(tmp_path):
     """The reader sees module-level, function-local, relative, absolute and package imports."""
     pkg = tmp_path / "vibe_rt" / "stream"
-    for name in ("vibe_rt/__init__.py", "vibe_rt/stream/__init__.py", "vibe_rt/errors.py", "vibe_rt/compare/__init__.py",
-                 "vibe_rt/compare/calibrate.py", "vibe_rt/runtime/__init__.py", "vibe_rt/runtime/predictor.py"):
+    for name in ("vibe_rt/__init__.py", "vibe_rt/stream/__init__.py", "vibe_rt/errors.py",
+                 "vibe_rt/compare/__init__.py", "vibe_rt/compare/calibrate.py", "vibe_rt/runtime/__init__.py",
+                 "vibe_rt/runtime/predictor.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).touch()
     src = pkg / "run.py"

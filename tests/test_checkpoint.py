@@ -12,8 +12,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vibe_rt.checkpoint as ckpt
-from vibe_rt.checkpoint import (checkpoint_paths, load_checkpoint, load_default_model, load_vae_checkpoint,
-                                model_hash, save_checkpoint, save_vae_checkpoint)
+from vibe_rt.checkpoint import (
+    checkpoint_paths,
+    load_checkpoint,
+    load_default_model,
+    load_vae_checkpoint,
+    model_hash,
+    save_checkpoint,
+    save_vae_checkpoint,
+)
 from vibe_rt.errors import CheckpointError
 from vibe_rt.models import TSCVAE, TSCVAEConfig, ViBE
 from vibe_rt.montage import get_montage

@@ -283,7 +283,7 @@ def test_recovers_latency_and_gain_on_simulator_erps(tmp_path):
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:64, 0:64]
     images = []
-    for i in range(5):  # gratings of different orientation/frequency/contrast plus noise
+    for _ in range(5):  # gratings of different orientation/frequency/contrast plus noise
         th, f, c = rng.uniform(0, np.pi), rng.uniform(0.05, 0.3), rng.uniform(0.3, 1.0)
         g = 0.5 + 0.5 * c * np.sin(2 * np.pi * f * (np.cos(th) * xx + np.sin(th) * yy))
         img = np.clip(g[..., None] + 0.1 * rng.standard_normal((64, 64, 3)), 0, 1)

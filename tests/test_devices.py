@@ -12,16 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _stream_helpers import PulsePredictor, collect_stream
+
 from vibe_rt import cli
 from vibe_rt.app import build_stream
 from vibe_rt.data.cap import cap_projection
 from vibe_rt.data.noise import BackgroundNoise
 from vibe_rt.data.simulate import EvokedModel
 from vibe_rt.data.stimuli import make_stimulus
-from vibe_rt.data.subject import (ALPHA_LN, AMPLITUDE_LN, BRAIN_TO_SKULL, HEAD_SCALE, IAF_HZ, LATENCY_S,
-                                  TEMPLATE_SUBJECT, draw_subject)
+from vibe_rt.data.subject import (
+    ALPHA_LN,
+    AMPLITUDE_LN,
+    BRAIN_TO_SKULL,
+    HEAD_SCALE,
+    IAF_HZ,
+    LATENCY_S,
+    TEMPLATE_SUBJECT,
+    draw_subject,
+)
 from vibe_rt.devices import BUILTIN_FOLDER, USER_FOLDERS_VARIABLE, device_names, list_devices, load_device
 from vibe_rt.errors import ConfigError
 from vibe_rt.montage import get_montage

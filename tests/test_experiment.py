@@ -14,8 +14,19 @@ import numpy as np
 import pytest
 
 from vibe_rt.errors import ConfigError, MissingDependencyError
-from vibe_rt.experiment import (ExperimentLog, FramePacer, MarkerOutlets, RsvpConfig, build_trials, detect_drops,
-                                frame_timing, frames_for_duration, measure_offset, read_log, score_responses)
+from vibe_rt.experiment import (
+    ExperimentLog,
+    FramePacer,
+    MarkerOutlets,
+    RsvpConfig,
+    build_trials,
+    detect_drops,
+    frame_timing,
+    frames_for_duration,
+    measure_offset,
+    read_log,
+    score_responses,
+)
 from vibe_rt.experiment.rsvp import estimate_refresh, planned_onsets
 
 

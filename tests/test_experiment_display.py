@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _display import display  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.display

@@ -16,8 +16,8 @@ from vibe_rt.data.artifacts import artifact_topographies
 from vibe_rt.errors import ConfigError
 from vibe_rt.montage import get_montage, make_montage
 from vibe_rt.stream import OutputSpec, RecordSpec, StreamConfig, StreamPipeline, SynthSpec
-from vibe_rt.stream.artifacts import (REALISTIC, ArtifactInjector, Blinks, format_artifacts, parse_artifacts)
-from vibe_rt.stream.faults import FaultInjector, format_faults, parse_faults
+from vibe_rt.stream.artifacts import REALISTIC, ArtifactInjector, Blinks, format_artifacts, parse_artifacts
+from vibe_rt.stream.faults import format_faults, parse_faults
 
 FRONTAL = ("Fp1", "Fp2", "Fz", "Cz", "Pz", "Oz", "F7", "F8", "T7", "T8")
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _stream_helpers import PulsePredictor
+
 from vibe_rt import cli
 from vibe_rt.errors import ConfigError
 from vibe_rt.options import ExistingPath, NewFile, Number, option_specs
-from vibe_rt.stream import (ImageFolderSource, OutputSpec, RecordSpec, StreamConfig, StreamPipeline,
-                            format_status)
+from vibe_rt.stream import ImageFolderSource, OutputSpec, RecordSpec, StreamConfig, StreamPipeline, format_status
 from vibe_rt.stream.stats import PipelineStats
 
 pylsl = pytest.importorskip("pylsl")
@@ -262,8 +261,15 @@ def test_an_unreadable_image_is_skipped_with_a_marker(source_id, tmp_path):
 
 # lookahead ------------------------------------------------------------------------------------------------------
 def test_auto_lookahead_rule_and_growth_policy():
-    from vibe_rt.stream.lookahead import (AUTO_MARGIN_FRACTION, AUTO_MARGIN_S, GROW_MIN_RESPONSES, Lookahead,
-                                          auto_lookahead, grown_lookahead, should_grow)
+    from vibe_rt.stream.lookahead import (
+        AUTO_MARGIN_FRACTION,
+        AUTO_MARGIN_S,
+        GROW_MIN_RESPONSES,
+        Lookahead,
+        auto_lookahead,
+        grown_lookahead,
+        should_grow,
+    )
 
     times = np.r_[np.full(99, 0.004), 0.010]  # p99 lies between the bulk and the slowest run
     choice = auto_lookahead(times, 0.005, 10.0)

@@ -18,8 +18,7 @@ from _stream_helpers import PulsePredictor
 
 from vibe_rt.calibration import CalibrationProfile
 from vibe_rt.errors import StreamError
-from vibe_rt.stream import (DemoSource, FixedRate, InferenceSpec, OutputSpec, RecordSpec, StreamPipeline,
-                            SynthSpec)
+from vibe_rt.stream import DemoSource, FixedRate, InferenceSpec, OutputSpec, RecordSpec, StreamPipeline, SynthSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

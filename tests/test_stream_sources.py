@@ -12,8 +12,17 @@ import pytest
 from _stream_helpers import PulsePredictor
 
 from vibe_rt.errors import SourceError
-from vibe_rt.stream import (CameraSource, EveryFrame, ImageFolderSource, InferenceSpec, OutputSpec, RecordSpec,
-                            SceneChange, StreamPipeline, VideoSource)
+from vibe_rt.stream import (
+    CameraSource,
+    EveryFrame,
+    ImageFolderSource,
+    InferenceSpec,
+    OutputSpec,
+    RecordSpec,
+    SceneChange,
+    StreamPipeline,
+    VideoSource,
+)
 
 
 def _write_video(path: Path, scenes: list[int], frames_per_scene: int, fps: float = 30.0) -> Path:

@@ -8,14 +8,20 @@ import numpy as np
 import pytest
 from _stream_helpers import PulsePredictor, small_montage
 
-from vibe_rt.errors import ConfigError
 from vibe_rt.calibration import CalibrationProfile
+from vibe_rt.errors import ConfigError
 from vibe_rt.stream.clock import Pacer, SampleClock, chunk_samples
 from vibe_rt.stream.events import EveryFrame, FixedRate, SceneChange, StimulusFactory, make_policy
 from vibe_rt.stream.sources import DemoSource, Frame, as_rgb_uint8
 from vibe_rt.stream.stats import PipelineStats, format_status
-from vibe_rt.stream.synth import (LineNoise, PinkBackground, Synthesizer, ZeroBackground, make_background,
-                                  resample_factors)
+from vibe_rt.stream.synth import (
+    LineNoise,
+    PinkBackground,
+    Synthesizer,
+    ZeroBackground,
+    make_background,
+    resample_factors,
+)
 
 
 class FakeClock:

@@ -234,14 +234,14 @@ def write_things_meg(path: Path, *, metadata: bool = True, n_ch: int | None = No
     rows = []
     for i in range(6):  # training images, one presentation each
         rows.append(("exp", f"images_meg/concept{i % 3}/concept{i % 3}_{i:02d}s.jpg"))
-    for rep in range(3):  # test images, repeated
+    for _ in range(3):  # test images, repeated
         for j in range(2):
             rows.append(("test", f"images_test_meg/testconcept{j}/testconcept{j}_01b.jpg"))
     rows.append(("catch", "images_catch_meg/catch.jpg"))
     rows.append(("exp", "images_meg/testconcept0/testconcept0_05s.jpg"))  # a test concept in training
     rng = np.random.default_rng(1)
     data = rng.standard_normal((len(rows), len(info["ch_names"]), 281)) * 1e-13
-    for k, (tt, p) in enumerate(rows):
+    for k, (_, p) in enumerate(rows):
         data[k] += sum(p.encode()) % 7 * 1e-13  # image-specific offset to check grouping
     events = np.c_[np.arange(len(rows)) * 300, np.zeros(len(rows), int), np.arange(1, len(rows) + 1)]
     md = pd.DataFrame({"trial_type": [r[0] for r in rows], "image_path": [r[1] for r in rows],

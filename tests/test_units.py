@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-
 from _stream_helpers import PulsePredictor, small_montage
+
 from vibe_rt import cli
 from vibe_rt.app import build_stream
 from vibe_rt.checkpoint import default_checkpoint_path

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Literal, overload
 
 from .errors import MissingDependencyError
 
 _EXTRAS = {"tensorrt": "tensorrt", "psychopy": "psychopy", "mne_lsl": "replay", "ot": "test"}
+
+
+@overload
+def import_optional_dependency(name: str, *, raise_error: Literal[True] = ...) -> ModuleType: ...
+@overload
+def import_optional_dependency(name: str, *, raise_error: bool) -> ModuleType | None: ...
 
 
 def import_optional_dependency(name: str, *, raise_error: bool = True) -> ModuleType | None:

@@ -49,10 +49,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -107,7 +108,7 @@ class LatentAdapter:
     @property
     def latent_shape(self) -> tuple[int, int]:
         """``(latent_tokens, latent_dim)``."""
-        return tuple(self.scale.shape)  # type: ignore[return-value]
+        return tuple(self.scale.shape)
 
     def require_model(self, model_hash: str) -> None:
         """Raise :class:`ConfigError` unless the adapter was fitted for the model with this hash."""
@@ -131,7 +132,7 @@ class LatentAdapter:
                 "shift": np.round(self.shift.astype(float), 6).tolist(), "fit": self.info}
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "calibration profile") -> "LatentAdapter":
+    def from_dict(cls, data: Any, where: str = "calibration profile") -> LatentAdapter:
         """Read :meth:`to_dict`'s form (a :class:`ConfigError` names what is wrong)."""
         if not isinstance(data, dict) or data.get("kind") != ADAPTER_KIND:
             raise ConfigError(f"{where}: adapter kind must be {ADAPTER_KIND!r}, got "
@@ -314,7 +315,7 @@ class CalibrationProfile:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "calibration profile") -> "CalibrationProfile":
+    def from_dict(cls, data: Any, where: str = "calibration profile") -> CalibrationProfile:
         """A profile from its JSON form (also those of earlier versions); :class:`ConfigError` names the problem."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ConfigError(f"{where} is not a vibe-rt calibration profile (format must be {FORMAT!r}); "
@@ -343,7 +344,7 @@ class CalibrationProfile:
             where=where)
 
     @classmethod
-    def load(cls, path: str | Path) -> "CalibrationProfile":
+    def load(cls, path: str | Path) -> CalibrationProfile:
         """Read and validate a profile file (raises :class:`ConfigError` naming the problem)."""
         path = require_path(path, "file", "calibration profile", "give a JSON profile made with `vibe-rt "
                             "calibrate`", ConfigError)
@@ -365,7 +366,7 @@ class CalibrationProfile:
         return path
 
     # ------------------------------------------------------------------------------------------ resolve
-    def resolve(self, montage: Montage) -> "ResolvedCalibration":
+    def resolve(self, montage: Montage) -> ResolvedCalibration:
         """The profile for the channels of ``montage``, matched by label ignoring case.
 
         Montage channels absent from the profile keep gain 1 and no shift (logged once). A profile that covers

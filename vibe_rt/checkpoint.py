@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -186,7 +186,8 @@ def save_checkpoint(
     config = model.cfg.to_dict()
     del config["montage"]  # stored once, at the top level
     return _save(KIND_VIBE, model, path, config=config, montage=model.montage,
-                 normalisation=_normalisation(model.norm_mean.cpu().numpy(), model.norm_std.cpu().numpy()),
+                 normalisation=_normalisation(model.get_buffer("norm_mean").cpu().numpy(),
+                                             model.get_buffer("norm_std").cpu().numpy()),
                  metrics=metrics, extra={"unit": model.montage.unit, **(extra or {})})
 
 
@@ -223,6 +224,9 @@ _DOCUMENT_FIX = ("the document was edited or written by another program: restore
 def _invalid(doc_path: Path, detail: str) -> CheckpointError:
     """A one-line CheckpointError for a malformed document: the field, its value and the fix."""
     return CheckpointError(f"checkpoint document {doc_path}: {detail}; {_DOCUMENT_FIX}")
+
+
+_Config = TypeVar("_Config", ViBEConfig, TSCVAEConfig)
 
 
 @dataclass(frozen=True)
@@ -348,12 +352,15 @@ def _read_document(path: str | Path) -> _Checked:
     return _Checked(doc, montage, config, data, weights_path)
 
 
-def _require_kind(checked: _Checked, kind: str) -> None:
+def _require_kind(checked: _Checked, kind: str, config_type: type[_Config]) -> _Config:
+    """The checkpoint's config, after checking that it is a ``kind`` checkpoint."""
     found = checked.document["kind"]
     if found != kind:
         loader = "load_vae_checkpoint" if found == KIND_VAE else "load_checkpoint"
         raise CheckpointError(f"{checked.weights_path} is a {found!r} checkpoint, not {kind!r}; load it with "
                               f"{loader}")
+    assert isinstance(checked.config, config_type)  # _check_document builds the config of the document's kind
+    return checked.config
 
 
 def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
@@ -415,12 +422,13 @@ def load_checkpoint(path: str | Path) -> ViBE:
 
 
 def _load_vibe(checked: _Checked) -> ViBE:
-    _require_kind(checked, KIND_VIBE)
-    model = ViBE(checked.config, load_pretrained=False)  # every weight, the encoder's included, comes from the file
+    config = _require_kind(checked, KIND_VIBE, ViBEConfig)
+    model = ViBE(config, load_pretrained=False)  # every weight, the encoder's included, comes from the file
     _load_weights(model, checked.weights, checked.weights_path)
     norm = checked.document.get("normalisation")
-    if norm is not None and not (np.allclose(norm["mean"], model.norm_mean.numpy(), rtol=1e-6, atol=0)
-                                 and np.allclose(norm["std"], model.norm_std.numpy(), rtol=1e-6, atol=0)):
+    if norm is not None and not (np.allclose(norm["mean"], model.get_buffer("norm_mean").numpy(), rtol=1e-6, atol=0)
+                                 and np.allclose(norm["std"], model.get_buffer("norm_std").numpy(), rtol=1e-6,
+                                                 atol=0)):
         raise CheckpointError(f"{checked.weights_path}: the normalisation in {checked.weights_path.stem}.json "
                               "differs from the one in the weights; the document was edited, re-save the checkpoint")
     return model
@@ -429,8 +437,7 @@ def _load_vibe(checked: _Checked) -> ViBE:
 def load_vae_checkpoint(path: str | Path) -> VAECheckpoint:
     """Load a stage-1 checkpoint saved by :func:`save_vae_checkpoint` (same checks as :func:`load_checkpoint`)."""
     checked = _read_document(path)
-    _require_kind(checked, KIND_VAE)
-    vae = TSCVAE(checked.config)
+    vae = TSCVAE(_require_kind(checked, KIND_VAE, TSCVAEConfig))
     _load_weights(vae, checked.weights, checked.weights_path)
     doc = checked.document
     norm = doc.get("normalisation") or {}

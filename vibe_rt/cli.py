@@ -7,14 +7,15 @@ import importlib
 import math
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from ._logs import LEVEL_VARIABLE, set_log_level
 from .errors import ConfigError, VibeError
 
 # One module per subcommand; each exposes ``add_parser(subparsers)`` and imports heavy libraries lazily.
-_COMMANDS = ("info", "stream", "devices", "data", "train", "eval", "engines", "experiment", "compare", "calibrate", "bench")
+_COMMANDS = ("info", "stream", "devices", "data", "train", "eval", "engines", "experiment", "compare", "calibrate",
+             "bench")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,13 +12,17 @@ idealised spherical montages (``biosemi64``, ``easycap-M1`` ...) use a head fram
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import mne
 
 THINGS_EEG2_CHANNELS = (
     "Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P5",
@@ -110,7 +114,7 @@ class Montage:
         units = set(self.units)
         return units.pop() if len(units) == 1 else "SI"
 
-    def create_info(self, sfreq: float | None = None) -> "mne.Info":  # noqa: F821
+    def create_info(self, sfreq: float | None = None) -> mne.Info:
         """An :class:`mne.Info` with these channels and positions, at ``sfreq`` (default: model rate)."""
         import mne
 
@@ -140,7 +144,7 @@ class Montage:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Montage":
+    def from_dict(cls, data: dict[str, Any]) -> Montage:
         """Inverse of :meth:`to_dict`."""
         try:
             return cls(
@@ -156,12 +160,12 @@ class Montage:
         except KeyError as err:
             raise ConfigError(f"montage description lacks the key {err}") from err
 
-    def with_window(self, sfreq: float, tmin: float, n_times: int) -> "Montage":
+    def with_window(self, sfreq: float, tmin: float, n_times: int) -> Montage:
         """The same channels with another model rate and epoch window."""
         return Montage(self.name, self.ch_names, self.ch_types, self.positions, sfreq, tmin, n_times,
                        self.positions_approximate)
 
-    def pick(self, ch_names: Sequence[str]) -> "Montage":
+    def pick(self, ch_names: Sequence[str]) -> Montage:
         """A montage with a subset of channels, in the given order."""
         missing = [c for c in ch_names if c not in self.ch_names]
         if missing:

@@ -226,7 +226,8 @@ def noise_ceiling(epochs: np.ndarray, n_splits: int = 100, seed: int | None = 0,
         ``lower`` and ``upper``, shape of the half averages without ``axis``.
     """
     full = repetition_mean(epochs)
-    lower = upper = 0.0
+    lower: np.ndarray | float = 0.0
+    upper: np.ndarray | float = 0.0
     for a, b in random_halves(epochs, n_splits, seed):
         lo, up = split_ceilings(a, b, full, axis, nan_as=nan_as)
         lower, upper = lower + lo, upper + up

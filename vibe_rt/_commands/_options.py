@@ -69,8 +69,8 @@ def comparison_config(args: argparse.Namespace, **run_options: object):  # -> vi
     return CompareConfig(
         live=args.live, live_file=args.live_file, markers=args.markers, stimulus_log=args.stimulus_log,
         live_unit=args.live_unit, synth=args.synth, model=args.model, backend=args.backend, images=args.images,
-        montage=args.montage, unit_scale=args.unit_scale, device=args.device, interpolation=args.interpolation, baseline=not args.no_baseline,
-        max_lag_ms=args.max_lag_ms, **run_options)  # type: ignore[arg-type]
+        montage=args.montage, unit_scale=args.unit_scale, device=args.device, interpolation=args.interpolation,
+        baseline=not args.no_baseline, max_lag_ms=args.max_lag_ms, **run_options)  # type: ignore[arg-type]
 
 
 __all__ = ["MARKER_SCHEMA", "add_comparison_options", "add_model_options", "comparison_config"]

@@ -1,4 +1,5 @@
-"""``vibe-rt bench <name>``: the benchmarks of :mod:`vibe_rt.bench` and the README tables (see ``benchmarks/README.md``).
+"""``vibe-rt bench <name>``: the benchmarks of :mod:`vibe_rt.bench` and the README tables
+(see ``benchmarks/README.md``).
 
 Parse -> :class:`~vibe_rt.bench.suite.BenchConfig` -> one call of :func:`vibe_rt.bench.suite.run` (or
 :func:`~vibe_rt.bench.suite.run_suite` for ``all``, :func:`vibe_rt.bench.tables.run` for ``tables``). Each
@@ -133,7 +134,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                       "here is reported and skipped)", suite_options)}
     for name, (question, options) in entries.items():
         aliases = [name.replace("-", "_")] if "-" in name else []
-        sub = names.add_parser(name, aliases=aliases, help=question, description=question[0].upper() + question[1:] + ".",
+        sub = names.add_parser(name, aliases=aliases, help=question,
+                               description=question[0].upper() + question[1:] + ".",
                                argument_default=argparse.SUPPRESS)
         _add_options(sub, options)
         sub.set_defaults(which=name)

@@ -20,10 +20,10 @@ model: live(t) = gain[channel] * synthesized(t - latency), fitted jointly by lea
 (gain per channel, an intercept per image and channel, latency to a fraction of a sample) with the synthesized
 signal cut at onset - latency (overlapping responses included: the synthesized side is the signal the stream
 makes for the session's onsets); each gain and latency comes with a standard error from a block bootstrap over
-the events. The stream applies the latency as an onset delay of the whole response. With --adapter, also a per-dimension scale and shift of the
-model's latent (fitted through the decoder of --model, default the embedded model: pass the model that
-synthesized the session); it is kept only if it improves the held-out ERP r (fit on odd, test on even
-repetitions), and the profile then works only with that model.
+the events. The stream applies the latency as an onset delay of the whole response. With --adapter, also a
+per-dimension scale and shift of the model's latent (fitted through the decoder of --model, default the embedded
+model: pass the model that synthesized the session); it is kept only if it improves the held-out ERP r (fit on
+odd, test on even repetitions), and the profile then works only with that model.
 Use the profile with: vibe-rt stream --calibration calibration/NAME.json
 
 examples:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._options import MARKER_SCHEMA, add_comparison_options, comparison_config
 
-_EPILOG = """\
+_EPILOG = f"""\
 synthesized epochs come from (one of):
   --synth NAME    a running `vibe-rt stream` signal stream, epoched around the same markers (simplest, robust);
                   with --live-file: a recording of that stream, or the stream's name inside the same XDF file
@@ -19,7 +19,7 @@ synthesized epochs come from (one of):
 both are epoched like the live data (same window, baseline, anti-alias filter), so overlapping responses (any
 SOA shorter than the epoch) are compared as they are, not confounded.
 
-markers: vibe-rt's JSON string markers ({schema}), plain strings (the image
+markers: vibe-rt's JSON string markers ({MARKER_SCHEMA}), plain strings (the image
 name), MNE-LSL annotation streams (string or one-hot) or numeric codes; with --live-file, a recording's events
 sidecar (<stem>_events.tsv, as `vibe-rt stream --record` writes it) is preferred to its own markers. Running
 ERPs are averaged per image.
@@ -33,7 +33,7 @@ examples:
   vibe-rt compare --live-file session.xdf --live actiCHamp --synth vibe-rt --report reports/offline
   vibe-rt compare --live-file rec.fif --stimulus-log stim.csv --model ckpt/vibe --images stimuli/
   vibe-rt compare --live-file rec.vhdr --images stimuli/        # a `vibe-rt stream --record` recording
-""".format(schema=MARKER_SCHEMA)
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -6,14 +6,14 @@ import argparse
 
 from ._options import MARKER_SCHEMA
 
-_EPILOG = """\
+_EPILOG = f"""\
 timing: durations are whole frames of the measured refresh rate (e.g. 0.1 s = 6 frames at 60 Hz). Each onset
 is the flip time (PsychoPy clock) converted to the LSL clock; its marker is stamped with that time and the
 synthesized response is placed there. A flip interval above 1.5 refresh periods counts as a dropped frame.
 Without vsync (Xvfb, some VMs) frames are paced by the clock at --refresh Hz (default 60).
 
 streams (LSL): <name> (synthesized M/EEG, unless --no-synth), <name>-markers (JSON per onset,
-{schema}), <name>-codes (int32: image i -> i+1, targets after the images, key press 99999).
+{MARKER_SCHEMA}), <name>-codes (int32: image i -> i+1, targets after the images, key press 99999).
 
 log: a TSV row per trial (trial, sequence, position, image, is_target, code, planned_onset, actual_onset_lsl,
 flip_interval, on_duration, dropped, marker), flushed as the run goes. Escape aborts.
@@ -22,7 +22,7 @@ examples:
   vibe-rt experiment rsvp --images stimuli/ --repetitions 4 --targets targets/ --fullscreen
   vibe-rt experiment rsvp --images stimuli/ --no-synth --log run1.tsv      # markers only (real amplifier)
   xvfb-run -a vibe-rt experiment rsvp --images stimuli/ --windowed        # headless test run
-""".format(schema=MARKER_SCHEMA)
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

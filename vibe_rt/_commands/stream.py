@@ -6,15 +6,14 @@ import argparse
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from ._options import MARKER_SCHEMA
 
-_EPILOG = """\
+_EPILOG = f"""\
 streams (LSL):
   <name>          type EEG (microvolts) or MEG (tesla), float32, --srate Hz, source_id vibe-rt-<name>-<montage>;
                   channel labels/units/types/locations (mm) and the output delay in the stream's meta-data
-  <name>-markers  type Markers, one JSON string per stimulus onset ({schema})
+  <name>-markers  type Markers, one JSON string per stimulus onset ({MARKER_SCHEMA})
   <name>-codes    type Markers, int32 code per onset whose response is in the signal (for OpenViBE, MNE-LSL)
 
 --record FILE.vhdr also writes FILE_events.tsv (onset, duration, trial_type, image, value, status) beside it;
@@ -34,7 +33,7 @@ examples:
   vibe-rt stream --images stimuli/ --on 0.2 --off 0.8 --events every
   vibe-rt stream --camera 0 --device biosemi-64 --subject 7
   vibe-rt stream --images stimuli/ --on 0.1 --off 0.1 --loop --shuffle --seed 1 --record rsvp.vhdr
-""".format(schema=MARKER_SCHEMA)
+"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,8 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..options import values_from_namespace
     from ..app import run_stream
+    from ..options import values_from_namespace
     from ..stream import StreamConfig, format_status
 
     config = StreamConfig(**values_from_namespace(args, StreamConfig))

@@ -64,6 +64,7 @@ def record(seconds: float = 7.5) -> tuple[np.ndarray, np.ndarray, float, list[st
             stamps.extend(ts)
             m, _ = inlets[1].pull_chunk(timeout=0.0)
             markers.extend(json.loads(v[0]) for v in m)
+        assert pipe.sample_clock is not None  # set by start()
         t0 = pipe.sample_clock.t0
     return np.array(data), np.array(stamps), t0, list(montage.ch_names), markers
 

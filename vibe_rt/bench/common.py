@@ -17,8 +17,9 @@ import json
 import os
 import platform
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,7 @@ def cpu_counts() -> dict[str, int | None]:
         physical = psutil.cpu_count(logical=False)
     except ImportError:
         pass
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows

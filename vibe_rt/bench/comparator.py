@@ -149,7 +149,7 @@ def run(*, quick: bool = False, out_dir: str | Path | None = None, write: bool =
     grid = [recovery(lat, noise, seed=k, soa=soa) for k, (lat, noise, soa) in enumerate(cells)]
     erps = [row.pop("_erps") for row in grid][cells.index(CALIBRATION_SESSION)]
     costs = [(10, 30)] if quick else [(n, max(3 * n, 300)) for n in (10, 100, 1000)]
-    payload = {
+    payload: dict[str, Any] = {
         "question": __doc__.splitlines()[0],
         "config": {"montage": "things-eeg2", "n_images": 12, "n_reps": 8, "sfreq_recording": 500.0,
                    "stream_rate": 1000.0, "gain_range": [0.7, 1.4], "soa_s": [SOA, *OVERLAP_SOAS],

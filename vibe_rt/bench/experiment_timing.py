@@ -31,13 +31,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._logs import logger
 from ..errors import MissingDependencyError
 from .common import percentiles, write_result
+
+if TYPE_CHECKING:
+    from ..experiment import MarkerOutlets
+    from ..stream import StreamPipeline
 
 NAME = "experiment_timing"
 
@@ -111,9 +115,10 @@ def run(*, duration: float = 120.0, pacing: str = "auto", size: tuple[int, int] 
         reps = max(1, int(np.ceil(n_trials / n_images)))
         cfg = RsvpConfig(**{**cfg.to_dict(), "repetitions": reps, "response_window": tuple(cfg.response_window)})
         sid = unique_source_id("vibe-rt-bench")
+        outlets: StreamPipeline | MarkerOutlets
         if synth:
-            from ..runtime.predictor import create_predictor
             from ..data.noise import BackgroundNoise
+            from ..runtime.predictor import create_predictor
             from ..stream import OutputSpec, StreamPipeline
 
             predictor = create_predictor(backend="onnxruntime")
@@ -146,8 +151,12 @@ def run(*, duration: float = 120.0, pacing: str = "auto", size: tuple[int, int] 
             stop.set()
             thread.join(2)
             header, rows = read_log(log_path)
-        stream_status = outlets.status() if synth else None
-        (outlets.stop if synth else outlets.close)()
+        stream_status = None
+        if isinstance(outlets, MarkerOutlets):
+            outlets.close()
+        else:
+            stream_status = outlets.status()
+            outlets.stop()
         rows = [r for r in rows if r["marker"] in ("stim", "target")]
         onsets = np.array([r["actual_onset_lsl"] for r in rows])
         marker_ts = np.array([t for t, _ in received])

@@ -52,9 +52,9 @@ from .inference import check_device, make_predictor, parse_variants, resolve_mod
 
 NAME = "latency"
 #: Reported name -> PipelineStats timing name.
-STAGE_KEYS = {"capture": "capture_to_dequeue", "dispatch": "capture_to_dispatch", "queue_wait": "queue_wait", "preprocess": "preprocess",
-              "encoder": "encoder", "qformer": "qformer", "decoder": "decoder", "chain": "chain",
-              "inference": "inference", "synth_add": "synth_add", "ready": "onset_to_ready",
+STAGE_KEYS = {"capture": "capture_to_dequeue", "dispatch": "capture_to_dispatch", "queue_wait": "queue_wait",
+              "preprocess": "preprocess", "encoder": "encoder", "qformer": "qformer", "decoder": "decoder",
+              "chain": "chain", "inference": "inference", "synth_add": "synth_add", "ready": "onset_to_ready",
               "emitted": "onset_to_emitted", "push": "push", "push_lag": "push_lag"}
 _PER_CHUNK = ("push", "push_lag")
 
@@ -107,6 +107,7 @@ def run_pipeline(predictor: Any, *, duration: float, event_rate: float, srate: f
     counters = {k: status.get(k, 0) for k in ("frames", "events", "responses", "late", "late_dropped",
                                               "late_clipped", "overload_dropped", "batches", "samples_pushed")}
     final = pipe.lookahead_choice
+    assert initial is not None and final is not None  # chosen by start()
     return {"samples_ms": {k: v for k, v in samples.items() if v.size},
             "counters": counters, "effective_srate_hz": status["effective_srate"], "chunk_samples": pipe.chunk,
             "lookahead": {"mode": initial.mode, "initial_ms": 1e3 * initial.seconds, "final_ms": 1e3 * final.seconds,

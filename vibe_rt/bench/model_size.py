@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def measure(size: str, montage: str, warmup: int, repeats: int) -> dict[str, Any
     latency = {}
     with torch.inference_mode():
         for name, stage in model.stages().items():
-            latency[name] = _latency(lambda: stage(inputs[name]), warmup, repeats)
+            latency[name] = _latency(partial(stage, inputs[name]), warmup, repeats)
         latency["chain"] = _latency(lambda: model(inputs["encoder"]), warmup, repeats)
     return {"size": size, "montage": montage, "encoder": model.cfg.encoder.name, "image_size": model.encoder.image_size,
             "n_tokens": model.encoder.n_tokens, "latent": [model.cfg.vae.latent_tokens, model.cfg.vae.latent_dim],

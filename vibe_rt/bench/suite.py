@@ -184,7 +184,7 @@ def _throughput(c: BenchConfig) -> Result:
 def _quality(c: BenchConfig) -> Result:
     from . import quality
 
-    checkpoints = [m for m in c.model if m not in ("tiny", "base")]  # presets have no trained weights
+    checkpoints: list[str | Path] = [m for m in c.model if m not in ("tiny", "base")]  # presets have no trained weights
     return quality.run(models=checkpoints, data=c.data, quick=c.quick, n_splits=c.splits, threads=c.threads,
                        out_dir=c.out, write=c.write)
 

@@ -115,7 +115,7 @@ def run(*, backend: str | None = None, model: str | Path | None = None, device: 
                 "raw_total_ms": np.round(np.asarray(raw[label]["total"]) * 1e3, 4)})
             if s["total_ms"]["p50"] >= target:  # typical calls too slow: larger batches only get slower
                 active.pop(label, None)
-    for label, r in results.items():
+    for r in results.values():
         if "sweep" not in r:
             continue
         good = [s for s in r["sweep"] if s["meets_target"]]

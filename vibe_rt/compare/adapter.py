@@ -138,7 +138,7 @@ def select_penalty(model, synth: np.ndarray, odd: np.ndarray, even: np.ndarray, 
     for penalty in penalties:
         adapter = fit_latent_adapter(model, z, target, gain, penalty=penalty)
         scores[penalty] = M.overall_r(even, calibrated_prediction(model, z, adapter, gain, shift_samples))
-    best = max(scores, key=scores.get)
+    best = max(scores, key=scores.__getitem__)
     kept = scores[best] > identity + MIN_GAIN
     report = {"identity_r": identity, "penalty_r": {str(k): v for k, v in scores.items()},
               "chosen": best if kept else None, "kept": bool(kept)}

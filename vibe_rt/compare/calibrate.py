@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -146,10 +147,11 @@ def fit_calibration(
         adapter_hash = as_loaded(adapter_model).model_hash
     profile = CalibrationProfile(
         name=name or montage.name, montage=montage.name, sfreq=float(montage.sfreq), channels=montage.ch_names,
-        gain=np.round(fit.gain, 6), latency_s=latency if np.ndim(latency) == 0 else np.asarray(latency).round(7),
+        gain=tuple(np.round(fit.gain, 6).tolist()),
+        latency_s=float(latency) if np.ndim(latency) == 0 else tuple(np.asarray(latency).round(7).tolist()),
         latency_fit=fit.to_dict(), uncertainty=uncertainty, model_hash=model_hash or adapter_hash,
         channel_map=dict(channel_map) if channel_map else {c: c for c in montage.ch_names},
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         n_events=int(np.sum(erps.counts)), n_keys=len(erps.keys))
     metrics: dict[str, Any] = {"before": erp_metrics(live, synth),
                                "after": erp_metrics(live, calibrated_erps(erps, montage, fit.gain, latency))}

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class ErpSet:
         np.savez(path, **arrays)
 
     @classmethod
-    def load(cls, path: str) -> "ErpSet":
+    def load(cls, path: str) -> ErpSet:
         """Read what :meth:`save` wrote (also the ERPs of an earlier vibe-rt, without the wide ones)."""
         with np.load(path, allow_pickle=False) as z:
             baseline: tuple[float | None, float | None] | None = (None, 0.0)
@@ -313,7 +314,7 @@ class Comparator:
         if meta:
             rec["meta"] = meta
         s = self._s
-        if s.r_ch_sum is None:
+        if s.r_ch_sum is None or s.r_ch_n is None:
             s.r_ch_sum = np.zeros(r_ch.size)
             s.r_ch_n = np.zeros(r_ch.size)
         ok = np.isfinite(r_ch)
@@ -364,7 +365,7 @@ class Comparator:
         """Metric snapshots over time."""
         return self._s.history
 
-    def copy(self, events: bool = True) -> "Comparator":
+    def copy(self, events: bool = True) -> Comparator:
         """An independent copy (``events=False``: without the kept single events, which are large: what a live view
         draws from)."""
         kept = self._kept
@@ -422,7 +423,8 @@ class Comparator:
             return out
         out["erp_r"] = M.overall_r(e.live, e.synth)
         out["erp_rmse"] = M.rmse(e.live, e.synth)
-        fit = M.fit_latency_gain(e.live, e.synth_wide, self.margin, self.montage.sfreq, max_lag_s=self.max_lag_s,
+        wide, margin = e.wide  # the ERPs of this comparator always have their wide synthesized epochs
+        fit = M.fit_latency_gain(e.live, wide, margin, self.montage.sfreq, max_lag_s=self.max_lag_s,
                                  refine=not compact)
         out["latency_s"] = fit.latency_s if np.isfinite(fit.r) else nan
         two = e.counts >= 2
@@ -432,12 +434,12 @@ class Comparator:
             out.update(split_half_r=sh.r, reliability=sh.reliability, noise_ceiling=sh.ceiling)
             if not compact:
                 per_channel = split_half_reliability(odd, even, axis=(0, 2))
-                out["noise_ceiling_per_channel"] = per_channel.ceiling.tolist()
-                out["reliability_per_channel"] = per_channel.reliability.tolist()
+                out["noise_ceiling_per_channel"] = np.asarray(per_channel.ceiling).tolist()
+                out["reliability_per_channel"] = np.asarray(per_channel.reliability).tolist()
         if not compact:
             out.update(M.erp_metrics(e.live, e.synth))
             out["latency"] = fit.to_dict()
-            aligned = self.baselined(M.align(e.synth_wide, self.margin, fit.latency_samples, self.montage.n_times))
+            aligned = self.baselined(M.align(wide, margin, fit.latency_samples, self.montage.n_times))
             out["gain_per_channel"] = fit.gain.tolist()
             out["erp_r_aligned"] = M.overall_r(e.live, aligned)
         return out

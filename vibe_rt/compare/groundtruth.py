@@ -17,8 +17,9 @@ marker stream) for live tests.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import shift as _ndi_shift

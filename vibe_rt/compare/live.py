@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import threading
 import time as _time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -223,7 +224,7 @@ class LiveComparator:
         self.session: Session | None = None
 
     # -------------------------------------------------------------------------------------- lifecycle
-    def start(self) -> "LiveComparator":
+    def start(self) -> LiveComparator:
         """Resolve the streams (raise :class:`StreamError` if absent), open inlets, start the worker thread."""
         if self._thread is not None:
             return self
@@ -250,7 +251,7 @@ class LiveComparator:
         self._thread.start()
         return self
 
-    def stop(self) -> "LiveComparator":
+    def stop(self) -> LiveComparator:
         """Stop the worker, count pending events as lost, close inlets; re-raise a worker failure."""
         if self._thread is not None:
             self._stop.set()
@@ -269,7 +270,7 @@ class LiveComparator:
             raise StreamError(f"the live comparator's worker failed: {err!r}") from err
         return self
 
-    def __enter__(self) -> "LiveComparator":
+    def __enter__(self) -> LiveComparator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -345,8 +346,9 @@ class LiveComparator:
     def info(self) -> dict[str, Any]:
         """Stream descriptions and clock corrections for the report."""
         with self._lock:
-            out = {k: {"name": h.name, "source_id": h.source_id, "time_correction_s": h.time_correction,
-                       "n_reconnects": h.n_reconnects} for k, h in self._handles.items()}
+            out: dict[str, dict[str, Any]] = {
+                k: {"name": h.name, "source_id": h.source_id, "time_correction_s": h.time_correction,
+                    "n_reconnects": h.n_reconnects} for k, h in self._handles.items()}
             if self.session is not None:
                 out["live"]["channel_match"] = self.session.live.match.to_dict()
                 out["live"]["sfreq"] = self.session.live.sfreq

@@ -217,6 +217,7 @@ def fit_latency_gain(live: np.ndarray, synth_wide: np.ndarray, margin: int, sfre
         with np.errstate(invalid="ignore", divide="ignore"):
             return yy - np.where(d > 0, n * n / np.where(d > 0, d, 1.0), 0.0), n, d
 
+    lag: np.ndarray | float
     if per_channel:
         best = np.argmin(rss, axis=0)
         lag0 = lags[best].astype(float)

@@ -7,18 +7,25 @@ file's samples are fed in chunks, with its markers, into the same :class:`~vibe_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._logs import logger
-from ..data.recordings import (DATA_TYPES, Recording, events_sidecar, read_events_sidecar, read_recording,
-                               read_stimulus_log)
+from ..data.recordings import (
+    DATA_TYPES,
+    Recording,
+    events_sidecar,
+    read_events_sidecar,
+    read_recording,
+    read_stimulus_log,
+)
 from ..devices import DeviceProfile
-from ..units import require_unit, unit_scale
 from ..errors import DataError
 from ..montage import Montage
+from ..units import require_unit, unit_scale
 from .channels import match_channels
 from .comparator import Comparator
 from .epocher import EpochExtractor, parse_marker
@@ -72,10 +79,10 @@ def rec_markers_source(rec: Recording, stimulus_log: str | Path | None = None, *
     sidecar (preferred to its own markers, unless ``sidecar`` is False), or its own markers."""
     if stimulus_log is not None:
         return f"stimulus log {stimulus_log}"
-    sidecar = sidecar and rec.path is not None and rec.path.suffix.lower() != ".xdf"
-    sidecar = events_sidecar(rec.path) if sidecar else None
-    if sidecar is not None:
-        return f"events sidecar {sidecar}"
+    found = events_sidecar(rec.path) if sidecar and rec.path is not None and rec.path.suffix.lower() != ".xdf" \
+        else None
+    if found is not None:
+        return f"events sidecar {found}"
     return f"{rec.marker_source} of {rec.name}"
 
 
@@ -234,10 +241,14 @@ def compare_offline(
                          interpolation=interpolation, unit_override=unit_override,
                          buffer_s=max(30.0, 4 * chunk_s), device=device)
     comp = comparator or Comparator(montage, **comparator_kw)
-    synth_rec = None
-    if isinstance(synth, (str, Path, Recording)) or _is_raw(synth):
-        synth_rec = (synth if isinstance(synth, Recording) else Recording.from_raw(synth) if _is_raw(synth)
-                     else read_recording(synth, signal_stream=synth_stream))
+    synth_rec: Recording | None = None
+    if isinstance(synth, Recording):
+        synth_rec = synth
+    elif _is_raw(synth):
+        synth_rec = Recording.from_raw(synth)
+    elif isinstance(synth, (str, Path)):
+        synth_rec = read_recording(synth, signal_stream=synth_stream)
+    if synth_rec is not None:
         synth_rec = synth_rec.pick_types(DATA_TYPES)
         src: Any = make_extractor(montage, synth_rec.sfreq, synth_rec.ch_names, synth_rec.ch_types, synth_rec.units,
                                   synth_rec.positions, margin_s=comp.margin_s)

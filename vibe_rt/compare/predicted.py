@@ -8,8 +8,8 @@ predicted response (a :class:`~vibe_rt.compare.session.SynthSource`, e.g. the mo
 overlap-added at its true onset by the stream's own :class:`~vibe_rt.stream.synth.Synthesizer` (same
 resampling to the output rate, same taper, same placement to the nearest output sample of a 1 kHz (or faster)
 rate; no background), and the signal so rendered is epoched by an :class:`~vibe_rt.compare.epocher.EpochExtractor`
-as the live data are (same window, anti-alias filter and interpolation to the model rate). A recorded or live synthesized stream (``--synth``) goes through the same extractor, so both modes
-compare the same thing.
+as the live data are (same window, anti-alias filter and interpolation to the model rate). A recorded or live
+synthesized stream (``--synth``) goes through the same extractor, so both modes compare the same thing.
 
 Rendering follows the live data ``lag_s`` behind (a marker that arrives up to that long after the data that
 holds its onset still lands in full); :meth:`PredictedSignal.render_until` returns the new samples.

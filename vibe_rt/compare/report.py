@@ -14,8 +14,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -194,7 +195,7 @@ def write_report(
     report = {
         "format": "vibe-rt-compare-report",
         "version": 1,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "montage": montage.to_dict(),
         "summary": summary,
         "missed": {"outages": outages or [], "data_gaps": gaps or [], "lost_events": comparator.lost},

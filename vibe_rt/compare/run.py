@@ -18,9 +18,10 @@ import dataclasses
 import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .._logs import logger
 from ..calibration import CalibrationProfile
@@ -329,7 +330,9 @@ def _compare_live(config: CompareConfig, synth: SynthChoice, on_status: Callable
 
     # a short run does not wait longer for its streams than it runs
     resolve_timeout = 10.0 if config.duration is None else min(10.0, max(1.0, config.duration))
-    live = LiveComparator(config.live, synth.montage, synth.predictor or synth.stream, markers=config.markers,
+    source = synth.predictor or synth.stream  # a live comparison has no synthesized recording
+    assert config.live is not None and source is not None  # checked by config.validate()
+    live = LiveComparator(config.live, synth.montage, source, markers=config.markers,
                           interpolation=config.interpolation, unit_override=config.live_unit,
                           resolve_timeout=resolve_timeout, device=config.live_device(),
                           **config.comparator_options)
@@ -358,6 +361,7 @@ def _write_live_view(config: CompareConfig, live: Any) -> None:
     """Rewrite the report folder from a snapshot of the running comparison (the worker goes on meanwhile)."""
     from .report import write_report
 
+    assert config.report is not None  # a live view writes to the report folder
     comp = live.snapshot()
     if comp.n_events:
         write_report(config.report, comp, outages=live.outages(), gaps=live.data_gaps(),

@@ -13,8 +13,9 @@ samples at the window's edges. Pure: no threads, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -268,7 +269,7 @@ class Session:
             self._lose(m, reason, "live")
         for m, reason in self.synth.flush():
             self._lose(m, reason, "synth")
-        for seq, (m, _) in list(self._live_ready.items()):
+        for m, _ in list(self._live_ready.values()):
             self._lose(m, "incomplete at stop", "synth")
 
 

@@ -22,8 +22,8 @@ over the cap at the P1 and N1 peaks against :meth:`EvokedModel.evoked` on the ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class EpochsDataset:
         std = np.maximum(np.sqrt(var), 1e-30)
         return mean.astype(np.float32), std.astype(np.float32)
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "EpochsDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> EpochsDataset:
         """A dataset with the given images (in memory)."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
@@ -156,7 +157,7 @@ class EpochsDataset:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, mmap: bool = True) -> "EpochsDataset":
+    def load(cls, directory: str | os.PathLike, *, mmap: bool = True) -> EpochsDataset:
         """Read a dataset written by :meth:`save` (no pickle; memory-mapped read-only by default).
 
         Raises

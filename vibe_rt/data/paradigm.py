@@ -215,7 +215,7 @@ def neighbour_kernel(paradigm: Paradigm, n_trials: int, sfreq: float, max_offset
     h = np.zeros(2 * max_offset + 1)
     lengths = sequence_lengths(n_trials, paradigm)
     support, prob = paradigm.intervals(sfreq)
-    pmf = np.zeros(max_offset + 1)
+    pmf: np.ndarray = np.zeros(max_offset + 1)
     pmf[0] = 1.0  # k = 0: offset 0
     step = np.zeros(int(support[-1]) + 1)
     step[support] = prob

@@ -34,14 +34,15 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._imports import import_optional_dependency
 from .._logs import logger
-from ..errors import ConfigError, DataError, require_path
+from ..errors import DataError, require_path
 from ..montage import SI_UNITS, Montage, get_montage
 from ..units import parse_unit, unit_scale
 from .dataset import EpochsDataset
@@ -135,7 +136,7 @@ class Recording:
     # ------------------------------------------------------------------------------------- construction
     @classmethod
     def from_raw(cls, raw: Any, name: str = "", path: str | os.PathLike | None = None,
-                 stim_channel: str | None = None) -> "Recording":
+                 stim_channel: str | None = None) -> Recording:
         """A recording from a preloaded MNE Raw: all channels (SI units), annotations as markers."""
         types = raw.get_channel_types()
         pos = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=float).reshape(-1, 3)
@@ -176,7 +177,7 @@ class Recording:
         """Per-channel factor to SI units (:func:`unit_scale`)."""
         return np.array([unit_scale(u, t) for u, t in zip(self.units, self.ch_types)])
 
-    def pick_types(self, types: Sequence[str] = DATA_TYPES) -> "Recording":
+    def pick_types(self, types: Sequence[str] = DATA_TYPES) -> Recording:
         """The channels of the given types only (default: the M/EEG data channels)."""
         idx = [i for i, t in enumerate(self.ch_types) if t in types]
         if self._data is None:
@@ -295,7 +296,8 @@ def _xdf_channels(stream: dict, stim_channel: str | None) -> tuple[list[str], li
                                                                   np.ndarray]:
     n = int(stream["info"]["channel_count"][0])
     kind = str(stream["info"]["type"][0]).upper()
-    labels, units, types = [f"ch{i + 1}" for i in range(n)], [None] * n, [""] * n
+    labels, types = [f"ch{i + 1}" for i in range(n)], [""] * n
+    units: list[str | None] = [None] * n
     pos = np.full((n, 3), np.nan)
     try:
         chans = stream["info"]["desc"][0]["channels"][0]["channel"]
@@ -415,7 +417,8 @@ def read_events_sidecar(path: str | os.PathLike) -> list[dict[str, Any]]:
             continue
         try:
             onset = float(cells["onset"])  # type: ignore[arg-type]
-            code = int(float(cells["value"])) if cells.get("value") is not None else None
+            value = cells.get("value")
+            code = int(float(value)) if value is not None else None
         except (TypeError, ValueError) as err:
             raise DataError(f"{path}, line {n}: {err}; onset must be seconds and value a number (or n/a)") from err
         rows.append({"onset": onset, "image": cells.get("image"), "code": code, "columns": cells})
@@ -505,7 +508,7 @@ def _match(rec: Recording, rows: list[dict[str, Any]] | None, tolerance: float, 
     return np.array(out_on), out_img
 
 
-def _pick_channels(raw: Any, montage: Montage | None, path: Path) -> tuple[list[str], Montage]:
+def _pick_channels(raw: Any, montage: Montage | None, path: Path | None) -> tuple[list[str], Montage]:
     import mne
 
     if montage is None:
@@ -517,8 +520,9 @@ def _pick_channels(raw: Any, montage: Montage | None, path: Path) -> tuple[list[
         pos = np.nan_to_num(pos)
         types = tuple(mne.channel_type(raw.info, i) for i in picks)
         n = int(round(raw.info["sfreq"]))
-        return names, Montage(f"recording-{path.stem}", tuple(names), types, pos, float(raw.info["sfreq"]), -0.2,
-                              n, positions_approximate=not np.any(pos))
+        stem = path.stem if path is not None else "raw"  # a Recording made from an MNE Raw may have no file
+        return names, Montage(f"recording-{stem}", tuple(names), types, pos, float(raw.info["sfreq"]), -0.2, n,
+                              positions_approximate=not np.any(pos))
     lower = {c.lower(): c for c in raw.ch_names}
     missing = [c for c in montage.ch_names if c.lower() not in lower]
     if missing:

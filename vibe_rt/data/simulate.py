@@ -692,15 +692,19 @@ class SimulationConfig:
         """The presentation paradigm (the montage's default when None)."""
         return get_paradigm(self.paradigm, self.get_montage().name)
 
-    def resolved(self) -> SimulationConfig:
-        """A copy with the per-montage defaults filled in and values checked."""
+    @property
+    def sizes(self) -> tuple[int, int, int, int]:
+        """``(n_train, train_reps, n_test, test_reps)``, the montage's defaults where None."""
         name = self.montage if isinstance(self.montage, str) else self.get_montage().name
         d = _PRESET_SIZES.get(name, _PRESET_SIZES["things-eeg2"])
+        given = (self.n_train, self.train_reps, self.n_test, self.test_reps)
+        n_train, train_reps, n_test, test_reps = (d[k] if v is None else int(v) for k, v in enumerate(given))
+        return n_train, train_reps, n_test, test_reps
+
+    def resolved(self) -> SimulationConfig:
+        """A copy with the per-montage defaults filled in and values checked."""
         out = SimulationConfig(**{**asdict(self)})
-        out.n_train = d[0] if self.n_train is None else int(self.n_train)
-        out.train_reps = d[1] if self.train_reps is None else int(self.train_reps)
-        out.n_test = d[2] if self.n_test is None else int(self.n_test)
-        out.test_reps = d[3] if self.test_reps is None else int(self.test_reps)
+        out.n_train, out.train_reps, out.n_test, out.test_reps = self.sizes
         for k in ("n_train", "train_reps", "n_test", "test_reps"):
             if getattr(out, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(out, k)}")
@@ -717,22 +721,24 @@ def _image_sets(cfg: SimulationConfig, out_dir: Path
                 ) -> tuple[list[Path], list[Path], list[dict], list[CategoryLabel | None]]:
     """Write (or list) the images of both splits; returns train paths, test paths, per-image parameters and
     category labels (test first, then train, as the parameters)."""
+    n_train, _, n_test, _ = cfg.sizes
     if cfg.image_dir:
         files = list_images(cfg.image_dir)
-        need = cfg.n_test + 1
+        need = n_test + 1
         if len(files) < need:
             raise DataError(f"{cfg.image_dir} has {len(files)} images; need at least n_test + 1 = {need}")
         order = np.random.default_rng([cfg.seed, 10]).permutation(len(files))
-        test = [files[i] for i in order[: cfg.n_test]]
-        train = [files[i] for i in order[cfg.n_test: cfg.n_test + cfg.n_train]]
-        labels = (read_category_table(cfg.categories, cfg.image_dir, test + train) if cfg.categories
-                  else [None] * (len(test) + len(train)))
+        test = [files[i] for i in order[:n_test]]
+        train = [files[i] for i in order[n_test: n_test + n_train]]
+        labels: list[CategoryLabel | None] = (
+            read_category_table(cfg.categories, cfg.image_dir, test + train) if cfg.categories
+            else [None] * (len(test) + len(train)))
         params = [{"kind": "user", "split": split, "file": p.name, "category": lab.to_dict() if lab else None}
                   for split, p, lab in zip(["test"] * len(test) + ["train"] * len(train), test + train, labels)]
         return train, test, params, labels
     params = []
     paths: dict[str, list[Path]] = {"train": [], "test": []}
-    for split, n, tag in (("test", cfg.n_test, 11), ("train", cfg.n_train, 12)):
+    for split, n, tag in (("test", n_test, 11), ("train", n_train, 12)):
         for i in range(n):
             img, p = make_stimulus(np.random.default_rng([cfg.seed, tag, i]), cfg.image_size)
             path = out_dir / "images" / split / f"{split}_{i + 1:05d}.png"
@@ -786,8 +792,9 @@ def simulate_dataset(config: SimulationConfig | None = None, out_dir: str | os.P
     noise = BackgroundNoise(montage, montage.sfreq, seed=cfg.seed, scale=cfg.noise_scale)
     rng = np.random.default_rng([cfg.seed, 20])
     result = {}
-    splits = (("test", test_paths, cfg.test_reps, labels[: len(test_paths)]),
-              ("train", train_paths, cfg.train_reps, labels[len(test_paths):]))
+    _, train_reps, _, test_reps = cfg.sizes
+    splits = (("test", test_paths, test_reps, labels[: len(test_paths)]),
+              ("train", train_paths, train_reps, labels[len(test_paths):]))
     for split, paths, reps, split_labels in splits:
         t1 = time.perf_counter()
         drives = [model.drives(read_image(p), lab) for p, lab in zip(paths, split_labels)]

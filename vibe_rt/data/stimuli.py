@@ -57,7 +57,7 @@ def _window(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, cx: float, c
     return np.clip((radius - r) / edge + 0.5, 0, 1)
 
 
-def _params(rng: np.random.Generator) -> dict[str, float]:
+def _params(rng: np.random.Generator) -> dict[str, Any]:
     central = rng.random() < 0.15
     return {
         "cx": 0.0 if central else float(rng.uniform(-0.65, 0.65)),

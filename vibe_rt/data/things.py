@@ -377,7 +377,8 @@ def load_things_meg(path: str | os.PathLike, *, montage: Montage | str | None = 
         arr = gather(idx, names, split, avg)
         ds = EpochsDataset(arr, montage, [to_path(p) for p in names], split, "a.u.", dict(meta))
         if out_dir is not None:
-            arr.flush()
+            if isinstance(arr, np.memmap):  # gather writes into out_dir
+                arr.flush()
             del arr
             write_header(Path(out_dir) / split, montage, ds.image_paths, split, "a.u.", ds.meta, ds.epochs.shape)
             ds = EpochsDataset.load(Path(out_dir) / split)

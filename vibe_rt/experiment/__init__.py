@@ -11,12 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..stream.lsl import MarkerOutlets
 from .clock import ClockOffset, measure_offset, psychopy_to_lsl
 from .log import ExperimentLog, read_log
-from ..stream.lsl import MarkerOutlets
 from .markers import OnsetSink
-from .rsvp import (RESPONSE_CODE, FramePacer, FrameTiming, RsvpConfig, Trial, build_trials, detect_drops,
-                   frame_timing, frames_for_duration, score_responses)
+from .rsvp import (
+    RESPONSE_CODE,
+    FramePacer,
+    FrameTiming,
+    RsvpConfig,
+    Trial,
+    build_trials,
+    detect_drops,
+    frame_timing,
+    frames_for_duration,
+    score_responses,
+)
 
 __all__ = ["RESPONSE_CODE", "ClockOffset", "ExperimentLog", "FramePacer", "FrameTiming", "MarkerOutlets",
            "OnsetReporter", "OnsetSink", "RsvpConfig", "RsvpResult", "Trial", "build_trials", "detect_drops",

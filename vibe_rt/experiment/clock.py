@@ -22,8 +22,8 @@ measurement makes no such assumption (it also covers Windows' QueryPerformanceCo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import ConfigError
 

@@ -38,8 +38,9 @@ import csv
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -113,7 +114,7 @@ class ExperimentLog:
             self._flush()
             self._fh.close()
 
-    def __enter__(self) -> "ExperimentLog":
+    def __enter__(self) -> ExperimentLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -36,10 +36,11 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +51,17 @@ from ..stream.events import onset_marker  # imported here, not at the first onse
 from .clock import ClockOffset, lsl_clock, measure_offset
 from .log import ExperimentLog
 from .markers import OnsetSink, push_event_marker
-from .rsvp import (RESPONSE_CODE, FramePacer, FrameTiming, RsvpConfig, Trial, build_trials, frame_timing,
-                   missed_frames, score_responses)
+from .rsvp import (
+    RESPONSE_CODE,
+    FramePacer,
+    FrameTiming,
+    RsvpConfig,
+    Trial,
+    build_trials,
+    frame_timing,
+    missed_frames,
+    score_responses,
+)
 
 PACING = ("auto", "vsync", "clock")
 MAX_VSYNC_HZ = 240.0
@@ -171,7 +181,7 @@ class OnsetReporter:
         self._core: Any = None
 
     # lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "OnsetReporter":
+    def start(self) -> OnsetReporter:
         """Measure the clock offset (unless given) and the refresh rate (unless given); enable frame recording."""
         from psychopy import core  # noqa: PLC0415  (the window exists, so PsychoPy is importable)
 
@@ -199,7 +209,7 @@ class OnsetReporter:
             logger.warning("the PsychoPy and LSL clocks drifted by %.3f ms during the run: onsets late in the run "
                            "are off by up to that much", 1e3 * drift)
 
-    def __enter__(self) -> "OnsetReporter":
+    def __enter__(self) -> OnsetReporter:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -512,8 +522,8 @@ def run_rsvp(images: Sequence[str | Path], config: RsvpConfig | None = None, *, 
         # the first two images are loaded before the run; the first draw of each stimulus compiles shaders and
         # uploads textures (tens of ms), so draw both once into the back buffer and clear it
         for k in range(min(2, len(trials))):
-            pixels[k] = load(trials[k])
-            _set_image(stims[k], win, pixels[k])
+            pixels[k] = loaded = load(trials[k])
+            _set_image(stims[k], win, loaded)
             stims[k].draw()
         fix.draw()
         win.clearBuffer()
@@ -582,8 +592,8 @@ def run_rsvp(images: Sequence[str | Path], config: RsvpConfig | None = None, *, 
                         if 1 <= i and i + 1 < len(trials):
                             t_prep = time.perf_counter()
                             nxt = (i + 1) % 2
-                            pixels[nxt] = load(trials[i + 1])
-                            _set_image(stims[nxt], win, pixels[nxt])
+                            pixels[nxt] = loaded = load(trials[i + 1])
+                            _set_image(stims[nxt], win, loaded)
                             t_prep = time.perf_counter() - t_prep
                             if t_prep > timing.period:
                                 logger.debug("loading %s took %.1f ms (%.1f frames)", trials[i + 1].image,

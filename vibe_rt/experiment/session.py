@@ -14,13 +14,16 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._logs import logger
 from ..errors import ConfigError
 from ..options import Choice, ExistingPath, NewFile, Number, Rule, option, validate_options
 from ..stream.config import StreamConfig, parse_frame_size
 from .rsvp import RsvpConfig
+
+if TYPE_CHECKING:
+    from .markers import OnsetSink
 
 #: The stream options an RSVP session takes from ``vibe-rt stream`` (same flags, same rules).
 STREAM_OPTIONS = ("model", "backend", "srate", "name", "source_id", "lookahead", "device", "device_delay", "subject")
@@ -137,7 +140,7 @@ def run_rsvp_session(config: RsvpSessionConfig) -> dict[str, Any]:
     if targets:
         logger.info("targets (press %s): %s", design.response_key, ", ".join(p.name for p in targets[:5]))
 
-    def present(sink: object) -> dict[str, Any]:
+    def present(sink: OnsetSink) -> dict[str, Any]:
         result = run_rsvp(images, design, targets=targets, sink=sink, fullscreen=not config.windowed,
                           size=parse_frame_size(config.size), screen=config.screen, image_size=config.image_size,
                           refresh_hz=config.refresh, pacing=config.pacing, log_path=log_path, log_header=header)

@@ -38,8 +38,9 @@ class Backend(Protocol):
         """Run the graph on ``{input_name: float32 array (B, ...)}``; return ``{output_name: float32 array}``."""
         ...
 
-    def warmup(self, batch: int = 1, n: int = 3) -> None:
-        """Run ``n`` times on zeros of batch ``batch`` (allocations, autotuning, graph capture)."""
+    def warmup(self, batch: int = 1, n: int = 3, shape: tuple[int, ...] | None = None) -> None:
+        """Run ``n`` times on zeros of batch ``batch`` (allocations, autotuning, graph capture); ``shape`` is the
+        per-sample input shape (read from the graph where a backend can)."""
         ...
 
 
@@ -47,7 +48,8 @@ def _single_input(backend: Backend, inputs: dict[str, np.ndarray]) -> np.ndarray
     try:
         x = inputs[backend.input_name]
     except KeyError:
-        raise EngineError(f"{backend.name} backend expects input {backend.input_name!r}, got {sorted(inputs)}")
+        raise EngineError(
+            f"{backend.name} backend expects input {backend.input_name!r}, got {sorted(inputs)}") from None
     x = np.asarray(x)
     if x.dtype != np.float32:
         x = x.astype(np.float32)

@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +54,6 @@ from .export import (
     validate_onnx_file,
 )
 from .int8_set import default_calibration_dir
-from .quantize import MIN_EPOCH_R, QUANTIZED_OPS, image_specific_r, pearson_r, quantize_dynamic_graph
 from .manifest import (
     CHAIN,
     MANIFEST_NAME,
@@ -71,6 +70,7 @@ from .manifest import (
     tensorrt_dir,
     timing_cache_path,
 )
+from .quantize import MIN_EPOCH_R, QUANTIZED_OPS, image_specific_r, pearson_r, quantize_dynamic_graph
 
 if TYPE_CHECKING:
     from ..models.vibe import ViBE
@@ -127,7 +127,7 @@ def _parity(backend, module, example, batch: int, seed: int) -> tuple[float, tup
     return relative_error(backend.run({backend.input_name: x})[backend.output_name], ref), ref.shape
 
 
-def _verified(folder: Path, manifest: EngineManifest, model: LoadedModel | None, runners: dict[str, Backend],
+def _verified(folder: Path, manifest: EngineManifest, model: LoadedModel | None, runners: Mapping[str, Backend],
               tolerance: float, kind: str) -> VerifyResult:
     """The verify result of a folder whose files were checked: parity of each runner against ``model``."""
     parity: dict[str, float] = {}
@@ -274,26 +274,36 @@ class TorchStore(EngineStore):
 
 
 class _CachedStore(EngineStore):
-    """A backend whose graphs are files in the cache, described by a manifest. Each implements:
+    """A backend whose graphs are files in the cache, described by a manifest."""
 
-    ``folder(model_hash, precision) -> Path``: where its engines of a model live.
+    @abstractmethod
+    def folder(self, model_hash: str, precision: str) -> Path:
+        """Where its engines of a model live."""
 
-    ``ensure(model, *, precision=None, fused=True, batch=None, force=False, rebuild_invalid=False,
-    calibration_dir=None) -> (folder, manifest)``: the model's verified engines, building the graphs that are
-    missing. ``model`` is a :class:`LoadedModel` (a :class:`ViBE` is wrapped: hold a LoadedModel to hash it
-    once); ``precision`` defaults to :attr:`default_precision`; ``fused`` adds the fused chain graph to the three
-    stages; ``batch`` is the (min, opt, max) profile (None: any cached profile, :data:`DEFAULT_BATCH` when
-    building); ``force`` rebuilds a valid set; ``rebuild_invalid`` rebuilds a set that is corrupt or was built
-    for another model, TensorRT version or GPU (logging why) instead of refusing it with EngineError;
-    ``calibration_dir`` holds the INT8 calibration images (TensorRT int8; default: the built-in set).
+    @abstractmethod
+    def ensure(self, model: LoadedModel | ViBE, *, precision: str | None = None, fused: bool = True,
+               batch: tuple[int, int, int] | None = None, force: bool = False, rebuild_invalid: bool = False,
+               calibration_dir: str | Path | None = None) -> tuple[Path, EngineManifest]:
+        """The model's verified engines (folder, manifest), building the graphs that are missing.
 
-    ``load(model_hash, *, precision=None, fused=False) -> (folder, manifest)``: a verified set, or EngineError
-    naming the problem (absent, mismatched, corrupt); checksums are verified before any file reaches the
-    runtime, which may crash on malformed input.
+        ``model`` is a :class:`LoadedModel` (a :class:`ViBE` is wrapped: hold a LoadedModel to hash it once);
+        ``precision`` defaults to :attr:`default_precision`; ``fused`` adds the fused chain graph to the three
+        stages; ``batch`` is the (min, opt, max) profile (None: any cached profile, :data:`DEFAULT_BATCH` when
+        building); ``force`` rebuilds a valid set; ``rebuild_invalid`` rebuilds a set that is corrupt or was
+        built for another model, TensorRT version or GPU (logging why) instead of refusing it with EngineError;
+        ``calibration_dir`` holds the INT8 calibration images (TensorRT int8; default: the built-in set).
+        """
 
-    ``verify(folder, manifest, model) -> VerifyResult``: one cached folder of this backend checked (files,
-    validity, compatibility) and, when ``model`` is given (the folder's own model), parity re-measured.
-    """
+    @abstractmethod
+    def load(self, model_hash: str, *, precision: str | None = None, fused: bool = False) -> tuple[
+            Path, EngineManifest]:
+        """A verified set (folder, manifest), or EngineError naming the problem (absent, mismatched, corrupt);
+        checksums are verified before any file reaches the runtime, which may crash on malformed input."""
+
+    @abstractmethod
+    def verify(self, folder: Path, manifest: EngineManifest, model: LoadedModel | None) -> VerifyResult:
+        """One cached folder of this backend checked (files, validity, compatibility) and, when ``model`` is
+        given (the folder's own model), parity re-measured."""
 
     @abstractmethod
     def _runner(self, path: Path, *, device: str, precision: str, options: RunnerOptions) -> Backend:
@@ -540,7 +550,7 @@ def load_calibration_images(folder: str | Path, preprocess, *, limit: int | None
     return np.stack(out)
 
 
-def _int8_parity(model, runners: dict[str, Backend], images: np.ndarray, batch_size: int = 8) -> tuple[
+def _int8_parity(model, runners: Mapping[str, Backend], images: np.ndarray, batch_size: int = 8) -> tuple[
         dict[str, float], dict[str, float]]:
     """How far INT8 graphs are from the fp32 PyTorch stages on the calibration images.
 

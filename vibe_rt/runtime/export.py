@@ -71,7 +71,7 @@ def export_onnx(
             torch.onnx.export(
                 module,
                 (example_input,),
-                buf,
+                buf,  # type: ignore[arg-type]  # torch writes to a file-like object too; its annotation omits it
                 input_names=[input_name],
                 output_names=[output_name],
                 opset_version=opset,

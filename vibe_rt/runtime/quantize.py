@@ -26,8 +26,8 @@ every token (relative error 0.68) still gave r = 0.99995 over all values, agains
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +89,13 @@ def quantize_static_graph(src: str | Path, dst: str | Path, inputs: Sequence[np.
     """Write the statically quantized ``src`` (QDQ format, int8 weights per channel, uint8 activations whose
     ranges are the min/max over ``inputs``: batches of the graph's input) to ``dst``; return
     :func:`quantized_nodes` of the result."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class _Batches(CalibrationDataReader):
         def __init__(self) -> None:

@@ -26,8 +26,9 @@ TensorRT is imported lazily (:func:`import_tensorrt`), so this module imports wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,7 @@ def trt_logger():
     if _TRT_LOGGER is not None:
         return _TRT_LOGGER
     trt = import_tensorrt()
-
-    class _Logger(trt.ILogger):
+    class _Logger(trt.ILogger):  # type: ignore[name-defined]  # a base class from the lazily imported module
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
@@ -97,7 +97,7 @@ def make_entropy_calibrator(batches: Sequence[np.ndarray], cache_file: str | Pat
         raise EngineError("no calibration batches: put images in calibration/int8/ (see calibration/README.md)")
     cache_path = Path(cache_file) if cache_file else None
 
-    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined]  # see trt_logger
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._batches = [np.ascontiguousarray(b, dtype=np.float32) for b in batches]
@@ -296,7 +296,8 @@ class TensorRTBackend:
         try:
             data = plan_path.read_bytes()
         except OSError as err:
-            raise EngineError(f"cannot read TensorRT plan {plan_path} ({err}): rebuild with `vibe-rt engines build`")
+            raise EngineError(
+                f"cannot read TensorRT plan {plan_path} ({err}): rebuild with `vibe-rt engines build`") from err
         self._runtime = trt.Runtime(trt_logger())
         self.engine = self._runtime.deserialize_cuda_engine(data)
         if self.engine is None:

@@ -65,8 +65,9 @@ from __future__ import annotations
 import collections
 import heapq
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, NamedTuple, Sequence, Union
+from typing import Any, ClassVar, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -164,8 +165,8 @@ class LineHum:
     name: ClassVar[str] = "line"
 
 
-ArtifactSpec = Union[Blinks, Saccades, MuscleBursts, Drifts, Pops, BadChannel, LineHum]
-_KINDS: tuple[type, ...] = (Blinks, Saccades, MuscleBursts, Drifts, Pops, BadChannel, LineHum)
+ArtifactSpec: TypeAlias = Blinks | Saccades | MuscleBursts | Drifts | Pops | BadChannel | LineHum
+_KINDS: tuple[type[ArtifactSpec], ...] = (Blinks, Saccades, MuscleBursts, Drifts, Pops, BadChannel, LineHum)
 #: Item names of ``--artifacts``, in the order the artifacts are rendered.
 ARTIFACT_NAMES = tuple(k.name for k in _KINDS)
 #: ``--artifacts realistic`` (see the module docstring).
@@ -203,12 +204,12 @@ def _parse_item(item: Item) -> ArtifactSpec:
         raise ConfigError(f"{FLAG}: unknown artifact {item.name!r}; use {', '.join(ARTIFACT_NAMES)} or realistic")
     if item.when is not None and kind is not BadChannel:
         raise ConfigError(f"{FLAG} {item.raw!r}: only bad-channel takes @CHANNEL")
-    if kind is BadChannel:
+    if issubclass(kind, BadChannel):
         mode = (item.value or "flat").lower()
         if mode not in ("flat", "noisy"):
             raise ConfigError(f"{FLAG} {item.raw!r}: bad-channel is flat or noisy, e.g. bad-channel:flat@T7")
         return BadChannel(mode, item.when)
-    if kind is LineHum:
+    if issubclass(kind, LineHum):
         if item.value is None:
             return LineHum()
         freq = item.value.lower().removesuffix("hz")
@@ -336,7 +337,7 @@ class _Part:
 
     label = ""
 
-    def __init__(self, injector: "ArtifactInjector", kind: int) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int) -> None:
         self.inj = injector
         self.srate = injector.srate
         self.times, self.rng = _rngs(injector.seed, kind)
@@ -361,7 +362,7 @@ class _Part:
 class _BlinkPart(_Part):
     label = "blink"
 
-    def __init__(self, injector: "ArtifactInjector", kind: int, spec: Blinks) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int, spec: Blinks) -> None:
         super().__init__(injector, kind)
         self.spec = spec
         self.train = _Train(spec.rate_per_min, self.srate, self.times, spec.dead_s)
@@ -384,7 +385,7 @@ class _SaccadePart(_Part):
 
     label = "saccade"
 
-    def __init__(self, injector: "ArtifactInjector", kind: int, spec: Saccades) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int, spec: Saccades) -> None:
         super().__init__(injector, kind)
         self.spec = spec
         self.train = None if spec.at_onsets else _Train(spec.rate_per_min, self.srate, self.times, spec.dead_s)
@@ -447,7 +448,7 @@ class _SaccadePart(_Part):
 class _EmgPart(_Part):
     label = "emg"
 
-    def __init__(self, injector: "ArtifactInjector", kind: int, spec: MuscleBursts) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int, spec: MuscleBursts) -> None:
         from scipy.signal import butter
 
         super().__init__(injector, kind)
@@ -479,7 +480,7 @@ class _EmgPart(_Part):
 class _DriftPart(_Part):
     label = "drift"
 
-    def __init__(self, injector: "ArtifactInjector", kind: int, spec: Drifts) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int, spec: Drifts) -> None:
         super().__init__(injector, kind)
         self.spec = spec
         self.train = _Train(spec.rate_per_min, self.srate, self.times, spec.dead_s)
@@ -504,7 +505,7 @@ class _DriftPart(_Part):
 class _PopPart(_Part):
     label = "pop"
 
-    def __init__(self, injector: "ArtifactInjector", kind: int, spec: Pops) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int, spec: Pops) -> None:
         super().__init__(injector, kind)
         self.spec = spec
         self.train = _Train(spec.rate_per_min, self.srate, self.times, spec.dead_s)
@@ -524,7 +525,7 @@ class _PopPart(_Part):
 class _BadChannelPart(_Part):
     label = "bad-channel"
 
-    def __init__(self, injector: "ArtifactInjector", kind: int, spec: BadChannel) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int, spec: BadChannel) -> None:
         super().__init__(injector, kind)
         self.spec = spec
         names = injector.ch_names
@@ -548,7 +549,7 @@ class _BadChannelPart(_Part):
 class _LinePart(_Part):
     label = "line"
 
-    def __init__(self, injector: "ArtifactInjector", kind: int, spec: LineHum) -> None:
+    def __init__(self, injector: ArtifactInjector, kind: int, spec: LineHum) -> None:
         from .synth import LineNoise
 
         super().__init__(injector, kind)
@@ -569,9 +570,10 @@ class _LinePart(_Part):
         return out
 
 
-_PARTS: dict[type, type[_Part]] = {Blinks: _BlinkPart, Saccades: _SaccadePart, MuscleBursts: _EmgPart,
-                                   Drifts: _DriftPart, Pops: _PopPart, BadChannel: _BadChannelPart,
-                                   LineHum: _LinePart}
+#: Part per artifact kind; each takes the spec of its own kind.
+_PARTS: dict[type, Callable[[ArtifactInjector, int, Any], _Part]] = {
+    Blinks: _BlinkPart, Saccades: _SaccadePart, MuscleBursts: _EmgPart, Drifts: _DriftPart, Pops: _PopPart,
+    BadChannel: _BadChannelPart, LineHum: _LinePart}
 
 
 class ArtifactInjector:

@@ -9,9 +9,10 @@ event policy, the channels, the resolved calibration, and the three specs below,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..options import Choice, ExistingPath, NewFile, Number, Rule, Text, option, validate_options

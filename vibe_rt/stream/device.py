@@ -73,8 +73,8 @@ class DeviceOutput:
             return eeg
         out = np.zeros((n, eeg.shape[1] + self.n_extra), np.float32)
         out[:, self.n_first:self.n_first + eeg.shape[1]] = eeg
-        if self.pulse_samples:
-            column = self._column(eeg.shape[1])
+        if self._trigger_label is not None:  # a trigger channel (then pulse_samples >= 1)
+            column = self._column(self._trigger_label, eeg.shape[1])
             with self._lock:
                 self._pulses = [p for p in self._pulses if p[1] > start]  # forget the pulses already pushed
                 for first, end, code in self._pulses:
@@ -83,11 +83,11 @@ class DeviceOutput:
                         out[lo:hi, column] = code
         return out
 
-    def _column(self, n_eeg: int) -> int:
-        """The trigger channel's column in a frame with ``n_eeg`` EEG channels."""
-        if self._trigger_label in self._first:
-            return self._first.index(self._trigger_label)
-        return self.n_first + n_eeg + self._last.index(self._trigger_label)
+    def _column(self, label: str, n_eeg: int) -> int:
+        """The column of the trigger channel ``label`` in a frame with ``n_eeg`` EEG channels."""
+        if label in self._first:
+            return self._first.index(label)
+        return self.n_first + n_eeg + self._last.index(label)
 
 
 __all__ = ["DeviceOutput"]

@@ -1,8 +1,8 @@
 """Event policies: which frames become stimulus onsets.
 
 A policy sees frames in capture order and returns True for the frames that count as a new stimulus onset,
-False for the others (the pipeline turns an onset frame into a :class:`Stimulus`). Time comes only from ``frame.t_capture`` (the injected clock of the
-source), so the policies are pure and tested without threads.
+False for the others (the pipeline turns an onset frame into a :class:`Stimulus`). Time comes only from
+``frame.t_capture`` (the injected clock of the source), so the policies are pure and tested without threads.
 
 Policies
 --------

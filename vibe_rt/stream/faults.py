@@ -30,8 +30,9 @@ never stop it: a freeze ends, a restarted outlet comes back (a failed re-creatio
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class Episode:
     rate_per_min: float | None = None
 
 
-FaultSpec = Union[ClockDrift, Jitter, Episode]
+FaultSpec: TypeAlias = ClockDrift | Jitter | Episode
 FAULT_NAMES = ("drift", "jitter", "freeze", "drop", "restart")
 _EPISODES = ("freeze", "drop", "restart")
 _RESTART_DOWN_S = 1.0
@@ -144,7 +145,8 @@ def format_faults(specs: Sequence[FaultSpec]) -> str:
     return ",".join(items) or "none"
 
 
-class FaultNotice(NamedTuple):
+@dataclass(frozen=True)
+class FaultNotice:
     """A fault starting or ending at output sample ``index``; ``marker`` is its JSON content (the pipeline adds
     the timestamp of ``index`` as ``onset``)."""
 
@@ -318,9 +320,10 @@ class FaultInjector:
         skipped during a freeze of another fault, are dropped)."""
         best = None
         for windows in self._windows[kind]:
-            while windows.peek() is not None and windows.peek()[1] <= start:
-                windows.pop()
             w = windows.peek()
+            while w is not None and w[1] <= start:
+                windows.pop()
+                w = windows.peek()
             if w is not None and (best is None or w[0] < best[0]):
                 best = w
         return best

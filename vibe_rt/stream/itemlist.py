@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..errors import ConfigError
 
@@ -59,7 +59,7 @@ def quantity(text: str, units: Mapping[str, float], *, flag: str, item: str, wha
     if match and not unit and default_unit is not None:
         unit = default_unit
     factor = units.get(unit) if match else None
-    if factor is None:
+    if match is None or factor is None:
         raise ConfigError(f"{flag} {item!r}: {what} must be a number with a unit ({', '.join(units)}), got "
                           f"{text!r}")
     value = float(match.group(1)) * factor

@@ -19,8 +19,8 @@ An explicit number (``--lookahead 0.25``) is a fixed lookahead and never changes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class Lookahead:
         return cls(float(seconds), "fixed", f"fixed at {seconds:g} s by --lookahead")
 
 
-def auto_lookahead(path_times_s: Sequence[float], push_interval_s: float, maximum_s: float, *,
+def auto_lookahead(path_times_s: Sequence[float] | np.ndarray, push_interval_s: float, maximum_s: float, *,
                    what: str = "warm-up runs") -> Lookahead:
     """The automatic lookahead for measured path times (see the module docstring), at most ``maximum_s`` (the
     rule then says so); no times: the margins and the push interval alone (a stream without a model)."""
@@ -80,7 +80,7 @@ def should_grow(current: Lookahead, n_responses: int, n_late: int, grown: bool) 
             and n_late > GROW_LATE_FRACTION * n_responses)
 
 
-def grown_lookahead(current: Lookahead, onset_to_ready_s: Sequence[float], push_interval_s: float,
+def grown_lookahead(current: Lookahead, onset_to_ready_s: Sequence[float] | np.ndarray, push_interval_s: float,
                     maximum_s: float) -> Lookahead:
     """The one growth: what the measured onset -> ready times need, at least twice ``current``, at most
     ``maximum_s``."""

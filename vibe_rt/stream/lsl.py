@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -212,7 +213,7 @@ class MarkerOutlets:
 
     def close(self) -> None:
         """Drop the outlets (consumers see the streams disappear)."""
-        self.markers = self.codes = None  # type: ignore[assignment]
+        self.markers = self.codes = None
 
 
 class LslOutlets:
@@ -248,7 +249,6 @@ class LslOutlets:
                  source_id: str | None = None, lookahead: Lookahead = Lookahead.fixed(0.25), chunk_size: int = 5,
                  extra: dict[str, Any] | None = None, device: DeviceProfile | None = None,
                  device_delay_s: float = 0.0, calibration: dict[str, str] | None = None) -> None:
-        import pylsl
 
         self.name = name
         self.source_id = source_id or default_source_id(name, montage)
@@ -295,4 +295,4 @@ class LslOutlets:
         """Drop the outlets (consumers see the streams disappear)."""
         if self.marker_outlets is not None:
             self.marker_outlets.close()
-        self.signal = self.marker_outlets = None  # type: ignore[assignment]
+        self.signal = self.marker_outlets = None

@@ -22,7 +22,8 @@ import heapq
 import itertools
 import threading
 import time
-from typing import Any, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -135,8 +136,9 @@ class StreamPipeline:
         if predictor is None and montage is None:
             raise ConfigError("StreamPipeline needs a predictor or, for a background-only stream, a montage")
         self.predictor = predictor
-        self.model_montage = predictor.montage if predictor is not None else montage
-        assert self.model_montage is not None
+        model_montage = predictor.montage if predictor is not None else montage
+        assert model_montage is not None
+        self.model_montage: Montage = model_montage
         self.device = device
         target = device.cap_for(self.model_montage) if device is not None else self.model_montage
         self.montage = target.pick(list(channels)) if channels else target
@@ -213,7 +215,7 @@ class StreamPipeline:
         self._started = False
 
     # lifecycle ----------------------------------------------------------------------------------------------
-    def start(self) -> "StreamPipeline":
+    def start(self) -> StreamPipeline:
         """Create the outlets (and recording), start the threads, then open the source.
 
         Sample 0 is stamped when the outlets exist, before the source opens, so that a source's first frame is
@@ -320,7 +322,7 @@ class StreamPipeline:
         """The one allowed growth of an automatic lookahead (:mod:`vibe_rt.stream.lookahead`): announced in the
         log and on the marker stream; timestamps are untouched, only the push delay changes."""
         c = self.synth.counters
-        assert self.lookahead_choice is not None and self.sample_clock is not None
+        assert self.lookahead_choice is not None and self.sample_clock is not None and self._pacer is not None
         if not should_grow(self.lookahead_choice, c["responses"] + c["late_dropped"], c["late"],
                            self._lookahead_grown):
             return
@@ -361,11 +363,11 @@ class StreamPipeline:
             self.outlets.close()
         self._started = False
         if self._errors:
-            err = self._errors[0]
+            first = self._errors[0]
             self._errors = []
-            raise err
+            raise first
 
-    def __enter__(self) -> "StreamPipeline":
+    def __enter__(self) -> StreamPipeline:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -529,7 +531,7 @@ class StreamPipeline:
         with self._cond:
             while not self._queue and not self._stop.is_set():
                 self._cond.wait(0.1)
-            batch = []
+            batch: list[tuple[Stimulus, float]] = []
             while self._queue and len(batch) < self.max_batch:
                 batch.append(self._queue.popleft())
             self._busy = len(batch)

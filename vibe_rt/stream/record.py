@@ -36,7 +36,7 @@ import heapq
 import os
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -137,7 +137,7 @@ class BrainVisionWriter:
                   f"DataFile={self.eeg.name}\n\n[Marker Infos]\n"
                   "; Mk<n>=<Type>,<Description>,<Position in data points>,<Size>,<Channel (0 = all)>\n"
                   f"Mk1=New Segment,,1,1,0,{now.strftime('%Y%m%d%H%M%S%f')}\n").encode()
-        mode = "wb" if overwrite else "xb"
+        mode: Literal["wb", "xb"] = "wb" if overwrite else "xb"
         try:
             self.vhdr.parent.mkdir(parents=True, exist_ok=True)
             with open(self.vhdr, mode) as f:

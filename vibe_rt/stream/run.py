@@ -13,12 +13,12 @@ the two, and is what ``vibe-rt stream`` calls::
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
-
 
 from .._logs import logger
 from ..calibration import CalibrationProfile, LatentAdapter

@@ -18,9 +18,10 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -126,7 +127,7 @@ class FrameSource:
         """Release the device/file."""
 
     # lifecycle ----------------------------------------------------------------------------------------------
-    def start(self) -> "FrameSource":
+    def start(self) -> FrameSource:
         """Open the source (errors raised here) and start the capture thread."""
         if self._thread is not None:
             return self
@@ -152,7 +153,7 @@ class FrameSource:
             err, self.error = self.error, None
             raise err
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,8 @@ import numpy as np
 #: ``onset_to_ready``: onset (capture) -> response added to the synthesizer; ``onset_to_emitted``: onset -> end
 #: of the push of the first output sample that holds the response (the glass-to-LSL latency, which includes the
 #: output delay by design).
-STAGES = ("capture_to_dispatch", "capture_to_dequeue", "queue_wait", "preprocess", "encoder", "qformer", "decoder", "inference",
-          "synth_add", "onset_to_ready", "onset_to_emitted", "push", "push_lag")
+STAGES = ("capture_to_dispatch", "capture_to_dequeue", "queue_wait", "preprocess", "encoder", "qformer", "decoder",
+          "inference", "synth_add", "onset_to_ready", "onset_to_emitted", "push", "push_lag")
 
 
 class RollingWindow:

@@ -39,8 +39,9 @@ non-finite output sample (e.g. from a background generator) is replaced by 0 (``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy.ndimage import shift as _ndi_shift
@@ -243,14 +244,13 @@ class LineNoise:
 
     def _compute(self, start: int, n: int) -> np.ndarray:
         idx = np.arange(start, start + n, dtype=np.int64)
-        out = None
+        out = np.zeros((n, self.amplitude.shape[0]))
         for (freq, amp), phase in zip(self.components, self._phases):
             if self._int:  # exact cycle position: no loss of precision after hours
                 frac = ((idx * int(freq)) % int(self.srate)) / self.srate
             else:
                 frac = np.mod(idx * (freq / self.srate), 1.0)
-            part = np.sin(2 * np.pi * frac[:, None] + phase) * amp
-            out = part if out is None else np.add(out, part, out=out)
+            out += np.sin(2 * np.pi * frac[:, None] + phase) * amp
         return out
 
 
