@@ -10,8 +10,17 @@ import pytest
 import torch
 
 from vibe_rt.errors import CheckpointError, ConfigError
-from vibe_rt.models import (ImageEncoder, ImageEncoderConfig, QFormer, QFormerConfig, TSCVAE, TSCVAEConfig,
-                            TSConvPlus, ViBE, ViBEConfig)
+from vibe_rt.models import (
+    TSCVAE,
+    ImageEncoder,
+    ImageEncoderConfig,
+    QFormer,
+    QFormerConfig,
+    TSConvPlus,
+    TSCVAEConfig,
+    ViBE,
+    ViBEConfig,
+)
 from vibe_rt.models.tsconv import scalp_neighbours
 from vibe_rt.montage import get_montage
 from vibe_rt.runtime.export import export_onnx, relative_error

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vibe_rt.models import TSCVAE, TSCVAEConfig, TSConvPlus, scalp_neighbours
+from vibe_rt.models import TSCVAE, TSConvPlus, TSCVAEConfig, scalp_neighbours
 from vibe_rt.montage import get_montage
 
 torch.set_num_threads(1)

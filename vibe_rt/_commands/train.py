@@ -113,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
 
         kw = _pick(args, {**_COMMON, "swd_weight": "swd_weight", "swd_projections": "swd_projections",
                           "target": "target", "size": "qformer_size"})
-        _, res = train_stage2(args.data, args.vae, args.encoder, args.out,
-                              Stage2Config(**kw, progress=not args.no_progress), cache_dir=args.cache,
-                              resume=not args.no_resume, threads=args.threads)
-        print(json.dumps({"out": args.out, **res.metrics}))
+        _, res2 = train_stage2(args.data, args.vae, args.encoder, args.out,
+                               Stage2Config(**kw, progress=not args.no_progress), cache_dir=args.cache,
+                               resume=not args.no_resume, threads=args.threads)
+        print(json.dumps({"out": args.out, **res2.metrics}))
         return 0
     if args.stage == "default":
         from ..training.default import DefaultConfig, train_default

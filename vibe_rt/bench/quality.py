@@ -142,19 +142,19 @@ def run(*, models: list[str | Path] | None = None, data: str | Path | None = Non
     n_splits = n_splits or (20 if quick else 100)
     scored: dict[str, Any] = {}
     load_before = load_average()
-    for name, path in todo:
+    for name, checkpoint in todo:
         try:
-            doc = read_checkpoint_config(path)
+            doc = read_checkpoint_config(checkpoint)
             data_dir = Path(data) if data is not None else simulated_data(doc, quick=quick, cache=cache)
             logger.info("quality: scoring %s on %s (%d splits)", name, data_dir, n_splits)
-            rep = evaluate_checkpoint(path, data_dir, None, n_splits=n_splits, seed=seed, baseline=True,
+            rep = evaluate_checkpoint(checkpoint, data_dir, None, n_splits=n_splits, seed=seed, baseline=True,
                                       ridge_kind=ridge, threads=threads)
         except (CheckpointError, DataError) as err:
             logger.warning("%s: %s", name, err)
             scored[name] = {"error": str(err)}
             continue
         scored[name] = {
-            "checkpoint": str(path),
+            "checkpoint": str(checkpoint),
             "data": str(data_dir),
             "headline": rep["headline"],
             "r": {k: v["r"] for k, v in rep["models"].items()},
@@ -173,8 +173,10 @@ def run(*, models: list[str | Path] | None = None, data: str | Path | None = Non
     payload = {
         "question": "Encoding r of the embedded default and given checkpoints vs the ridge baseline and the noise "
                     "ceiling, with the training evaluation protocol.",
-        "config": {"models": [str(m) for m in models or []], "data": str(data) if data else "simulated like each "
-                   "checkpoint's training data, from a fresh seed (recorded + 1000)", "quick": quick, "n_splits": n_splits, "seed": seed, "ridge": ridge},
+        "config": {"models": [str(m) for m in models or []],
+                   "data": str(data) if data else "simulated like each checkpoint's training data, from a fresh "
+                                                  "seed (recorded + 1000)",
+                   "quick": quick, "n_splits": n_splits, "seed": seed, "ridge": ridge},
         "loadavg_before": load_before,
         "loadavg_after": load_average(),
         "results": scored,
@@ -182,7 +184,7 @@ def run(*, models: list[str | Path] | None = None, data: str | Path | None = Non
                            "noise_ceiling_upper": r["noise_ceiling"]["upper"]}
                     for name, r in scored.items() if "error" not in r},
     }
-    path = None
+    path: Path | None = None
     if write:
         if payload["summary"]:
             payload["plot"] = plot(result_path(NAME, out_dir=out_dir, suffix=".png"), scored).name

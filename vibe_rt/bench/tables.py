@@ -274,7 +274,7 @@ def calibration_table(results: Path) -> str | None:
 def experiment_table(results: Path) -> str | None:
     rows = []
     for machine, doc in _load(results, "experiment_timing*-*.json"):
-        def pc(key: str) -> str:
+        def pc(key: str, doc: dict[str, Any] = doc) -> str:
             d = doc.get(key) or {}
             return f"{_f(d.get('p50'), 2)} / {_f(d.get('p99'), 2)}"
         mode = "synthesized stream" if doc.get("synthesized_stream") else "markers only"
@@ -388,6 +388,12 @@ def update(path: Path, content: str, *, check: bool = False) -> bool:
     return True
 
 
+def checkout_path(root: Path | None, *parts: str) -> Path:
+    """``root / parts`` of the source checkout (``run`` has refused to go on without one where it needs it)."""
+    assert root is not None, "not a source checkout"
+    return root.joinpath(*parts)
+
+
 def run(*, results: str | Path | None = None, files: Sequence[str | Path] = (), check: bool = False,
         print_only: bool = False) -> tuple[dict[str, Any], None]:
     """Rebuild the tables in ``files`` from the JSON results in ``results``.
@@ -412,9 +418,10 @@ def run(*, results: str | Path | None = None, files: Sequence[str | Path] = (), 
     root = checkout_root()
     if root is None and (results is None or not files):
         raise ConfigError("not a source checkout: pass --results DIR and the Markdown files whose tables to rebuild")
-    folder = Path(results) if results is not None else root / "benchmarks" / "results"
+    folder = Path(results) if results is not None else checkout_path(root, "benchmarks", "results")
     content = render(folder)
-    targets = [Path(f) for f in files] or [root / "README.md", root / "benchmarks" / "README.md"]
+    targets = ([Path(f) for f in files] if files else
+               [checkout_path(root, "README.md"), checkout_path(root, "benchmarks", "README.md")])
     stale = [] if print_only else [str(p) for p in targets if update(p, content, check=check)]
     return {"content": content, "stale": stale, "check": check,
             "summary": {"out of date" if check else "updated": stale}}, None

@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,12 @@ from ._config import config_from_dict
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 TINY_ENCODER = "vibe-tiny-vit"
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
+
+
+def _rgb(values: Any) -> tuple[float, float, float]:
+    """Three floats (R, G, B) from open_clip's preprocessing config."""
+    r, g, b = (float(v) for v in values)
+    return r, g, b
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class ImageEncoderConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ImageEncoderConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ImageEncoderConfig:
         """Inverse of :meth:`to_dict`."""
         return config_from_dict(cls, data)
 
@@ -202,8 +209,8 @@ class ImageEncoder(nn.Module):
             raise ConfigError(f"open_clip model {cfg.name!r}: resize mode {pp['resize_mode']!r} is not supported "
                               "(supported: 'shortest', 'squash')")
         self._image_size = size if isinstance(size, int) else size[0]
-        self._mean = tuple(float(v) for v in pp["mean"])
-        self._std = tuple(float(v) for v in pp["std"])
+        self._mean = _rgb(pp["mean"])
+        self._std = _rgb(pp["std"])
         self._resize_mode = pp["resize_mode"]
         with torch.no_grad():
             pooled, tokens = self.visual(torch.zeros(1, 3, self._image_size, self._image_size))
@@ -288,5 +295,5 @@ def preprocess_frames(
         resized = frame if (new_w, new_h) == (w, h) else cv2.resize(frame, (new_w, new_h), interpolation=interp)
         top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
         out[i] = resized[top:top + size, left:left + size]
-    out = (out / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=np.float32)
+    normalised = (out / np.float32(255.0) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2), dtype=np.float32)

@@ -66,7 +66,7 @@ class QFormerConfig:
             raise ConfigError(f"Q-Former dropout must be in [0, 1) (got {self.dropout})")
 
     @classmethod
-    def preset(cls, size: str, *, token_dim: int, n_queries: int, out_dim: int) -> "QFormerConfig":
+    def preset(cls, size: str, *, token_dim: int, n_queries: int, out_dim: int) -> QFormerConfig:
         """The ``"tiny"`` or ``"base"`` size for given image-token width and latent shape."""
         if size not in _SIZES:
             raise ConfigError(f"unknown Q-Former size {size!r}; valid sizes: {', '.join(_SIZES)}")
@@ -77,7 +77,7 @@ class QFormerConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "QFormerConfig":
+    def from_dict(cls, data: dict[str, Any]) -> QFormerConfig:
         """Inverse of :meth:`to_dict`."""
         return config_from_dict(cls, data)
 

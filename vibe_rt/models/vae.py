@@ -104,12 +104,12 @@ class TSCVAEConfig:
 
     @classmethod
     def for_montage(cls, montage: Montage, size: str = "tiny", *, spatial_kernel: int | None = None,
-                    spatial: str = "scalp", **overrides: Any) -> "TSCVAEConfig":
+                    spatial: str = "scalp", **overrides: Any) -> TSCVAEConfig:
         """The preset ``size`` (``"tiny"`` or ``"base"``) for a montage's channels, positions and epoch length.
 
         ``spatial_kernel`` (default: the preset's, reduced below the channel count for small montages) sets the
-        neighbourhood size (sensors per kernel, the sensor included); ``spatial="global"`` spans all channels (ablation). ``overrides`` replace other
-        preset fields (``widths``, ``latent_tokens``...).
+        neighbourhood size (sensors per kernel, the sensor included); ``spatial="global"`` spans all channels
+        (ablation). ``overrides`` replace other preset fields (``widths``, ``latent_tokens``...).
         """
         if size not in _SIZES:
             raise ConfigError(f"unknown TSC-VAE size {size!r}; valid sizes: {', '.join(_SIZES)}")
@@ -131,7 +131,7 @@ class TSCVAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TSCVAEConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TSCVAEConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
         return config_from_dict(cls, data)
 

@@ -63,7 +63,7 @@ class ViBEConfig:
         *,
         encoder: ImageEncoderConfig | None = None,
         token_dim: int | None = None,
-    ) -> "ViBEConfig":
+    ) -> ViBEConfig:
         """The ``"tiny"`` or ``"base"`` preset for a montage (a :class:`Montage` or a preset name).
 
         ``encoder`` overrides the preset's image encoder (e.g. to give pretrained weights); ``token_dim`` is
@@ -86,7 +86,7 @@ class ViBEConfig:
                 "vae": self.vae.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ViBEConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ViBEConfig:
         """Inverse of :meth:`to_dict`."""
         missing = sorted({"montage", "encoder", "qformer", "vae"} - set(data))
         if missing:
@@ -97,6 +97,9 @@ class ViBEConfig:
 
 class SIDecoder(nn.Module):
     """Export stage "decoder": latent ``(B, L, D)`` -> epoch ``(B, C, T)`` in SI units (VAE + de-normalisation)."""
+
+    norm_mean: torch.Tensor
+    norm_std: torch.Tensor
 
     def __init__(self, decoder: TSCDecoder, norm_mean: torch.Tensor, norm_std: torch.Tensor) -> None:
         super().__init__()
@@ -121,6 +124,9 @@ class ViBE(nn.Module):
         a vibe-rt checkpoint).
     """
 
+    norm_mean: torch.Tensor
+    norm_std: torch.Tensor
+
     def __init__(self, cfg: ViBEConfig, *, load_pretrained: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
@@ -136,12 +142,12 @@ class ViBE(nn.Module):
         self.register_buffer("norm_std", torch.ones(c))
 
     @classmethod
-    def tiny(cls, montage: Montage | str) -> "ViBE":
+    def tiny(cls, montage: Montage | str) -> ViBE:
         """The tiny default: ``vibe-tiny-vit`` encoder, tiny Q-Former and TSC-VAE (random initialisation)."""
         return cls(ViBEConfig.for_montage(montage, "tiny"))
 
     @classmethod
-    def base(cls, montage: Montage | str, pretrained: str | None = None) -> "ViBE":
+    def base(cls, montage: Montage | str, pretrained: str | None = None) -> ViBE:
         """The base size with open_clip ViT-B-32 (random init unless ``pretrained``: a cached tag or a file)."""
         cfg = ViBEConfig.for_montage(montage, "base", encoder=ImageEncoderConfig(BASE_ENCODER, pretrained),
                                      token_dim=_BASE_TOKEN_DIM)

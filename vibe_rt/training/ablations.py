@@ -42,7 +42,7 @@ from .embeddings import image_features
 from .evaluate import predict_epochs
 from .pipeline import build_encoder, fit_ridge
 from .stage1 import Stage1Config, _normalised, train_vae
-from .stage2 import Stage2Config, train_mapper
+from .stage2 import LatentModel, Stage2Config, train_mapper
 
 __all__ = ["AblationConfig", "EpochAsLatent", "VARIANTS", "run_ablations", "bootstrap_seeds_images"]
 
@@ -173,8 +173,8 @@ def _one_seed(cfg: AblationConfig, seed: int, ctx: Any) -> dict[str, Any]:
     from ..data.simulate import SimulationConfig, simulate_dataset
 
     work = Path(cfg.work_dir) / f"seed-{seed}"
-    sim = dict(montage="things-eeg2", n_train=cfg.n_train, train_reps=cfg.train_reps, n_test=cfg.n_test,
-               test_reps=cfg.test_reps, seed=seed, noise_scale=cfg.noise_scale)
+    sim: dict[str, Any] = dict(montage="things-eeg2", n_train=cfg.n_train, train_reps=cfg.train_reps,
+                               n_test=cfg.n_test, test_reps=cfg.test_reps, seed=seed, noise_scale=cfg.noise_scale)
     train_sim, test_sim = SimulationConfig(**sim), SimulationConfig(**{**sim, "seed": seed + TEST_SEED_OFFSET,
                                                                           "n_train": 1})
     train, _ = simulate_dataset(train_sim, work / "data")
@@ -185,7 +185,7 @@ def _one_seed(cfg: AblationConfig, seed: int, ctx: Any) -> dict[str, Any]:
     te_tok, te_pool = image_features(enc, test.image_paths, cache_dir=cache, name=cfg.encoder, progress=False)
     out: dict[str, Any] = {"target": test.average(), "pred": {}, "val_r": {}, "seconds": {}}
 
-    def mapper_run(name: str, vae: nn.Module, mean: np.ndarray, std: np.ndarray, **over: Any) -> None:
+    def mapper_run(name: str, vae: LatentModel, mean: np.ndarray, std: np.ndarray, **over: Any) -> None:
         t = time.perf_counter()
         s2 = Stage2Config(**{**cfg.stage2, **over, "seed": seed, "progress": cfg.progress})
         res = train_mapper(tr_tok, _normalised(np.asarray(train.epochs), mean, std), vae, s2, ctx=ctx)
@@ -244,7 +244,7 @@ def run_ablations(config: AblationConfig | None = None) -> dict[str, Any]:
         table[name] = row
     swd = {f"{w:g}": table[f"swd_{w:g}"] for w in cfg.swd_weights}
     chosen = max(swd, key=lambda w: swd[w]["val_r"])
-    results = {
+    results: dict[str, Any] = {
         "description": __doc__.split("\n\n")[0],
         "score": "encoding r against the test images' repetition average (channels x time mean of the r across "
                  "images), mean over training seeds; 95 % CI: percentile bootstrap over seeds, then test images",

@@ -76,7 +76,7 @@ class RidgeEncoder:
     per_target: bool = False
     standardize: bool = True
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "RidgeEncoder":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> RidgeEncoder:
         """Fit on features ``x`` (N, F) and targets ``y`` (N, ...) (flattened internally)."""
         x = np.asarray(x, np.float64)
         y = np.asarray(y, np.float64)
@@ -175,6 +175,11 @@ class PCARidgeEncoder:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predict responses for features ``x`` (N, F); shape (N, *out_shape)."""
         return self.ridge_.predict(self.transform(x))
+
+    @property
+    def alpha_(self) -> np.ndarray:
+        """The ridge penalty (or penalties) chosen by GCV on the component scores."""
+        return self.ridge_.alpha_
 
 
 class MLPMapper(nn.Module):

@@ -12,9 +12,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,9 +148,9 @@ def epoch_indices(n: int, *, seed: int, epoch: int, ctx: DistContext) -> np.ndar
     if ctx.distributed:
         from torch.utils.data import DistributedSampler
 
-        sampler = DistributedSampler(
-            range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=False
-        )
+        sampler: DistributedSampler[int] = DistributedSampler(
+            range(n),  # type: ignore[arg-type]  # any Sized works: the sampler only takes its len()
+            num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed, drop_last=False)
         sampler.set_epoch(epoch)
         return np.fromiter(iter(sampler), dtype=np.int64)
     g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
@@ -167,7 +168,9 @@ def lr_at(step: int, *, base_lr: float, total_steps: int, warmup_steps: int, min
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    return model.module if hasattr(model, "module") else model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 @dataclass

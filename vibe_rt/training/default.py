@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from .._logs import logger
-from .common import init_distributed, setup_torch
 from .baselines import RidgeEncoder
+from .common import init_distributed, setup_torch
 from .embeddings import image_features
 from .evaluate import build_report, evaluate_predictions, evaluate_reconstruction, predict_epochs, write_report
 from .metrics import EncodingScores, encoding_r
@@ -141,8 +141,9 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t_all = t = time.perf_counter()
 
-    sim_kw = dict(montage="things-eeg2", n_train=cfg.n_train, train_reps=cfg.train_reps, n_test=cfg.n_test,
-                  test_reps=cfg.test_reps, seed=cfg.seed, noise_scale=cfg.noise_scale)
+    sim_kw: dict[str, Any] = dict(montage="things-eeg2", n_train=cfg.n_train, train_reps=cfg.train_reps,
+                                  n_test=cfg.n_test, test_reps=cfg.test_reps, seed=cfg.seed,
+                                  noise_scale=cfg.noise_scale)
     train, _ = simulate_dataset(SimulationConfig(**sim_kw), work / "data")
     test_seed = cfg.seed + TEST_SEED_OFFSET
     _, test = simulate_dataset(SimulationConfig(**{**sim_kw, "seed": test_seed, "n_train": 1}), work / "test-data")
@@ -189,10 +190,9 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
     for kind, pca in (("pooled", None), ("tokens", None), ("pca", PCA_COMPONENTS)):
         ridge, preds[f"ridge_{kind}"] = fit_ridge(tr_tok, tr_pool, train, te_tok, te_pool, r1.mean, r1.std,
                                                   kind="tokens" if kind == "pca" else kind, pca_components=pca)
-        ridge_info[kind] = ({"alpha": float(np.mean(ridge.alpha_)), "n_features": int(ridge.coef_.shape[0])}
-                            if isinstance(ridge, RidgeEncoder) else
-                            {"alpha": float(np.mean(ridge.ridge_.alpha_)), "n_components": PCA_COMPONENTS,
-                             "of": "flattened tokens"})
+        ridge_info[kind] = {"alpha": float(np.mean(ridge.alpha_)),
+                            **({"n_features": int(ridge.coef_.shape[0])} if isinstance(ridge, RidgeEncoder) else
+                               {"n_components": PCA_COMPONENTS, "of": "flattened tokens"})}
     truth = np.load(work / "test-data" / "test" / "evoked_true.npy", allow_pickle=False)
     preds["truth"] = truth  # the simulator's noise-free responses: the best any model can do on these data
     scores = {name: evaluate_predictions(p, test, std=r1.std, n_splits=cfg.n_splits, seed=cfg.seed)

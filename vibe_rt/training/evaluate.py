@@ -11,8 +11,9 @@ Plots: r per channel and per time point with the noise ceiling (PNG).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from torch import nn
 from .._logs import logger
 from ..errors import DataError
 from .metrics import EncodingScores, encoding_scores, reconstruction_scores
+
+if TYPE_CHECKING:
+    from .stage2 import LatentModel
 
 __all__ = [
     "headline",
@@ -71,7 +75,7 @@ def reconstruct(vae: nn.Module, epochs: np.ndarray, mean: np.ndarray, std: np.nd
 
 @torch.no_grad()
 def predict_epochs(
-    mapper: nn.Module, vae: nn.Module, tokens: np.ndarray, mean: np.ndarray, std: np.ndarray, batch: int = 256
+    mapper: nn.Module, vae: LatentModel, tokens: np.ndarray, mean: np.ndarray, std: np.ndarray, batch: int = 256
 ) -> np.ndarray:
     """Image tokens ``(N, n_tokens, D)`` -> mapper -> VAE decoder -> epochs ``(N, C, T)`` (de-normalised)."""
     from .stage2 import decode_latents, predict_latents

@@ -16,6 +16,8 @@ import torch
 
 from .._logs import logger
 from ..errors import CheckpointError
+from ..models.qformer import QFormer
+from ..models.vae import TSCVAE
 from .baselines import PCARidgeEncoder, RidgeEncoder, ridge_features
 from .common import DistContext, TrainingInterrupted, init_distributed, setup_torch
 from .embeddings import image_features
@@ -60,11 +62,14 @@ def build_encoder(spec: str, *, seed: int = 0) -> Any:
     return enc
 
 
-def assemble_vibe(encoder: Any, mapper: torch.nn.Module, vae: torch.nn.Module, montage: Any,
+def assemble_vibe(encoder: Any, mapper: torch.nn.Module, vae: TSCVAE, montage: Any,
                   mean: np.ndarray, std: np.ndarray) -> Any:
     """Put a trained encoder, Q-Former and VAE together into a :class:`ViBE` (weights copied)."""
     from ..models.vibe import ViBE, ViBEConfig
 
+    if not isinstance(mapper, QFormer):
+        raise CheckpointError(f"a ViBE checkpoint needs the Q-Former mapper, not {type(mapper).__name__} (an "
+                              "ablation only)")
     cfg = ViBEConfig(montage.to_dict(), encoder.cfg, mapper.cfg, vae.cfg)
     model = ViBE(cfg, load_pretrained=False)
     model.encoder.load_state_dict(encoder.state_dict())
@@ -120,6 +125,7 @@ def train_stage2(
     ck = load_vae_checkpoint(vae_path)
     if ck.norm_mean is None or ck.norm_std is None:
         raise CheckpointError(f"{vae_path} has no normalisation statistics; retrain it with `vibe-rt train vae`")
+    norm_mean, norm_std = ck.norm_mean, ck.norm_std
     if ck.montage.ch_names != train.montage.ch_names or ck.montage.n_times != train.montage.n_times:
         raise CheckpointError(f"{vae_path} was trained on montage {ck.montage.name!r} ({ck.montage.n_channels} "
                               f"channels, {ck.montage.n_times} samples), the data in {data_dir} is "
@@ -132,10 +138,10 @@ def train_stage2(
                                name=name, pretrained=pretrained, progress=cfg.progress and ctx.is_main)
     if ctx.is_main:
         ctx.barrier()
-    x = _normalised(np.asarray(train.epochs), ck.norm_mean, ck.norm_std)
+    x = _normalised(np.asarray(train.epochs), norm_mean, norm_std)
 
     def save(res: Stage2Result, interrupted: bool) -> Any:
-        model = assemble_vibe(enc, res.mapper, ck.vae, train.montage, ck.norm_mean, ck.norm_std)
+        model = assemble_vibe(enc, res.mapper, ck.vae, train.montage, norm_mean, norm_std)
         extra = {"stage2": asdict(cfg), "encoder": encoder, "history": res.history, "unit": train.unit}
         if interrupted:
             extra["interrupted"] = interruption_note("stage 2", res.metrics, out)
@@ -213,7 +219,8 @@ def evaluate_checkpoint(
     return report
 
 
-def fit_ridge(tr_tok: np.ndarray, tr_pool: np.ndarray, train: Any, te_tok: np.ndarray, te_pool: np.ndarray,
+def fit_ridge(tr_tok: np.ndarray, tr_pool: np.ndarray | None, train: Any, te_tok: np.ndarray,
+              te_pool: np.ndarray | None,
               mean: np.ndarray, std: np.ndarray, *, kind: str = "tokens", per_target: bool = False,
               pca_components: int | None = None) -> tuple[RidgeEncoder | PCARidgeEncoder, np.ndarray]:
     """Fit the ridge baseline on repetition-averaged, normalised training epochs; predict the test images

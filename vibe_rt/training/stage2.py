@@ -16,9 +16,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -104,6 +105,30 @@ class Stage2Config(ResumableConfig):
             raise ConfigError("swd_weight must be >= 0 and swd_projections >= 1")
 
 
+class LatentModel(Protocol):
+    """What stage 2 needs of its frozen stage-1 model: the TSC-VAE, or the ablations' identity latent."""
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance of normalised epochs."""
+        ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised epochs of latents."""
+        ...
+
+    def eval(self) -> Any:
+        """Evaluation mode (a torch module's)."""
+        ...
+
+    def cpu(self) -> Any:
+        """On the CPU (a torch module's)."""
+        ...
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """The weights to freeze."""
+        ...
+
+
 @dataclass
 class Stage2Result:
     """Outcome of :func:`train_mapper`: the best mapper (eval mode, CPU), its history and validation scores."""
@@ -114,7 +139,7 @@ class Stage2Result:
 
 
 @torch.no_grad()
-def vae_latents(vae: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
+def vae_latents(vae: LatentModel, x: np.ndarray, batch: int = 512) -> np.ndarray:
     """Posterior means of normalised epochs ``(N, C, T)`` -> ``(N, latent_tokens, latent_dim)``."""
     vae.eval()
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
@@ -122,7 +147,7 @@ def vae_latents(vae: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
 
 
 @torch.no_grad()
-def decode_latents(vae: nn.Module, z: np.ndarray | torch.Tensor, batch: int = 512) -> np.ndarray:
+def decode_latents(vae: LatentModel, z: np.ndarray | torch.Tensor, batch: int = 512) -> np.ndarray:
     """Decode latents to normalised epochs ``(N, C, T)``."""
     vae.eval()
     zt = torch.as_tensor(z, dtype=torch.float32)
@@ -156,7 +181,7 @@ def build_mapper(cfg: Stage2Config, *, n_tokens: int, token_dim: int, n_queries:
 def train_mapper(
     tokens: np.ndarray,
     train_epochs_norm: np.ndarray,
-    vae: nn.Module,
+    vae: LatentModel,
     config: Stage2Config | None = None,
     *,
     out_state: str | Path | None = None,
@@ -260,7 +285,7 @@ def train_mapper(
 
 
 @torch.no_grad()
-def _validate(mapper: nn.Module, vae: nn.Module, tok: torch.Tensor, target: torch.Tensor,
+def _validate(mapper: nn.Module, vae: LatentModel, tok: torch.Tensor, target: torch.Tensor,
               val_avg: np.ndarray) -> dict[str, float]:
     pred = predict_latents(mapper, tok)
     dec = decode_latents(vae, pred)
