@@ -56,8 +56,9 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "target_ms": (("--target-ms",), dict(type=float, help="p99 latency target per call (default lookahead/2)")),
     "max_batch": (("--max-batch",), dict(type=int, help="largest batch (default 512: the sweep ends where the "
                                                         "target breaks; quick 8)")),
-    "data": (("--data",), dict(metavar="DIR", help="quality: dataset folder with test/ and train/ (default: the "
-                                                   "simulated dataset recorded in the checkpoint); simulate: "
+    "data": (("--data",), dict(metavar="DIR", help="quality: dataset folder with test/ and train/ (default: "
+                                                   "like the checkpoint's recorded training data, from a fresh "
+                                                   "seed); simulate: "
                                                    "folder to write the dataset to (default: a temporary one)")),
     "splits": (("--splits",), dict(type=int, help="random half splits (default 100, quick 20)")),
     "montage": (("--montage",), dict(action="append", help="montage (inference, simulate: one, default "

@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     de = sub.add_parser("default", help="regenerate the embedded default model and quality numbers",
                         description="Simulate data, train both stages with the tiny encoder, evaluate with "
                                     "baselines and ablations, write vibe_rt/assets/vibe-default.* and "
-                                    "benchmarks/results/quality.json (about 20 minutes on 2 CPU cores).")
+                                    "benchmarks/results/quality.json (about 12 minutes on 2 CPU cores).")
     de.add_argument("--work-dir", default="data/default-run", help="data, cache and report folder")
     de.add_argument("--assets", help="output checkpoint stem (default vibe_rt/assets/vibe-default)")
     de.add_argument("--results", help="quality JSON (default benchmarks/results/quality.json)")
@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ab = sub.add_parser("ablations", help="the ablation study: spatial kernel, latent, mapper, SWD weight",
                         description="Train every ablation variant for several seeds on simulated data, score "
                                     "them on fresh-seed test sets with bootstrap CIs and write "
-                                    "benchmarks/results/ablations.json (about 10 minutes per seed on 2 cores).")
+                                    "benchmarks/results/ablations.json (about 14 minutes per seed on 2 cores).")
     ab.add_argument("--work-dir", default="data/ablations", help="data and cache folder")
     ab.add_argument("--results", help="results JSON (default benchmarks/results/ablations.json)")
     ab.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")

@@ -82,7 +82,7 @@ class EpochAsLatent(nn.Module):
 
 @dataclass
 class AblationConfig:
-    """Settings of the ablation study (sized for about 10 minutes per seed on 2 CPU cores).
+    """Settings of the ablation study (sized for about 14 minutes per seed on 2 CPU cores).
 
     Parameters
     ----------
