@@ -64,9 +64,8 @@ class Stage2Config(ResumableConfig):
     epochs, batch_size, lr, weight_decay, warmup_steps
         Optimisation (AdamW, warm-up + cosine).
     swd_weight : float
-        Weight of the sliced Wasserstein term (0 = MSE only). Default 0.1: on simulated THINGS-EEG2-like data,
-        weight 1 let the distribution term dominate and lowered the test encoding r (0.346 vs 0.394-0.396,
-        ``benchmarks/results/quality.json``).
+        Weight of the sliced Wasserstein term (0 = MSE only). Default 0.1; ``vibe-rt train default`` picks the
+        weight on validation r (``quality.json`` ``swd_selection``; weight 1 lowers it).
     swd_projections : int
         Random directions per step.
     swd_p : float
