@@ -13,7 +13,6 @@ from vibe_rt.training.truth import (
     _bootstrap_r,
     derangement,
     encoding_r_ci,
-    mean_ci,
     shuffled_control,
     truth_metrics,
 )
@@ -134,14 +133,6 @@ def test_encoding_r_ci_contains_the_estimate_and_narrows_with_images():
         widths.append(hi - lo)
     assert widths[1] < 0.5 * widths[0]  # ~ 1 / sqrt(n): 8x the images, about a third of the width
     assert encoding_r_ci(pred, test, n_boot=200, seed=3) == encoding_r_ci(pred, test, n_boot=200, seed=3)
-
-
-def test_mean_ci_over_seeds():
-    mean, lo, hi = mean_ci([0.10, 0.20, 0.30], seed=0)
-    assert mean == pytest.approx(0.2)
-    assert 0.1 <= lo < mean < hi <= 0.3
-    with pytest.raises(ValueError):
-        mean_ci([0.2])
 
 
 def test_pca_ridge_fits_a_linear_truth_from_training_pca_only():

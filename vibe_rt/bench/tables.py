@@ -184,16 +184,15 @@ def quality_table(results: Path) -> str | None:
                          f"{nc['lower']:.3f} - {nc['upper']:.3f}", _f(r.get("reconstruction_r"), 3),
                          "quick" if doc.get("config", {}).get("quick") else str(r["dataset"].get("n_images", "-"))
                          + " test images"])
-    q = results / "quality.json"
-    if q.is_file():
+    d = _json(results / "quality.json")
+    if d is not None:
         try:
-            d = json.loads(q.read_text())
             nc = d["noise_ceiling"]
             rows.append(["(training run)", "vibe-default", _f(d["stage2_encoding_r"], 3),
                          ", ".join(f"{k} {v:.3f}" for k, v in d.get("ridge_baseline_r", {}).items()),
                          f"{nc['lower']:.3f} - {nc['upper']:.3f}", _f(d.get("stage1_reconstruction_r"), 3),
                          f"{d.get('dataset', {}).get('n_test', '-')} test images"])
-        except (OSError, KeyError, json.JSONDecodeError) as err:
+        except KeyError as err:
             logger.warning("tables: skipping quality.json: %s", err)
     return _table(["machine", "model", "encoding r", "ridge baseline r", "noise ceiling", "reconstruction r",
                    "data"], rows)
@@ -388,12 +387,6 @@ def update(path: Path, content: str, *, check: bool = False) -> bool:
     return True
 
 
-def checkout_path(root: Path | None, *parts: str) -> Path:
-    """``root / parts`` of the source checkout (``run`` has refused to go on without one where it needs it)."""
-    assert root is not None, "not a source checkout"
-    return root.joinpath(*parts)
-
-
 def run(*, results: str | Path | None = None, files: Sequence[str | Path] = (), check: bool = False,
         print_only: bool = False) -> tuple[dict[str, Any], None]:
     """Rebuild the tables in ``files`` from the JSON results in ``results``.
@@ -416,12 +409,14 @@ def run(*, results: str | Path | None = None, files: Sequence[str | Path] = (), 
         ``check``; no file is written as a result (the path is None).
     """
     root = checkout_root()
-    if root is None and (results is None or not files):
+    if root is not None:
+        folder = Path(results) if results is not None else root / "benchmarks" / "results"
+        targets = [Path(f) for f in files] or [root / "README.md", root / "benchmarks" / "README.md"]
+    elif results is not None and files:
+        folder, targets = Path(results), [Path(f) for f in files]
+    else:
         raise ConfigError("not a source checkout: pass --results DIR and the Markdown files whose tables to rebuild")
-    folder = Path(results) if results is not None else checkout_path(root, "benchmarks", "results")
     content = render(folder)
-    targets = ([Path(f) for f in files] if files else
-               [checkout_path(root, "README.md"), checkout_path(root, "benchmarks", "README.md")])
     stale = [] if print_only else [str(p) for p in targets if update(p, content, check=check)]
     return {"content": content, "stale": stale, "check": check,
             "summary": {"out of date" if check else "updated": stale}}, None

@@ -35,14 +35,15 @@ import torch
 from torch import nn
 
 from .._logs import logger
-from ..stats import pearson
 from .common import init_distributed, setup_torch
 from .default import TEST_SEED_OFFSET
 from .embeddings import image_features
 from .evaluate import predict_epochs
+from .metrics import encoding_r
 from .pipeline import build_encoder, fit_ridge
 from .stage1 import Stage1Config, _normalised, train_vae
 from .stage2 import LatentModel, Stage2Config, train_mapper
+from .truth import bootstrap_encoding_r
 
 __all__ = ["AblationConfig", "EpochAsLatent", "VARIANTS", "run_ablations", "bootstrap_seeds_images"]
 
@@ -129,25 +130,21 @@ def bootstrap_seeds_images(preds: list[np.ndarray], targets: list[np.ndarray], *
     preds, targets : list of ndarray, shape (N, C, T)
         Per training seed: predictions and the test images' repetition averages.
     n_boot : int
-        Resamples: each draws seeds with replacement, then images with replacement within each drawn seed.
+        Resamples: each draws seeds with replacement, then images with replacement within each drawn seed
+        (:func:`~vibe_rt.training.truth.bootstrap_encoding_r`, one independent image resample per draw).
 
     Returns
     -------
     (mean r, (low, high))
     """
-    def score(p: np.ndarray, y: np.ndarray) -> float:
-        return float(np.nan_to_num(pearson(p, y, axis=0), nan=0.0).mean())
-
-    point = float(np.mean([score(p, y) for p, y in zip(preds, targets)]))
+    n_seeds = len(preds)
+    point = float(np.mean([encoding_r(p, y, axis=0).mean() for p, y in zip(preds, targets)]))
     rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        picks = rng.integers(0, len(preds), len(preds))
-        rs = []
-        for k in picks:
-            idx = rng.integers(0, len(preds[k]), len(preds[k]))
-            rs.append(score(preds[k][idx], targets[k][idx]))
-        boots[b] = np.mean(rs)
+    picks = rng.integers(0, n_seeds, (n_boot, n_seeds))
+    # per seed, an image resample for every (bootstrap, draw) slot; a slot reads the seed it drew
+    per_seed = np.stack([bootstrap_encoding_r(p, y, n_boot * n_seeds, rng).reshape(n_boot, n_seeds)
+                         for p, y in zip(preds, targets)])
+    boots = per_seed[picks, np.arange(n_boot)[:, None], np.arange(n_seeds)[None, :]].mean(1)
     low, high = np.percentile(boots, [2.5, 97.5])
     return point, (float(low), float(high))
 

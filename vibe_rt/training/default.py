@@ -180,11 +180,10 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
         res = train_mapper(tr_tok, x, r1.vae, s2, ctx=ctx)
         mappers[name], s2_cfgs[name], s2_metrics[name] = res.mapper, s2, res.metrics
         timings[f"stage2_{name}_s"] = time.perf_counter() - t
-    swd_curve = {s2_cfgs[f"qformer_swd_{w:g}"].swd_weight: s2_metrics[f"qformer_swd_{w:g}"]["val_r"]
-                 for w in cfg.swd_weights}
+    swd_curve = {w: s2_metrics[f"qformer_swd_{w:g}"]["val_r"] for w in cfg.swd_weights}
     best_weight = max(swd_curve, key=lambda w: swd_curve[w])
     chosen = f"qformer_swd_{best_weight:g}"
-    mappers["vibe"], s2_cfgs["vibe"], s2_metrics["vibe"] = mappers[chosen], s2_cfgs[chosen], s2_metrics[chosen]
+    s2_cfgs["vibe"], s2_metrics["vibe"] = s2_cfgs[chosen], s2_metrics[chosen]
     logger.info("SWD weight by validation r: %s -> %g", {k: round(v, 4) for k, v in swd_curve.items()}, best_weight)
 
     t = time.perf_counter()
@@ -200,12 +199,13 @@ def train_default(config: DefaultConfig | None = None) -> dict[str, Any]:
     preds["truth"] = truth  # the simulator's noise-free responses: the best any model can do on these data
     scores = {name: evaluate_predictions(p, test, std=r1.std, n_splits=cfg.n_splits, seed=cfg.seed)
               for name, p in preds.items()}
+    scores["vibe"] = scores[chosen]  # the validation-chosen Q-Former is the model
     recon = evaluate_reconstruction(r1.vae, test, r1.mean, r1.std)
-    headline = quality_summary(preds["vibe"], test, truth, scores, std=r1.std, n_splits=cfg.n_splits,
+    headline = quality_summary(preds[chosen], test, truth, scores, std=r1.std, n_splits=cfg.n_splits,
                                seed=cfg.seed)
     timings["evaluate_s"] = time.perf_counter() - t
 
-    model = assemble_vibe(enc, mappers["vibe"], r1.vae, train.montage, r1.mean, r1.std)
+    model = assemble_vibe(enc, mappers[chosen], r1.vae, train.montage, r1.mean, r1.std)
     timings["total_s"] = time.perf_counter() - t_all
     quality = {
         **headline,

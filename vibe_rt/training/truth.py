@@ -6,7 +6,8 @@
 - :func:`shuffled_control`: the encoding r of the predictions with the images permuted (a derangement): what
   a prediction without any image-specific information earns under the same protocol.
 - :func:`encoding_r_ci`: percentile bootstrap CI over test images of the encoding r against the full
-  repetition average; :func:`mean_ci`: percentile bootstrap CI of a mean over training seeds.
+  repetition average; :func:`bootstrap_encoding_r`: the resampled statistics themselves (also used by the
+  ablation study's two-level bootstrap).
 
 All numpy; the encoding protocol is :mod:`vibe_rt.training.metrics`.
 """
@@ -21,8 +22,8 @@ import numpy as np
 from ..stats import repetition_mean
 from .metrics import encoding_r, encoding_scores
 
-__all__ = ["Component", "COMPONENTS", "truth_metrics", "derangement", "shuffled_control", "encoding_r_ci",
-           "mean_ci"]
+__all__ = ["Component", "COMPONENTS", "truth_metrics", "derangement", "shuffled_control", "bootstrap_encoding_r",
+           "encoding_r_ci"]
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,25 @@ def _bootstrap_r(pred: np.ndarray, target: np.ndarray, counts: np.ndarray) -> np
     return np.clip(r, -1.0, 1.0).mean(1)
 
 
+def bootstrap_encoding_r(pred: np.ndarray, target: np.ndarray, n_boot: int, rng: np.random.Generator
+                         ) -> np.ndarray:
+    """The encoding r (mean over columns of the Pearson r across images) of ``n_boot`` resamples of the images.
+
+    ``pred`` and ``target`` are (N, ...) arrays of the same shape; each resample draws N images with replacement
+    from ``rng``. Returns the ``n_boot`` statistics.
+    """
+    n = len(pred)
+    a = np.asarray(pred, np.float64).reshape(n, -1)
+    b = np.asarray(target, np.float64).reshape(n, -1)
+    if a.shape != b.shape:
+        raise ValueError(f"pred {np.shape(pred)} does not match the target {np.shape(target)}")
+    chunk = max(1, int(5e6 // a.shape[1]))  # resamples per matrix product (about 40 MB per array)
+    return np.concatenate([
+        _bootstrap_r(a, b, rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_boot - i)).astype(np.float64))
+        for i in range(0, n_boot, chunk)
+    ])
+
+
 def encoding_r_ci(pred: np.ndarray, test_epochs: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
                   level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI over the test images of the encoding r against the full repetition average.
@@ -190,33 +210,8 @@ def encoding_r_ci(pred: np.ndarray, test_epochs: np.ndarray, *, n_boot: int = 10
     average, which is higher than the split-half headline (r against half of the repetitions): the CI gives
     the uncertainty from the choice of test images, to read beside the headline, not an interval around it.
     """
-    n = len(pred)
-    a = np.asarray(pred, np.float64).reshape(n, -1)
-    b = np.asarray(repetition_mean(np.asarray(test_epochs)), np.float64).reshape(n, -1)
-    if a.shape != b.shape:
-        raise ValueError(f"pred {np.shape(pred)} does not match the test epochs {np.shape(test_epochs)}")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, int(5e6 // a.shape[1]))  # resamples per matrix product (about 40 MB per array)
-    stats = np.concatenate([
-        _bootstrap_r(a, b, rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_boot - i)).astype(np.float64))
-        for i in range(0, n_boot, chunk)
-    ])
+    target = repetition_mean(np.asarray(test_epochs))
+    stats = bootstrap_encoding_r(pred, target, n_boot, np.random.default_rng(seed))
     q = 100 * (1 - level) / 2
     lo, hi = np.percentile(stats, [q, 100 - q])
     return float(lo), float(hi)
-
-
-def mean_ci(values: np.ndarray | list[float], seed: int = 0, *, n_boot: int = 10000, level: float = 0.95
-            ) -> tuple[float, float, float]:
-    """Mean of ``values`` (e.g. one score per training seed) and its percentile bootstrap CI over the values.
-
-    Returns ``(mean, lo, hi)``. With few values (3-5 seeds) the interval is coarse and tends to be narrow (a
-    percentile bootstrap cannot be wider than the values' range); at least 2 values are needed.
-    """
-    v = np.asarray(values, np.float64).ravel()
-    if v.size < 2:
-        raise ValueError(f"a CI over seeds needs at least 2 values, got {v.size}")
-    means = v[np.random.default_rng(seed).integers(0, v.size, size=(n_boot, v.size))].mean(1)
-    q = 100 * (1 - level) / 2
-    lo, hi = np.percentile(means, [q, 100 - q])
-    return float(v.mean()), float(lo), float(hi)
