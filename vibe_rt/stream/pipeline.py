@@ -609,7 +609,7 @@ class StreamPipeline:
         """Markers of the artifacts just rendered and of the faults that started or ended, stamped at their
         samples (``Comment`` markers in the recording, with the artifact's duration and channel)."""
         if self.artifacts is not None:
-            names = list(self.output_montage.ch_names)
+            names = self.output_montage.ch_names
             for event in self.artifacts.take_events():
                 onset = sc.timestamp(event.start)
                 duration = None if event.n_samples is None else event.n_samples / self.srate
