@@ -20,6 +20,7 @@ from vibe_rt.stream.synth import (
     Synthesizer,
     ZeroBackground,
     make_background,
+    resample_epochs,
     resample_factors,
 )
 
@@ -93,6 +94,16 @@ def test_resample_factors():
     assert resample_factors(200, 1000) == (5, 1)
     assert resample_factors(100, 1000) == (10, 1)
     assert resample_factors(200, 250) == (5, 4)
+
+
+@pytest.mark.parametrize(("up", "down"), [(4, 1), (5, 2), (1, 2), (41, 10)])
+def test_resample_epochs_with_its_filter_made_once_equals_scipys_default(up, down):
+    from scipy.signal import resample_poly
+
+    epochs = np.random.default_rng(up).normal(size=(2, 3, 250))
+    expected = resample_poly(epochs, up, down, axis=-1)
+    for _ in range(2):  # the second call reuses the filter
+        np.testing.assert_array_equal(resample_epochs(epochs, up, down), expected)
 
 
 @pytest.mark.parametrize("srate", [250, 500, 1000])

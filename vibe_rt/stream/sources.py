@@ -561,7 +561,7 @@ class DemoSource(FrameSource):
         self._theta = rng.uniform(0, np.pi)
         self._freq = rng.uniform(2, 10)
         self._speed = rng.uniform(-0.3, 0.3)  # cycles/s: slow drift within a scene
-        self._c1, self._c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        self._c1, self._c2 = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
         n = rng.integers(1, 4)
         self._shapes = [(rng.uniform(0.1, 0.9, 2), rng.uniform(-0.1, 0.1, 2), rng.uniform(0.05, 0.2),
                          rng.uniform(0, 255, 3), bool(rng.integers(2))) for _ in range(n)]
@@ -572,9 +572,12 @@ class DemoSource(FrameSource):
         if t >= self._scene_end:
             self._new_scene(t)
         dt = t - self._scene_t0
-        u = self._xx * np.cos(self._theta) + self._yy * np.sin(self._theta)
-        w = 0.5 + 0.5 * np.sin(2 * np.pi * (self._freq * u - self._speed * dt))
-        img = w[:, :, None] * self._c1 + (1 - w[:, :, None]) * self._c2
+        # float32 throughout (the capture thread shares the cores with inference and the outlet)
+        phase = np.float32(2 * np.pi * self._freq) * (self._xx * np.float32(np.cos(self._theta))
+                                                       + self._yy * np.float32(np.sin(self._theta)))
+        w = np.sin(phase - np.float32(2 * np.pi * self._speed * dt))
+        w = np.float32(0.5) + np.float32(0.5) * w
+        img = self._c2 + w[:, :, None] * (self._c1 - self._c2)
         for centre, vel, radius, colour, is_disc in self._shapes:
             cx, cy = (centre + vel * dt) % 1.0
             if is_disc:

@@ -35,16 +35,6 @@ class RollingWindow:
         self._values.append(float(value))
         self.count += 1
 
-    def percentiles(self, qs: tuple[float, ...] = (50, 99)) -> tuple[float, ...]:
-        """Percentiles of the window (NaN when empty)."""
-        if not self._values:
-            return tuple(float("nan") for _ in qs)
-        return tuple(float(v) for v in np.percentile(np.fromiter(self._values, float), qs))
-
-    def max(self) -> float:
-        """Largest value in the window (NaN when empty)."""
-        return max(self._values) if self._values else float("nan")
-
     def values(self) -> np.ndarray:
         """The values in the window, oldest first (float64 copy)."""
         return np.fromiter(self._values, float, len(self._values))
@@ -141,16 +131,17 @@ class PipelineStats:
     def snapshot(self) -> dict[str, Any]:
         """A plain dict of all counters, timing percentiles (ms) and rates."""
         now = self.clock()
-        with self._lock:
+        with self._lock:  # copies only: the recording threads wait on this lock
             snap: dict[str, Any] = dict(self.counters)
             snap["events_per_s"] = self._events.rate(now)
-            for k, w in self.timings.items():
-                p50, p99 = w.percentiles()
-                snap[f"{k}_ms"] = {"p50": p50 * 1e3, "p99": p99 * 1e3, "max": w.max() * 1e3, "n": w.count}
+            windows = {k: (w.values(), w.count) for k, w in self.timings.items()}
             snap["queue_depth"] = self.queue_depth
             snap["outlet_cpu_s"] = self.outlet_cpu_s
             snap["uptime_s"] = now - self.started
             snap["error"] = repr(self.error) if self.error is not None else None
+        for k, (values, count) in windows.items():
+            p50, p99, top = np.percentile(values, (50, 99, 100)) if values.size else (np.nan,) * 3
+            snap[f"{k}_ms"] = {"p50": p50 * 1e3, "p99": p99 * 1e3, "max": top * 1e3, "n": count}
         snap["effective_srate"] = self.effective_srate()
         return snap
 

@@ -41,11 +41,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from fractions import Fraction
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from scipy.ndimage import shift as _ndi_shift
-from scipy.signal import resample_poly  # imported with the module: the first response must not wait for it
+from scipy.signal import firwin, resample_poly  # imported with the module: the first response must not wait
 
 from ..errors import ConfigError
 from ..montage import Montage
@@ -81,11 +82,21 @@ def resample_factors(src: float, dst: float, max_denominator: int = 1000) -> tup
     return ratio.numerator, ratio.denominator
 
 
+@lru_cache(maxsize=16)
+def _resampling_filter(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing FIR ``resample_poly`` designs by default for ``up/down`` (Kaiser window, beta 5), made
+    once per ratio instead of once per response (the design cost as much as the filtering)."""
+    max_rate = max(up, down)
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+
+
 def resample_epochs(epochs: np.ndarray, up: int, down: int) -> np.ndarray:
-    """Polyphase resampling along the last axis (``scipy.signal.resample_poly``), float64 out."""
+    """Polyphase resampling along the last axis (``scipy.signal.resample_poly`` with its default filter, designed
+    once per ratio), float64 out; ``up`` and ``down`` coprime (:func:`resample_factors`)."""
     if up == down == 1:
         return np.asarray(epochs, dtype=np.float64)
-    return resample_poly(np.asarray(epochs, dtype=np.float64), up, down, axis=-1)
+    return resample_poly(np.asarray(epochs, dtype=np.float64), up, down, axis=-1,
+                         window=_resampling_filter(up, down))
 
 
 def fade_window(n: int, n_fade: int) -> np.ndarray:
