@@ -35,12 +35,12 @@ def _doc(folder: Path, name: str) -> dict:
 
 def test_bench_latency_quick(tmp_path, capsys):
     rc = main(["bench", "latency", "--quick", "--duration", "2.5", "--backend", "torch", "--model", "tiny",
-               "--out", str(tmp_path)])
+               "--tag", "short", "--out", str(tmp_path)])
     assert rc == 0
-    files = list(tmp_path.glob("latency-*.json"))
+    files = list(tmp_path.glob("latency_short-*.json"))
     assert len(files) == 1 and files[0].with_suffix(".png").is_file()
     doc = json.loads(files[0].read_text())
-    assert doc["benchmark"] == "latency"
+    assert doc["benchmark"] == "latency_short" and doc["config"]["tag"] == "short"
     assert {"machine", "cpu", "cores", "versions", "load_average"} <= set(doc["machine_info"])
     assert doc["machine_info"]["versions"]["vibe-rt"]
     assert doc["config"]["lookahead_modes"] == ["fixed", "auto"]
@@ -114,6 +114,8 @@ def test_bench_stream_with_artifacts_runs_with_and_without_them(tmp_path):
 def test_bench_rejects_bad_options(capsys):
     assert main(["bench", "latency", "--backend", "nonsense"]) == 2
     assert "unknown backend" in capsys.readouterr().err
+    assert main(["bench", "latency", "--tag", "../x"]) == 2
+    assert "--tag must be lower-case letters and digits" in capsys.readouterr().err
     assert main(["bench", "throughput", "--backend", "tensorrt"]) == 2  # CPU device: needs --device cuda
     assert "CUDA" in capsys.readouterr().err
     import torch
@@ -159,7 +161,7 @@ def _fixture_results(folder: Path) -> None:
             "model": "default", "variant": "torch-fp32", "stages_ms": {"inference": pct},
             "lookahead": {"mode": "auto", "final_ms": 21.25, "grown": False},
             "glass_to_lsl_ms": {"ready": {**pct, "p50": 12.5}, "emitted": {**pct, "p50": 23.5}},
-            "counters": {"late": 0}},
+            "counters": {"late": 0}, "cpu_steal_ms": 12.0},
             "default:tensorrt-fp16": {"model": "default", "variant": "tensorrt-fp16", "error": "not installed"}}}))
     (folder / "stream-cpu-test-2c.json").write_text(json.dumps({
         "machine_info": mi, "config": {"duration_s": 600, "channels": 64, "srate": 1000},
@@ -198,7 +200,7 @@ def test_tables_render_and_check(tmp_path, capsys):
     text = readme.read_text()
     assert "STALE TABLE" not in text and text.endswith(f"{END}\n\ntail\n") and text.startswith("# x\n\nintro")
     assert ("| cpu-test-2c | default | torch-fp32 | rate 3.5/s, 600 s | auto 21.2 | - / - / - / - / 2.00 / - / - | "
-            "12.5 | 3.0 | 23.5 | 3.0 | 3.5 | 0/10 | - | 1.2 |") in text
+            "12.5 | 3.0 | 23.5 | 3.0 | 3.5 | 0/10 | - | 12 | 1.2 |") in text
     assert "| reference | BrainAmp | amplifier -> LSL | - | - | - | - | - | 51.6 |" in text
     assert "tensorrt-fp16" not in text  # failed variants are left out
     assert "| cpu-test-2c | vibe-rt | 600 s, 64 ch @ 1000 Hz | 1.0e-09 |" in text

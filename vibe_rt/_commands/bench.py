@@ -53,6 +53,8 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "fps": (("--fps",), dict(type=float, help="demo-source frame rate (default 30)")),
     "refresh_hz": (("--refresh-hz",), dict(type=float, help="display refresh for the floor (default 60)")),
     "video": (("--video",), dict(metavar="FILE", help="use this video (looped) instead of the demo source")),
+    "tag": (("--tag",), dict(metavar="NAME", help="latency: add NAME to the result file "
+                                                  "(latency[_every]_NAME-<machine>.json), e.g. 10min")),
     "target_ms": (("--target-ms",), dict(type=float, help="p99 latency target per call (default lookahead/2)")),
     "max_batch": (("--max-batch",), dict(type=int, help="largest batch (default 512: the sweep ends where the "
                                                         "target breaks; quick 8)")),
@@ -89,7 +91,7 @@ _BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "latency": ("per-stage and glass-to-LSL latency inside the real streaming pipeline (demo source), per "
                 "backend: torch eager vs the engines",
                 ("quick", *_INFERENCE, "duration", "lookahead", "lookahead_mode", "srate", "chunk_ms", "event_rate",
-                 "events", "fps", "refresh_hz", "video")),
+                 "events", "fps", "refresh_hz", "video", "tag")),
     "stream": ("sampling-rate error, timestamp regularity, push lag and drift received by an LSL inlet in another "
                "process, vs MNE-LSL's PlayerLSL",
                ("quick", "duration", "channels", "srate", "chunk_ms", "lookahead", "peer", "artifacts")),

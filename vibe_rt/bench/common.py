@@ -27,7 +27,7 @@ from .._json import to_jsonable
 
 __all__ = [
     "cpu_model", "cpu_counts", "gpu_info", "machine_name", "machine_info", "load_average",
-    "percentiles", "default_out_dir", "result_path", "write_result", "save_histograms", "checkout_root",
+    "percentiles", "cpu_steal_s", "default_out_dir", "result_path", "write_result", "save_histograms", "checkout_root",
 ]
 
 #: Percentile keys of :func:`percentiles`, in order.
@@ -94,6 +94,18 @@ def load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):  # pragma: no cover - Windows
+        return None
+
+
+def cpu_steal_s() -> float | None:
+    """Seconds of CPU time the hypervisor has taken from this virtual machine since boot, all CPUs together
+    (``steal`` in ``/proc/stat``; None where there is none to read): a shared VM's vCPU descheduled for tens of
+    ms stalls whatever thread ran on it, so timing benchmarks record how much of it fell into their run."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, AttributeError):  # pragma: no cover - not Linux
         return None
 
 

@@ -47,7 +47,7 @@ import numpy as np
 
 from .._logs import logger
 from ..errors import ConfigError
-from .common import load_average, percentiles, result_path, save_histograms, write_result
+from .common import cpu_steal_s, load_average, percentiles, result_path, save_histograms, write_result
 from .inference import check_device, make_predictor, parse_variants, resolve_model
 
 NAME = "latency"
@@ -131,8 +131,12 @@ def _modes(lookahead_mode: str) -> tuple[str, ...]:
 def _run_one(predictor: Any, var: dict[str, Any], *, lookahead: float | None, **options: Any) -> tuple[
         dict[str, Any], dict[str, np.ndarray]]:
     """One stream of one variant under one lookahead: its result entry and raw samples (ms)."""
+    steal_before = cpu_steal_s()
     res = run_pipeline(predictor, lookahead=lookahead,
                        max_batch=1 if var["cuda_graph"] else 4, **options)  # a CUDA graph is captured for batch 1
+    steal_after = cpu_steal_s()
+    res["cpu_steal_ms"] = (None if steal_before is None or steal_after is None
+                           else round(1e3 * (steal_after - steal_before), 1))
     smp = res.pop("samples_ms")
     stages = {k: percentiles(v) for k, v in smp.items()}
     ready, emitted = stages.get("ready", {}), stages.get("emitted", {})
@@ -150,15 +154,15 @@ def _summary(r: dict[str, Any]) -> dict[str, Any]:
             "ready_p50_ms": ready.get("p50"), "ready_p99_ms": ready.get("p99"),
             "emitted_p50_ms": emitted.get("p50"), "emitted_p99_ms": emitted.get("p99"),
             "emitted_max_ms": emitted.get("max"), "inference_p99_ms": r["stages_ms"].get("inference", {}).get("p99"),
-            "late": r["counters"]["late"], "responses": r["counters"]["responses"]}
+            "late": r["counters"]["late"], "responses": r["counters"]["responses"], "cpu_steal_ms": r["cpu_steal_ms"]}
 
 
 def run(*, backend: str | None = None, models: tuple[str, ...] | list[str] = (), device: str = "cpu",
         duration: float = 30.0, event_rate: float = 5.0, events: str = "rate", srate: float = 1000.0,
         lookahead: float = 0.25, lookahead_mode: str = "both", fps: float = 30.0, refresh_hz: float = 60.0,
         video: str | Path | None = None, chunk_ms: float = 5.0, threads: int | None = None,
-        engines_dir: str | Path | None = None, out_dir: str | Path | None = None, write: bool = True,
-        plot: bool = True) -> tuple[dict[str, Any], Path | None]:
+        engines_dir: str | Path | None = None, tag: str | None = None, out_dir: str | Path | None = None,
+        write: bool = True, plot: bool = True) -> tuple[dict[str, Any], Path | None]:
     """Run the latency benchmark for each model, backend variant and lookahead mode, one after the other.
 
     Parameters
@@ -192,9 +196,11 @@ def run(*, backend: str | None = None, models: tuple[str, ...] | list[str] = (),
         Use this video file (looped, real time) instead of the demo source.
     threads : int | None
         CPU threads for torch and ONNX Runtime (default: physical cores for torch, ONNX Runtime's own default:
-        physical cores minus one, so that its spinning workers leave the outlet thread a core).
+        physical cores minus one, so that its workers leave the outlet thread a core).
     engines_dir : path-like | None
         Engine cache (default: the project's ``engines/`` cache).
+    tag : str | None
+        Added to the result's name: ``latency[_every]_<tag>-<machine>.json`` (a long run beside the usual one).
     """
     import torch
 
@@ -265,7 +271,7 @@ def run(*, backend: str | None = None, models: tuple[str, ...] | list[str] = (),
                    "lookahead_s": lookahead, "lookahead_modes": list(modes), "chunk_ms": chunk_ms, "fps": fps,
                    "refresh_hz": refresh_hz, "source": "video" if video else "demo", "threads": threads,
                    "torch_threads": torch.get_num_threads(), "montage": mdl.montage.name,
-                   "n_channels": mdl.montage.n_channels},
+                   "n_channels": mdl.montage.n_channels, "tag": tag},
         "floor": floor,
         "references_ms": {"amplifier_to_lsl": AMPLIFIER_DELAYS_MS},
         "loadavg_before": load_before,
@@ -275,6 +281,7 @@ def run(*, backend: str | None = None, models: tuple[str, ...] | list[str] = (),
     }
     path = None
     name = NAME if events == "rate" else f"{NAME}_every"  # latency-<machine>.json / latency_every-<machine>.json
+    name = f"{name}_{tag}" if tag else name
     if write:
         if plot and raw and importlib.util.find_spec("matplotlib") is None:  # e.g. benchmarks/gpu.sh's minimal set
             logger.warning("latency: no PNG, matplotlib is not installed; the JSON holds every sample")

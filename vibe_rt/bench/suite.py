@@ -10,6 +10,7 @@ have their own ``run``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +49,11 @@ class BenchConfig:
     lookahead, srate, chunk_ms, channels, peer, artifacts
         Output delay (s), rate (Hz), push interval (ms), stream channels, run MNE-LSL's PlayerLSL too, and the
         ``--artifacts`` list vibe-rt injects (stream).
-    event_rate, events, lookahead_mode, fps, refresh_hz, video
+    event_rate, events, lookahead_mode, fps, refresh_hz, video, tag
         Latency: onsets/s (5, quick 10), ``"rate"`` or ``"every"`` frame an onset, the lookaheads compared
         (``"both"``: the fixed ``lookahead`` and the automatic one; ``"fixed"``, ``"auto"``), demo-source frame
-        rate, display refresh of the floor, a video instead of the demo source.
+        rate, display refresh of the floor, a video instead of the demo source, and a name added to the result
+        file's (``latency[_every]_<tag>-<machine>.json``, e.g. a 10-minute run beside the side-by-side one).
     target_ms, max_batch
         Throughput: p99 target per call (default lookahead / 2) and largest batch (512, quick 8).
     data, splits
@@ -89,6 +91,7 @@ class BenchConfig:
     fps: float = 30.0
     refresh_hz: float = 60.0
     video: str | Path | None = None
+    tag: str | None = None
     target_ms: float | None = None
     max_batch: int | None = None
     data: str | Path | None = None
@@ -130,6 +133,8 @@ class BenchConfig:
             if not (math.isfinite(value) and (value >= low if inclusive else value > low)):
                 raise ConfigError(f"{option} must be {'>=' if inclusive else '>'} {low}, got {value:g}; see "
                                   "`vibe-rt bench <name> --help` for typical values")
+        if self.tag is not None and not re.fullmatch(r"[a-z0-9]+", self.tag):
+            raise ConfigError(f"--tag must be lower-case letters and digits (it names a file), got {self.tag!r}")
         self.window_size()
 
     def window_size(self) -> tuple[int, int]:
@@ -161,7 +166,7 @@ def _latency(c: BenchConfig) -> Result:
                        event_rate=c.pick(c.event_rate, 5.0, 10.0), events=c.events, srate=c.srate,
                        lookahead=c.lookahead, lookahead_mode=c.lookahead_mode, fps=c.fps, refresh_hz=c.refresh_hz,
                        video=c.video, chunk_ms=c.chunk_ms, threads=c.threads, engines_dir=c.engines_dir,
-                       out_dir=c.out, write=c.write)
+                       tag=c.tag, out_dir=c.out, write=c.write)
 
 
 def _stream(c: BenchConfig) -> Result:

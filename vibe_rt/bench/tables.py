@@ -75,13 +75,14 @@ def latency_table(results: Path) -> str | None:
                          _f(g["ready"].get("p50")), _f(g["ready"].get("p99")), _f(g["emitted"].get("p50")),
                          _f(g["emitted"].get("p99")), _f(g["emitted"].get("max")),
                          f"{r['counters'].get('late', '-')}/{g['ready'].get('n', '-')}",
-                         _f(r.get("epoch_r_vs_fp32"), 5), _f(load)])
+                         _f(r.get("epoch_r_vs_fp32"), 5), _f(r.get("cpu_steal_ms"), 0), _f(load)])
         references.update(doc.get("references_ms", {}).get("amplifier_to_lsl", {}))
     for name, ms in references.items():
         rows.append(["reference", name, "amplifier -> LSL", "-", "-", "-", "-", "-", _f(ms), "-", "-", "-", "-",
-                     "-"])
+                     "-", "-"])
     return _table(["machine", "model", "backend", "onsets", "lookahead ms", "p50 ms: " + " / ".join(_LATENCY_STAGES),
-                   "ready p50 ms", "p99", "emitted p50 ms", "p99", "max", "late/onsets", "int8 epoch r", "load avg"],
+                   "ready p50 ms", "p99", "emitted p50 ms", "p99", "max", "late/onsets", "int8 epoch r",
+                   "CPU steal ms", "load avg"],
                   rows if len(rows) > len(references) else [])
 
 
