@@ -401,22 +401,3 @@ def test_mne_lsl_reads_names_units_positions_and_epochs(source_id):
     peak = times[np.argmax(evoked, axis=-1)]
     assert np.allclose(peak, 0.1, atol=2 / 500)  # the response 100 ms after each code
     assert evoked[0].max() == pytest.approx(10.0, rel=0.03)  # microvolts, as streamed
-
-
-def test_streaming_freezes_the_start_up_objects_out_of_the_collectors_walk(source_id):
-    """While a pipeline streams, what was alive at its start is frozen (a full collection no longer walks the
-    loaded modules and model); two pipelines share the freeze, and it ends with the last one."""
-    import gc
-
-    gc.unfreeze()  # as a process that never streamed
-    first = StreamPipeline(PulsePredictor(), background=None,
-                           output=OutputSpec(srate=250, lookahead=0.1, source_id=f"{source_id}-a"))
-    second = StreamPipeline(PulsePredictor(), background=None,
-                            output=OutputSpec(srate=250, lookahead=0.1, source_id=f"{source_id}-b"))
-    with first:
-        frozen = gc.get_freeze_count()
-        assert frozen > 10_000  # modules, numpy, the predictors: the process's start-up objects
-        with second:  # not frozen again (frozen objects freed by their last reference leave the count)
-            assert frozen - 100 <= gc.get_freeze_count() <= frozen
-        assert gc.get_freeze_count() > 10_000  # the first pipeline still streams
-    assert gc.get_freeze_count() == 0

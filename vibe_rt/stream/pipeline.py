@@ -38,7 +38,6 @@ from .config import MAX_LOOKAHEAD, InferenceSpec, OutputSpec, RecordSpec, SynthS
 from .device import DeviceOutput
 from .events import EventPolicy, Stimulus, StimulusFactory
 from .faults import FaultInjector, format_faults
-from .gc_pause import freeze_startup_objects, thaw
 from .lookahead import WARMUP_RUNS, Lookahead, auto_lookahead, grown_lookahead, should_grow
 from .lsl import LslOutlets
 from .record import BrainVisionWriter
@@ -214,7 +213,6 @@ class StreamPipeline:
         self._errors: list[BaseException] = []
         self._busy = 0
         self._started = False
-        self._gc_frozen = False
 
     # lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> StreamPipeline:
@@ -232,32 +230,6 @@ class StreamPipeline:
         logger.info("lookahead %.1f ms (%s)", 1e3 * self.lookahead, self.lookahead_choice.rule)
         if self.calibration is not None:
             logger.info(self.calibration.summary())
-        freeze_startup_objects()  # no collector pause while streaming (vibe_rt.stream.gc_pause)
-        try:
-            self._open_outputs()
-        except BaseException:
-            thaw()
-            raise
-        self._gc_frozen = True
-        self._stop.clear()
-        self._started = True
-        self._spawn("outlet", self._outlet_loop)
-        if self.predictor is not None:
-            self._spawn("inference", self._inference_loop)
-        if self.source is not None:
-            try:
-                self.source.start()
-            except BaseException:
-                self.stop()
-                raise
-            self._spawn("dispatch", self._dispatch_loop)
-        logger.info("streaming %s (%d ch, %g Hz, lookahead %.1f ms, %s) as LSL %r", self.montage.modality,
-                    self.montage.n_channels, self.srate, 1e3 * self.lookahead, self.lookahead_choice.mode,
-                    self.outlets.source_id)
-        return self
-
-    def _open_outputs(self) -> None:
-        """The outlets, the stream's first sample time, its clock and pacer, and the recording."""
         units = self.synth.units
         self.outlets = LslOutlets(self.output_montage, self.srate, units, name=self.output.name,
                                   source_id=self.output.source_id, lookahead=self.lookahead_choice,
@@ -278,6 +250,22 @@ class StreamPipeline:
             except BaseException:
                 self.outlets.close()
                 raise
+        self._stop.clear()
+        self._started = True
+        self._spawn("outlet", self._outlet_loop)
+        if self.predictor is not None:
+            self._spawn("inference", self._inference_loop)
+        if self.source is not None:
+            try:
+                self.source.start()
+            except BaseException:
+                self.stop()
+                raise
+            self._spawn("dispatch", self._dispatch_loop)
+        logger.info("streaming %s (%d ch, %g Hz, lookahead %.1f ms, %s) as LSL %r", self.montage.modality,
+                    self.montage.n_channels, self.srate, 1e3 * self.lookahead, self.lookahead_choice.mode,
+                    self.outlets.source_id)
+        return self
 
     @property
     def lookahead(self) -> float:
@@ -373,9 +361,6 @@ class StreamPipeline:
             self.writer.close()
         if self.outlets is not None:
             self.outlets.close()
-        if self._gc_frozen:
-            thaw()
-            self._gc_frozen = False
         self._started = False
         if self._errors:
             first = self._errors[0]
