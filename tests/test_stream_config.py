@@ -264,6 +264,7 @@ def test_auto_lookahead_rule_and_growth_policy():
     from vibe_rt.stream.lookahead import (
         AUTO_MARGIN_FRACTION,
         AUTO_MARGIN_S,
+        GROW_LATE_FRACTION,
         GROW_MIN_RESPONSES,
         Lookahead,
         auto_lookahead,
@@ -281,8 +282,10 @@ def test_auto_lookahead_rule_and_growth_policy():
     slow = auto_lookahead([30.0] * 30, 0.005, 10.0)  # a warm-up slower than the longest allowed delay
     assert slow.seconds == 10.0 and slow.rule.endswith("capped at 10 s")
     n = GROW_MIN_RESPONSES
-    assert not should_grow(choice, n - 1, n - 1, grown=False)  # too few responses to judge
-    assert should_grow(choice, n, 1, grown=False) and not should_grow(choice, n, 0, grown=False)
+    assert GROW_LATE_FRACTION * n == 1  # the documented reading: two late among the first hundred grow it
+    assert not should_grow(choice, 5, 1, grown=False)  # one late response early on: not yet 1 % of 100
+    assert should_grow(choice, 5, 2, grown=False)  # a path slower than its warm-up is caught early
+    assert not should_grow(choice, 3 * n, 3, grown=False) and should_grow(choice, 3 * n, 4, grown=False)
     assert not should_grow(choice, n, n, grown=True)  # once only
     assert not should_grow(Lookahead.fixed(0.01), n, n, grown=False)  # a fixed lookahead never changes
     grown = grown_lookahead(choice, [0.05] * 60, 0.005, maximum_s=10.0)

@@ -10,10 +10,13 @@ The percentile covers the path's own spread, the proportional margin the slower 
 (threads of the capture and outlet loops compete with inference while streaming, not during the warm-up), the
 fixed margin the scheduler's wake-up latency, and the push interval the time a sample waits for its chunk.
 
-While streaming the lookahead never shrinks. If more than :data:`GROW_LATE_FRACTION` of the responses come back
-late (once at least :data:`GROW_MIN_RESPONSES` were made), it grows once, to what the responses measured so far
-need (the same rule on their onset -> ready times) and at least twice the current value; this is logged and
-announced on the marker stream. Timestamps are untouched: only the wall-clock delay of each push changes.
+While streaming the lookahead never shrinks. As soon as more than :data:`GROW_LATE_FRACTION` of the responses so
+far came back late, counted over at least :data:`GROW_MIN_RESPONSES` (fewer made so far count as that many: two
+late responses among the first 100 already exceed 1 %, one does not), it grows once, to what the responses
+measured so far need (the same rule on their onset -> ready times) and at least twice the current value; this is
+logged and announced on the marker stream. A path that is slower while streaming than in its warm-up (torch
+eager on every core, competing with the capture and outlet threads) is so caught after a few responses, not
+after a third of the first hundred came late. Timestamps are untouched: only the wall-clock delay of each push changes.
 An explicit number (``--lookahead 0.25``) is a fixed lookahead and never changes.
 """
 
@@ -32,8 +35,8 @@ AUTO_MARGIN_S = 0.005
 WARMUP_RUNS = 30
 #: The lookahead grows (once) when more than this fraction of the responses were late ...
 GROW_LATE_FRACTION = 0.01
-#: ... counted once at least this many responses were made.
-GROW_MIN_RESPONSES = 50
+#: ... counted over at least this many responses.
+GROW_MIN_RESPONSES = 100
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ def auto_lookahead(path_times_s: Sequence[float] | np.ndarray, push_interval_s: 
 
 def should_grow(current: Lookahead, n_responses: int, n_late: int, grown: bool) -> bool:
     """True once, when an automatic lookahead proved too short (see the module docstring)."""
-    return (current.mode == "auto" and not grown and n_responses >= GROW_MIN_RESPONSES
-            and n_late > GROW_LATE_FRACTION * n_responses)
+    return (current.mode == "auto" and not grown
+            and n_late > GROW_LATE_FRACTION * max(n_responses, GROW_MIN_RESPONSES))
 
 
 def grown_lookahead(current: Lookahead, onset_to_ready_s: Sequence[float] | np.ndarray, push_interval_s: float,
