@@ -292,7 +292,7 @@ SECTIONS: list[tuple[str, Callable[[Path], str | None], str]] = [
      "ready = capture -> response in the synthesizer (must stay below the lookahead); emitted = capture -> push "
      "of the first LSL sample holding the response (glass-to-LSL; the lookahead by design + up to one push "
      "interval). Lookahead: fixed (`--lookahead`) or auto (`vibe-rt stream`'s default: p99 of a timed warm-up "
-     "x 1.5 + 5 ms + one push interval). Threads as in the stream: torch every core, ONNX Runtime cores - 1. "
+     "x 1.5 + 10 ms + one push interval). Threads as in the stream: torch every core, ONNX Runtime cores - 1. "
      "Stages: capture = frame stamp -> onset taken by the inference thread (= dispatch: frame stamp -> onset "
      "queued, + queue_wait), preprocess, inference (all three networks), synth_add (resampling to the output "
      "rate + overlap-add), push (one LSL push call). The demo source stamps frames at their nominal time; a "
