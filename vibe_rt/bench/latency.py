@@ -94,12 +94,11 @@ def run_pipeline(predictor: Any, *, duration: float, event_rate: float, srate: f
             time.sleep(0.05)
         # the last onsets need inference plus the lookahead before their first sample is pushed
         pipe.source.stop()  # type: ignore[union-attr]
+        # polled cheaply: status() copies every kept sample, which would stall the last responses
         settle = time.monotonic() + pipe.lookahead + 2.0
-        while time.monotonic() < settle and pipe.error is None:
-            st = pipe.status()
-            if st["queue_depth"] == 0 and st["onset_to_emitted_ms"]["n"] >= st["responses"]:
-                break
+        while time.monotonic() < settle and pipe.error is None and not pipe.idle:
             time.sleep(0.05)
+        time.sleep(2 * chunk_ms / 1000)  # the last response's push is timed after it was rendered
         status = pipe.status()
     finally:
         pipe.stop()
