@@ -194,7 +194,7 @@ def ort_session_options(intra_op_threads: int | None = None, inter_op_threads: i
     """Session options chosen for low-latency single-request inference.
 
     ``intra_op_num_threads`` = :func:`default_intra_op_threads` (physical cores minus one: hyper-threads do not
-    speed up GEMMs and spinning workers compete with the capture/outlet threads), ``inter_op_num_threads`` = 1
+    speed up GEMMs and the workers compete with the capture/outlet threads), ``inter_op_num_threads`` = 1
     with sequential execution (the stage graphs are chains: nothing to run in parallel), ``ORT_ENABLE_ALL`` graph
     optimisations (constant folding, attention/LayerNorm/GELU fusions, layout transforms), and workers that wait
     instead of spinning (``session.intra_op.allow_spinning = 0``, ONNX Runtime's "Thread management" docs).
